@@ -1,0 +1,169 @@
+"""One reconcile loop per source, in the event loop.
+
+The watcher's thread only hands path hints to the loop (call_soon_threadsafe). The loop
+debounces them (a short quiet period, capped under a steady stream), re-reads the hinted
+files in a worker thread, and applies the result. API writes take the same per-source
+lock, so writes, file edits and reconciles never interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Iterable
+
+from reconciler._core.errors import SourceError
+from reconciler.reconcile.engine import Reconciler
+from reconciler.registry.store import RegistryChange
+from reconciler.sources.base import Source, SourceUpdate
+from reconciler.sources.directory import DirectorySource
+
+log = logging.getLogger(__name__)
+
+
+class SourceLoop:
+    def __init__(
+        self,
+        source: Source,
+        reconciler: Reconciler,
+        *,
+        allow_empty: bool = False,
+        debounce: float = 0.02,
+        max_delay: float = 0.2,
+        rescan_interval: float = 300.0,
+        retry_interval: float = 1.0,
+    ) -> None:
+        self.source = source
+        self.reconciler = reconciler
+        self.status = reconciler.add_source(source.name, allow_empty=allow_empty)
+        self.lock = asyncio.Lock()
+        self.debounce = debounce
+        self.max_delay = max_delay
+        self.rescan_interval = rescan_interval
+        self.retry_interval = retry_interval
+        self._pending: set[str] = set()
+        self._full = False
+        self._wakeup = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.reconciles = 0  # completed reconcile passes, for tests and metrics
+
+    # --- hints -------------------------------------------------------------------------
+
+    def _hint_threadsafe(self, rel: str | None) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.hint, rel)
+
+    def hint(self, rel: str | None) -> None:
+        if rel is None:
+            self._full = True
+        else:
+            self._pending.add(rel)
+        self._wakeup.set()
+
+    # --- passes --------------------------------------------------------------------------
+
+    async def initial_load(self) -> None:
+        """The first full scan; a source that is unavailable is retried by `run`."""
+        self._loop = asyncio.get_running_loop()
+        async with self.lock:
+            await self._pass(full=True, paths=set())
+
+    async def sync_paths(
+        self, paths: Iterable[str], *, deliberate: Iterable[str] = ()
+    ) -> RegistryChange:
+        """Reconcile the given files now. The caller must hold `self.lock`."""
+        return await self._pass(full=False, paths=set(paths), deliberate=deliberate)
+
+    async def _pass(
+        self, *, full: bool, paths: set[str], deliberate: Iterable[str] = ()
+    ) -> RegistryChange:
+        source = self.source
+        try:
+            if full:
+                update: SourceUpdate = await asyncio.to_thread(source.full_scan)
+            else:
+                update = await asyncio.to_thread(source.scan_paths, paths)
+        except SourceError as exc:
+            if self.status.error != exc.message:
+                log.error("source %s unavailable, keeping the last good tasks: %s",
+                          source.name, exc.message)
+            self.status.error = exc.message
+            return RegistryChange()
+        if self.status.error is not None:
+            log.info("source %s is available again", source.name)
+            self.status.error = None
+        if not update:
+            self.reconciles += 1
+            return RegistryChange()
+        parsed = await asyncio.to_thread(self.reconciler.parse, update, source.display_path)
+        change = self.reconciler.apply(
+            source.name, update, parsed, source.display_path, deliberate=deliberate
+        )
+        if update.revision:
+            self.status.revision = update.revision
+        self.reconciles += 1
+        if change:
+            log.info(
+                "source %s: %d created, %d updated, %d deleted",
+                source.name, len(change.created), len(change.updated), len(change.deleted),
+            )
+        return change
+
+    # --- the loop ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        directory = self.source if isinstance(self.source, DirectorySource) else None
+        next_rescan = self._loop.time() + self._jitter(self.rescan_interval)
+        while True:
+            if directory is not None and not directory.watching and self.status.error is None:
+                try:
+                    directory.start_watching(self._hint_threadsafe)
+                except OSError as exc:
+                    self.status.error = f"cannot watch {directory.root}: {exc}"
+            timeout = min(next_rescan - self._loop.time(), self.retry_interval)
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), max(timeout, 0))
+            except TimeoutError:
+                if directory is not None and directory.root_replaced():
+                    await asyncio.to_thread(directory.stop_watching)
+                    self._full = True
+                elif self.status.error is not None or self._loop.time() >= next_rescan:
+                    self._full = True
+                else:
+                    continue
+            else:
+                await self._settle()
+            full, paths = self._full or self.status.error is not None, self._pending
+            self._full, self._pending = False, set()
+            if full:
+                next_rescan = self._loop.time() + self._jitter(self.rescan_interval)
+            async with self.lock:
+                await self._pass(full=full, paths=paths)
+            if directory is not None and self.status.error is not None:
+                # The directory vanished: its inotify watch is dead; re-arm when it is back.
+                await asyncio.to_thread(directory.stop_watching)
+
+    async def _settle(self) -> None:
+        """Wait until hints stop arriving for `debounce`, at most `max_delay` in all."""
+        assert self._loop is not None
+        deadline = self._loop.time() + self.max_delay
+        while True:
+            self._wakeup.clear()
+            remaining = min(self.debounce, deadline - self._loop.time())
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except TimeoutError:
+                return
+
+    @staticmethod
+    def _jitter(interval: float) -> float:
+        return interval * random.uniform(0.9, 1.1)
+
+    def close(self) -> None:
+        if isinstance(self.source, DirectorySource):
+            self.source.stop_watching()

@@ -1,0 +1,72 @@
+"""What every source (directory, git repository) hands to the reconciler."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+def content_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class FileContent:
+    data: bytes
+    digest: str
+
+    @classmethod
+    def of(cls, data: bytes) -> FileContent:
+        return cls(data, content_digest(data))
+
+
+@dataclass
+class SourceUpdate:
+    """Files that changed since the source's last update.
+
+    `changed` maps a '/'-separated path relative to the source root to its new content, or
+    None when the file is gone. `unreadable` maps paths that exist but cannot be read to
+    the reason; their tasks stay at their last-known-good definition. `revision` is the
+    source-wide revision (a commit sha for git) or None when each file's content hash is
+    its revision.
+    """
+
+    changed: dict[str, FileContent | None] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)
+    revision: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.changed or self.unreadable)
+
+
+class Source(Protocol):
+    """A place task files live. Blocking methods run in a worker thread."""
+
+    name: str
+
+    def display_path(self, rel: str) -> str:
+        """How to show a file in messages (e.g. 'tasks/web.hcl')."""
+        ...
+
+    def full_scan(self) -> SourceUpdate:
+        """Compare everything with what was reported before. Raises SourceError when the
+        source as a whole is unavailable (never report that as 'all files deleted')."""
+        ...
+
+    def scan_paths(self, paths: set[str]) -> SourceUpdate:
+        """Re-read only the given paths (hints from a watcher)."""
+        ...
+
+    def read(self, rel: str) -> bytes | None:
+        """Current bytes of one file, or None if it does not exist."""
+        ...
+
+    def write(self, rel: str, data: bytes, *, create: bool) -> None:
+        """Durably write one file. With create=True an existing file is never replaced
+        (FileExistsError)."""
+        ...
+
+    def remove(self, rel: str) -> None:
+        """Durably remove one file."""
+        ...
