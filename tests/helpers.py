@@ -11,11 +11,17 @@ from reconciler.config.load import is_task_file, load_task_file
 from reconciler.config.model import TaskSpec
 
 
-def task_hcl(name: str, module: str = "./mod", names: tuple[str, ...] = ("web",), **extra: str) -> str:
+def task_hcl(
+    name: str, module: str = "./mod", names: tuple[str, ...] = ("web",), **extra: str
+) -> str:
     lines = [f'  name = "{name}"', f'  module = "{module}"']
     lines += [f"  {k} = {v}" for k, v in extra.items()]
     quoted = ", ".join(f'"{n}"' for n in names)
-    return "task {\n" + "\n".join(lines) + f'\n  condition "services" {{\n    names = [{quoted}]\n  }}\n}}\n'
+    return (
+        "task {\n"
+        + "\n".join(lines)
+        + f'\n  condition "services" {{\n    names = [{quoted}]\n  }}\n}}\n'
+    )
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -30,7 +36,11 @@ def fresh_load(root: Path) -> dict[str, TaskSpec]:
     out: dict[str, TaskSpec] = {}
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
-        if not path.is_file() or not is_task_file(rel) or any(p.startswith(".") for p in rel.split("/")):
+        if (
+            not path.is_file()
+            or not is_task_file(rel)
+            or any(p.startswith(".") for p in rel.split("/"))
+        ):
             continue
         loaded = load_task_file(path.read_bytes(), rel)
         for t in loaded.tasks if not loaded.problems else []:

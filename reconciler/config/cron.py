@@ -31,7 +31,8 @@ def check(expr: str) -> str | None:
     if text.lower() in MACROS:
         return None
     if text.startswith("@"):
-        return f'invalid cron expression "{expr}": unknown macro (use one of {", ".join(sorted(MACROS))})'
+        macros = ", ".join(sorted(MACROS))
+        return f'invalid cron expression "{expr}": unknown macro (use one of {macros})'
     parts = text.split()
     names = {
         5: ["minute", "hour", "day of month", "month", "day of week"],

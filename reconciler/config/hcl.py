@@ -118,8 +118,10 @@ def _syntax_problem(root: Node, text: str, filename: str) -> Problem:
     precise = _lark_error(text)
     if precise is not None:
         line, col, token = precise
-        message = "syntax error: unexpected end of file" if token is None else (
-            f"syntax error: unexpected {token}"
+        message = (
+            "syntax error: unexpected end of file"
+            if token is None
+            else (f"syntax error: unexpected {token}")
         )
     lines = text.splitlines()
     src_line = lines[line - 1] if 0 < line <= len(lines) else ""
@@ -128,14 +130,19 @@ def _syntax_problem(root: Node, text: str, filename: str) -> Problem:
         name, labels = hcl1.group(1), " ".join(hcl1.group(2).split())
         message += (
             f"; `{name} {labels} = {{` is HCL1 syntax, not valid HCL2:"
-            f" write `{name} {labels} {{` (no \"=\")"
+            f' write `{name} {labels} {{` (no "=")'
         )
     return Problem(message, location=Location(filename, line, col))
 
 
 def _lark_error(text: str) -> tuple[int, int, str | None] | None:
     import hcl2
-    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+    from lark.exceptions import (
+        UnexpectedCharacters,
+        UnexpectedEOF,
+        UnexpectedInput,
+        UnexpectedToken,
+    )
 
     try:
         hcl2.parses_to_tree(text if text.endswith("\n") else text + "\n")
@@ -149,7 +156,8 @@ def _lark_error(text: str) -> tuple[int, int, str | None] | None:
         shown = str(tok).strip().splitlines()[0][:40] if str(tok).strip() else repr(str(tok))
         return (exc.line, exc.column, f'"{shown}"')
     except UnexpectedCharacters as exc:
-        ch = text[exc.pos_in_stream] if 0 <= exc.pos_in_stream < len(text) else "?"
+        pos = exc.pos_in_stream or 0
+        ch = text[pos] if 0 <= pos < len(text) else "?"
         return (exc.line, exc.column, f"character {ch!r}")
     except UnexpectedInput as exc:
         return (exc.line, exc.column, "input")
@@ -257,8 +265,11 @@ def _expr(node: Node, src: bytes, depth: int) -> Value:
     if kind == "heredoc_template":
         return _heredoc(node, src)
     if kind == "quoted_template":
-        raise _Unsupported(node, "template interpolation (${...}) and directives (%{...}) are "
-                           "not allowed in task files; write $${ or %%{ for a literal")
+        raise _Unsupported(
+            node,
+            "template interpolation (${...}) and directives (%{...}) are "
+            "not allowed in task files; write $${ or %%{ for a literal",
+        )
     if kind == "operation":
         inner = node.named_children[0]
         if inner.type == "unary_operation" and _text(inner.children[0]) == "-":

@@ -24,11 +24,14 @@ class _Obj(dict[str, Any]):
 
 
 def _loads_with_positions(text: str) -> Any:
-    decoder = json.JSONDecoder(object_pairs_hook=None)
+    # parse_object, scan_once, JSONObject and py_make_scanner are untyped internals.
+    decoder: Any = json.JSONDecoder()
+    internals: Any = json.decoder
+    scanner: Any = json.scanner
 
     def parse_object(s_and_end: tuple[str, int], *args: Any) -> tuple[Any, int]:
-        s, end = s_and_end
-        pairs, new_end = json.decoder.JSONObject(s_and_end, *args)
+        _s, end = s_and_end
+        pairs, new_end = internals.JSONObject(s_and_end, *args)
         obj = _Obj(pairs)
         obj.pos = end - 1
         return obj, new_end
@@ -42,9 +45,9 @@ def _loads_with_positions(text: str) -> Any:
         return pairs
 
     decoder.object_pairs_hook = hook
-    decoder.parse_object = parse_object  # type: ignore[assignment]
+    decoder.parse_object = parse_object
     # The C scanner ignores parse_object; the Python one honours it.
-    decoder.scan_once = json.scanner.py_make_scanner(decoder)
+    decoder.scan_once = scanner.py_make_scanner(decoder)
     return decoder.decode(text)
 
 
@@ -53,7 +56,9 @@ def parse_json(source: bytes, filename: str, schema: Schema) -> Body:
         text = source.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = source.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(Problem("file is not valid UTF-8 text", location=Location(filename, line)))
+        raise ConfigError(
+            Problem("file is not valid UTF-8 text", location=Location(filename, line))
+        ) from None
     try:
         data = _loads_with_positions(text)
     except json.JSONDecodeError as exc:
@@ -63,7 +68,9 @@ def parse_json(source: bytes, filename: str, schema: Schema) -> Body:
     except (ValueError, RecursionError) as exc:
         raise ConfigError(Problem(f"invalid JSON: {exc}", location=Location(filename, 1))) from None
     if not isinstance(data, dict):
-        raise ConfigError(Problem("a JSON file must hold an object", location=Location(filename, 1)))
+        raise ConfigError(
+            Problem("a JSON file must hold an object", location=Location(filename, 1))
+        )
     lines = _LineIndex(text)
     return _body(data, schema, lines, 1)
 
@@ -98,22 +105,39 @@ def _body(obj: dict[str, Any], schema: Schema, lines: _LineIndex, line: int) -> 
 
 
 def _blocks(
-    key: str, value: Any, labels: int, schema: Schema, lines: _LineIndex, line: int,
+    key: str,
+    value: Any,
+    labels: int,
+    schema: Schema,
+    lines: _LineIndex,
+    line: int,
     prefix: list[str],
 ) -> list[Block]:
     here = _line(value, lines, line)
     if not isinstance(value, dict):
         # Not an object where a block belongs: keep it as an attribute-shaped block that
         # the decoder will reject with a clear message.
-        return [Block(key, prefix, Body([Attribute("__invalid__", _plain(value), here, 1, 0, 0)]),
-                      here, 1, 0, 0)]
+        return [
+            Block(
+                key,
+                prefix,
+                Body([Attribute("__invalid__", _plain(value), here, 1, 0, 0)]),
+                here,
+                1,
+                0,
+                0,
+            )
+        ]
     if len(prefix) == labels:
         return [Block(key, prefix, _body(value, schema, lines, here), here, 1, 0, 0)]
     out: list[Block] = []
     for label, inner in value.items():
         for item in inner if isinstance(inner, list) else [inner]:
-            out.extend(_blocks(key, item, labels, schema, lines, _line(item, lines, here),
-                               [*prefix, label]))
+            out.extend(
+                _blocks(
+                    key, item, labels, schema, lines, _line(item, lines, here), [*prefix, label]
+                )
+            )
     return out
 
 

@@ -18,13 +18,16 @@ MAX_TASK_FILE_BYTES = 4 * 1024 * 1024
 MAX_PROBLEMS = 20
 
 TASK_FILE_SCHEMA: Schema = {
-    "task": (0, {
-        "condition": (1, {}),
-        "module_input": (1, {}),
-        "source_input": (1, {}),
-        "buffer_period": (0, {}),
-        "terraform_cloud_workspace": (0, {}),
-    }),
+    "task": (
+        0,
+        {
+            "condition": (1, {}),
+            "module_input": (1, {}),
+            "source_input": (1, {}),
+            "buffer_period": (0, {}),
+            "terraform_cloud_workspace": (0, {}),
+        },
+    ),
 }
 
 
@@ -41,29 +44,40 @@ def parse_task_source(data: bytes, filename: str) -> Body:
 def load_task_file(data: bytes, filename: str) -> DecodedFile:
     """Parse and validate one task file. Never raises for bad content."""
     if len(data) > MAX_TASK_FILE_BYTES:
-        return DecodedFile(problems=[Problem(
-            f"file is {len(data)} bytes; task files are limited to {MAX_TASK_FILE_BYTES} bytes",
-            location=Location(filename))])
+        return DecodedFile(
+            problems=[
+                Problem(
+                    f"file is {len(data)} bytes; task files are limited to "
+                    f"{MAX_TASK_FILE_BYTES} bytes",
+                    location=Location(filename),
+                )
+            ]
+        )
     try:
         body = parse_task_source(data, filename)
     except ConfigError as exc:
         return DecodedFile(problems=exc.problems)
     except RecursionError:
-        return DecodedFile(problems=[Problem("file is nested too deeply",
-                                             location=Location(filename))])
+        return DecodedFile(
+            problems=[Problem("file is nested too deeply", location=Location(filename))]
+        )
     problems: list[Problem] = []
     top = BodyReader(body, file=filename, where=(), problems=problems, line=1)
     blocks = top.blocks("task")
-    top.finish({
-        "terraform_provider": "task files hold only task blocks; provider blocks belong in "
-        "the daemon configuration",
-    })
+    top.finish(
+        {
+            "terraform_provider": "task files hold only task blocks; provider blocks belong in "
+            "the daemon configuration",
+        }
+    )
     decoded = decode_tasks(blocks, filename)
     decoded.problems[:0] = problems
     if len(decoded.problems) > MAX_PROBLEMS:
         rest = len(decoded.problems) - MAX_PROBLEMS
-        decoded.problems = [*decoded.problems[:MAX_PROBLEMS],
-                            Problem(f"... and {rest} more problems", location=Location(filename))]
+        decoded.problems = [
+            *decoded.problems[:MAX_PROBLEMS],
+            Problem(f"... and {rest} more problems", location=Location(filename)),
+        ]
     return decoded
 
 

@@ -19,8 +19,9 @@ LEVELS = {
 def setup_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        logging.Formatter("%(asctime)s [%(levelname)s] %(name)s: %(message)s",
-                          datefmt="%Y-%m-%dT%H:%M:%S%z")
+        logging.Formatter(
+            "%(asctime)s [%(levelname)s] %(name)s: %(message)s", datefmt="%Y-%m-%dT%H:%M:%S%z"
+        )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -77,8 +77,10 @@ class Reconciler:
     def parse(self, update: SourceUpdate, display: Callable[[str], str]) -> Parsed:
         parsed: Parsed = {}
         for rel, content in update.changed.items():
-            parsed[rel] = None if content is None else self.cache.get(
-                display(rel), content.digest, content.data
+            parsed[rel] = (
+                None
+                if content is None
+                else self.cache.get(display(rel), content.digest, content.data)
             )
         return parsed
 
@@ -197,8 +199,10 @@ class Reconciler:
             for t in entry.good:
                 winner = self._winner(t.spec.name)
                 if winner is not None and winner != key:
-                    msg = (f'{entry.display}:{t.line}: task "{t.spec.name}" is already defined '
-                           f"in {self.files[winner].display}; this definition is ignored")
+                    msg = (
+                        f'{entry.display}:{t.line}: task "{t.spec.name}" is already defined '
+                        f"in {self.files[winner].display}; this definition is ignored"
+                    )
                     entry.conflicts.append(msg)
                     log.error("%s", msg)
 

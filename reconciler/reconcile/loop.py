@@ -87,8 +87,11 @@ class SourceLoop:
                 update = await asyncio.to_thread(source.scan_paths, paths)
         except SourceError as exc:
             if self.status.error != exc.message:
-                log.error("source %s unavailable, keeping the last good tasks: %s",
-                          source.name, exc.message)
+                log.error(
+                    "source %s unavailable, keeping the last good tasks: %s",
+                    source.name,
+                    exc.message,
+                )
             self.status.error = exc.message
             return RegistryChange()
         if self.status.error is not None:
@@ -107,7 +110,10 @@ class SourceLoop:
         if change:
             log.info(
                 "source %s: %d created, %d updated, %d deleted",
-                source.name, len(change.created), len(change.updated), len(change.deleted),
+                source.name,
+                len(change.created),
+                len(change.updated),
+                len(change.deleted),
             )
         return change
 

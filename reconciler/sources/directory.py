@@ -74,7 +74,9 @@ class DirectorySource:
         except FileNotFoundError:
             raise SourceError(f"task directory {self.root} does not exist") from None
         except OSError as exc:
-            raise SourceError(f"task directory {self.root} cannot be read: {exc.strerror}") from None
+            raise SourceError(
+                f"task directory {self.root} cannot be read: {exc.strerror}"
+            ) from None
         if not stat.S_ISDIR(st.st_mode):
             raise SourceError(f"task directory {self.root} is not a directory")
         if not os.access(self.root, os.R_OK | os.X_OK):

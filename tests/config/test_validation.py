@@ -79,8 +79,7 @@ CASES = [
         "services-neither",
         'task {\n  name = "web"\n  module = "m"\n\n  condition "services" {\n'
         '    datacenter = "dc1"\n  }\n}\n',
-        'tasks/web.hcl:5: task "web": condition "services": either "names" or "regexp" must be '
-        "set",
+        'tasks/web.hcl:5: task "web": condition "services": either "names" or "regexp" must be set',
     ),
     (
         "services-both",
@@ -100,8 +99,7 @@ CASES = [
         "services-empty-name",
         'task {\n  name = "web"\n  module = "m"\n  condition "services" {\n'
         '    names = ["a", ""]\n  }\n}\n',
-        'tasks/web.hcl:5: task "web": condition "services": "names" must not contain empty '
-        "strings",
+        'tasks/web.hcl:5: task "web": condition "services": "names" must not contain empty strings',
     ),
     (
         "catalog-regexp-required",
@@ -233,7 +231,7 @@ CASES = [
     (
         "other-top-level-block",
         'terraform_provider "aws" {}\n',
-        "tasks/web.hcl:1: invalid key \"terraform_provider\": task files hold only task blocks; "
+        'tasks/web.hcl:1: invalid key "terraform_provider": task files hold only task blocks; '
         "provider blocks belong in the daemon configuration",
     ),
 ]
@@ -246,7 +244,7 @@ def test_rule(text: str, expected: str) -> None:
 
 SYNTAX = [
     ("missing-brace", 'task {\n  name = "web"\n', "tasks/web.hcl:3:1: syntax error"),
-    ("missing-value", 'task {\n  name = \n}\n', "tasks/web.hcl:"),
+    ("missing-value", "task {\n  name = \n}\n", "tasks/web.hcl:"),
     ("binary", "\x00\x01\x02", "tasks/web.hcl:1: file contains NUL bytes"),
     (
         "hcl1-labelled-assignment",
@@ -281,19 +279,24 @@ def test_too_big_file_is_rejected_before_parsing() -> None:
 
 def test_ten_thousand_attributes_give_a_bounded_report() -> None:
     body = "".join(f"  a{i} = {i}\n" for i in range(10_000))
-    found = problems(f'task {{\n  name = "web"\n  module = "m"\n{body}'
-                     '  condition "services" { names = ["x"] }\n}\n')
+    found = problems(
+        f'task {{\n  name = "web"\n  module = "m"\n{body}'
+        '  condition "services" { names = ["x"] }\n}\n'
+    )
     assert len(found) == 21
     assert found[0] == 'tasks/web.hcl:4: task "web": invalid key "a0"'
     assert found[-1].endswith("... and 9980 more problems")
 
 
 def test_json_task_file_problems_name_the_line() -> None:
-    text = '{\n  "task": [\n    {\n      "name": "web",\n      "module": "m",\n' \
-           '      "condition": {"services": {"datacenter": "x"}}\n    }\n  ]\n}\n'
+    text = (
+        '{\n  "task": [\n    {\n      "name": "web",\n      "module": "m",\n'
+        '      "condition": {"services": {"datacenter": "x"}}\n    }\n  ]\n}\n'
+    )
     found = problems(text, "tasks/web.json")
-    assert found == ['tasks/web.json:6: task "web": condition "services": either "names" or '
-                     '"regexp" must be set']
+    assert found == [
+        'tasks/web.json:6: task "web": condition "services": either "names" or "regexp" must be set'
+    ]
 
 
 def test_deprecated_fields_load_with_warnings() -> None:
@@ -307,7 +310,10 @@ def test_deprecated_fields_load_with_warnings() -> None:
         't.hcl:9: task "web": module_input "consul-kv": the condition block and this '
         'module_input both monitor the "consul_kv" variable; remove one'
     ]
-    text = text.replace('condition "consul-kv" {\n    path = "k"\n', 'condition "catalog-services" {\n    regexp = "k"\n')
+    text = text.replace(
+        'condition "consul-kv" {\n    path = "k"\n',
+        'condition "catalog-services" {\n    regexp = "k"\n',
+    )
     loaded = load_task_file(text.encode(), "t.hcl")
     assert [str(p) for p in loaded.problems] == []
     spec = loaded.tasks[0].spec

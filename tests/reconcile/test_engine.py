@@ -93,8 +93,9 @@ def test_same_name_in_two_files_live_one_wins(h: Harness) -> None:
     live = h.registry.get("web")
     assert live is not None and live.provenance.file == "tasks/b.hcl"
     errors = h.reconciler.problems()["tasks/a.hcl"]
-    assert errors == ['tasks/a.hcl:1: task "web" is already defined in tasks/b.hcl; this '
-                      "definition is ignored"]
+    assert errors == [
+        'tasks/a.hcl:1: task "web" is already defined in tasks/b.hcl; this definition is ignored'
+    ]
     # When the live definition goes away, the other file takes over.
     (h.root / "b.hcl").unlink()
     h.sync()
@@ -113,6 +114,7 @@ def test_provenance_file_line_and_content_revision(h: Harness) -> None:
     assert (a.provenance.file, a.provenance.line) == ("tasks/sub/x.hcl", 2)
     assert (b.provenance.file, b.provenance.line) == ("tasks/sub/x.hcl", 10)
     import hashlib
+
     assert a.provenance.revision == hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -73,13 +73,19 @@ class LiveDirectory:
 
 def content_for(rel: str, name: str, marker: str) -> str:
     if rel.endswith(".json"):
-        return ('{"task": {"name": "%s", "module": "m", "condition": {"services": '
-                '{"names": ["%s"]}}}}' % (name, marker))
+        return (
+            f'{{"task": {{"name": "{name}", "module": "m", "condition": {{"services": '
+            f'{{"names": ["{marker}"]}}}}}}}}'
+        )
     return task_hcl(name, names=(marker,))
 
 
-@settings(max_examples=12, stateful_step_count=12, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=12,
+    stateful_step_count=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 class FileOperations(RuleBasedStateMachine):
     @initialize()
     def start(self) -> None:
@@ -111,8 +117,11 @@ class FileOperations(RuleBasedStateMachine):
         if not load_task_file(text.encode(), rel).problems:
             self.last_good[rel] = text
 
-    @rule(rel=st.sampled_from(FILES), marker=st.sampled_from(["web", "api", "db"]),
-          atomic=st.booleans())
+    @rule(
+        rel=st.sampled_from(FILES),
+        marker=st.sampled_from(["web", "api", "db"]),
+        atomic=st.booleans(),
+    )
     def write_task(self, rel: str, marker: str, atomic: bool) -> None:
         self._write(rel, content_for(rel, self._fresh_name(), marker), atomic)
 

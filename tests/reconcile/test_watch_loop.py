@@ -99,7 +99,7 @@ def test_git_checkout_of_many_files(tmp_path: Path) -> None:
         git("add", "-A")
         git("commit", "-qm", "two")
         git("checkout", "-q", "one")
-        async with live(tmp_path) as (registry, loop):
+        async with live(tmp_path) as (registry, _loop):
             assert len(registry) == 300
             git("checkout", "-q", "two")
             expected = fresh_load(tmp_path)

@@ -1,0 +1,168 @@
+"""Command line: `reconciler start|validate -config-file=F [-config-dir=D]...`.
+
+Flags use Consul-Terraform-Sync's single-dash spelling (`-config-file`); the double-dash
+spelling works too. Exit codes follow CTS: 0 ok, 11 error, 13 missing flags, 14 flag
+parse error, 15 configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from reconciler import __version__
+
+EXIT_OK = 0
+EXIT_ERROR = 11
+EXIT_INTERRUPT = 12
+EXIT_MISSING_FLAGS = 13
+EXIT_FLAG_PARSE = 14
+EXIT_CONFIG = 15
+
+log = logging.getLogger("reconciler")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_FLAG_PARSE)
+
+
+class _OrderedPaths(argparse.Action):
+    """-config-file and -config-dir share one ordered list, as in CTS."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        paths = list(getattr(namespace, "config_paths", None) or [])
+        paths.append(values)
+        namespace.config_paths = paths
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-config-file",
+        "--config-file",
+        action=_OrderedPaths,
+        metavar="FILE",
+        help="a configuration file (repeatable)",
+    )
+    p.add_argument(
+        "-config-dir",
+        "--config-dir",
+        action=_OrderedPaths,
+        metavar="DIR",
+        help="a directory of *.hcl / *.json configuration files (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="reconciler", description="GitOps reconciler for CTS-style tasks.")
+    parser.add_argument("-v", "-version", "--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    start = sub.add_parser("start", help="run the daemon")
+    _add_config_flags(start)
+    validate = sub.add_parser("validate", help="check the configuration and every task file")
+    _add_config_flags(validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from reconciler.daemon.logs import setup_logging
+
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        build_parser().print_help(sys.stderr)
+        return EXIT_MISSING_FLAGS
+    paths: list[str] = getattr(args, "config_paths", None) or []
+    if not paths:
+        print(
+            "error: no config file provided: use -config-file=FILE or -config-dir=DIR",
+            file=sys.stderr,
+        )
+        return EXIT_MISSING_FLAGS
+    setup_logging("INFO")
+    if args.command == "validate":
+        return validate(paths)
+    return start(paths)
+
+
+def start(paths: list[str]) -> int:
+    from reconciler._core.errors import ConfigError
+    from reconciler.daemon.logs import setup_logging
+    from reconciler.daemon.runtime import run_daemon
+    from reconciler.settings import load_settings
+
+    try:
+        settings = load_settings(paths)
+    except ConfigError as exc:
+        print(f"configuration error:\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(settings.log_level)
+    try:
+        return run_daemon(paths)
+    except ConfigError as exc:
+        print(f"configuration error:\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPT
+
+
+def validate(paths: list[str]) -> int:
+    """Print every problem of the configuration and of every task file; 15 if any."""
+    from reconciler._core.errors import ConfigError
+    from reconciler.settings import load_settings
+    from reconciler.settings.model import DirectorySource
+    from reconciler.sources.directory import DirectorySource as Directory
+
+    try:
+        settings = load_settings(paths)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    from reconciler.config.load import load_task_file
+
+    count = len(settings.tasks)
+    failed = False
+    for warning in settings.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for src in settings.sources:
+        if not isinstance(src, DirectorySource):
+            continue
+        directory = Directory(src.path, display_base=Path.cwd())
+        try:
+            update = directory.full_scan()
+        except Exception as exc:
+            print(f"{src.location}: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        for rel, reason in sorted(update.unreadable.items()):
+            print(f"{directory.display_path(rel)}: cannot read file: {reason}", file=sys.stderr)
+            failed = True
+        for rel, content in sorted(update.changed.items()):
+            if content is None:
+                continue
+            loaded = load_task_file(content.data, directory.display_path(rel))
+            for problem in loaded.problems:
+                print(str(problem), file=sys.stderr)
+            for warning in loaded.warnings:
+                print(f"warning: {warning}", file=sys.stderr)
+            failed = failed or bool(loaded.problems)
+            count += len(loaded.tasks)
+    if failed:
+        return EXIT_CONFIG
+    print(f"configuration is valid: {count} tasks")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

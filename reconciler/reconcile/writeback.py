@@ -1,0 +1,127 @@
+"""API changes as file changes ("one way in").
+
+Each change is written to the task's file first (atomically, durably), then the same
+reconcile path that applies hand edits applies it. Nothing here touches the registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from reconciler._core.errors import ConflictError, NotFoundError, ReconcilerError
+from reconciler.config import edit
+from reconciler.config.model import TaskSpec
+from reconciler.config.write import checked_render
+from reconciler.reconcile.engine import FileEntry, Reconciler
+from reconciler.reconcile.loop import SourceLoop
+from reconciler.registry.store import LiveTask
+
+log = logging.getLogger(__name__)
+
+
+class DuplicateTaskError(ReconcilerError):
+    reason = "DuplicateTask"
+
+
+class ReadOnlySourceError(ReconcilerError):
+    reason = "ReadOnly"
+
+
+class WriteBack:
+    def __init__(self, reconciler: Reconciler, loops: dict[str, SourceLoop], default: str | None):
+        self.reconciler = reconciler
+        self.registry = reconciler.registry
+        self.loops = loops
+        self.default = default
+
+    def _default_loop(self) -> SourceLoop:
+        if self.default is None or self.default not in self.loops:
+            raise ReadOnlySourceError(
+                'no writable task source is configured: add a source "directory" block'
+            )
+        return self.loops[self.default]
+
+    async def create(self, spec: TaskSpec) -> LiveTask:
+        loop = self._default_loop()
+        rel = f"{spec.name}.hcl"
+        data = checked_render(spec)
+        async with loop.lock:
+            if spec.name in self.registry or spec.name in self.reconciler.desired_names():
+                raise DuplicateTaskError(f"task with name {spec.name} already exists")
+            exists = await asyncio.to_thread(loop.source.read, rel)
+            if exists is not None:
+                raise DuplicateTaskError(
+                    f"file {loop.source.display_path(rel)} already exists; it is never overwritten"
+                )
+            try:
+                await asyncio.to_thread(loop.source.write, rel, data, create=True)
+            except FileExistsError:
+                raise DuplicateTaskError(
+                    f"file {loop.source.display_path(rel)} already exists"
+                ) from None
+            await loop.sync_paths([rel])
+        live = self.registry.get(spec.name)
+        if live is None:
+            problems = self.reconciler.problems().get(loop.source.display_path(rel), [])
+            raise ReconcilerError(
+                f"task {spec.name} was written to {loop.source.display_path(rel)} but did not "
+                f"load: {'; '.join(problems) or 'unknown reason'}"
+            )
+        log.info("created task %s in %s", spec.name, live.provenance.file)
+        return live
+
+    def _locate(self, name: str) -> tuple[SourceLoop, str, FileEntry]:
+        found = self.reconciler.file_of(name)
+        if found is None:
+            raise NotFoundError(
+                f"a task with the name '{name}' does not exist or has not been initialized yet"
+            )
+        (source_name, rel), entry = found
+        loop = self.loops.get(source_name)
+        if loop is None:
+            raise ReadOnlySourceError(
+                f"task {name} is defined in {entry.display}, which cannot be changed through "
+                "the API; edit the file instead"
+            )
+        if entry.problems:
+            raise ConflictError(
+                f"task {name} cannot be changed: its file {entry.display} currently fails "
+                f"to load: {'; '.join(entry.problems)}"
+            )
+        return loop, rel, entry
+
+    async def set_enabled(self, name: str, enabled: bool) -> LiveTask:
+        loop, rel, _ = self._locate(name)
+        async with loop.lock:
+            loop2, rel2, entry = self._locate(name)  # it may have moved while we waited
+            if (loop2, rel2) != (loop, rel):
+                raise ConflictError(f"task {name} moved to {entry.display} during the request")
+            data = await asyncio.to_thread(loop.source.read, rel)
+            if data is None:
+                raise ConflictError(f"file {entry.display} disappeared during the request")
+            new = edit.set_enabled(data, entry.display, name, enabled)
+            if new != data:
+                await asyncio.to_thread(loop.source.write, rel, new, create=False)
+            await loop.sync_paths([rel])
+        live = self.registry.get(name)
+        if live is None:
+            raise ConflictError(f"task {name} disappeared during the request")
+        return live
+
+    async def delete(self, name: str) -> None:
+        loop, rel, _ = self._locate(name)
+        async with loop.lock:
+            loop2, rel2, entry = self._locate(name)
+            if (loop2, rel2) != (loop, rel):
+                raise ConflictError(f"task {name} moved to {entry.display} during the request")
+            data = await asyncio.to_thread(loop.source.read, rel)
+            if data is None:
+                raise ConflictError(f"file {entry.display} disappeared during the request")
+            new = edit.remove_task(data, entry.display, name)
+            if new is None:
+                await asyncio.to_thread(loop.source.remove, rel)
+            else:
+                await asyncio.to_thread(loop.source.write, rel, new, create=False)
+            await loop.sync_paths([rel], deliberate=[name])
+        log.info("deleted task %s from %s", name, entry.display)
