@@ -126,6 +126,21 @@ class BodyReader:
         return tuple(value)
 
     def string_map(self, key: str) -> dict[str, str] | None:
+        block = next((b for b in self.body.blocks if b.type == key and not b.labels), None)
+        if block is not None and key not in self._attrs:
+            # Block form, as in CTS's docs: node_meta { key = "value" }
+            self._used.add(key)
+            inner = BodyReader(block.body, file=self.file, where=(*self.where, key),
+                               problems=self.problems, line=block.line)
+            out = {}
+            for attr in block.body.attributes:
+                if isinstance(attr.value, str):
+                    out[attr.name] = attr.value
+                else:
+                    inner.error(f'"{attr.name}" must be a string', attr.line)
+            for nested in block.body.blocks:
+                inner.error(f'unexpected block "{nested.type}"', nested.line)
+            return out
         value = self._typed(key, dict, "a map of strings")
         if value is None:
             return None
@@ -193,7 +208,10 @@ class BodyReader:
 
     def child(self, block: Block, where: str) -> BodyReader:
         return BodyReader(
-            block.body, file=self.file, where=(*self.where, where), problems=self.problems,
+            block.body,
+            file=self.file,
+            where=(*self.where, where),
+            problems=self.problems,
             line=block.line,
         )
 

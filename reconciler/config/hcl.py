@@ -295,6 +295,8 @@ def _object_key(node: Node) -> str:
         return _text(inner)
     if inner.type == "string_lit":
         return _string_lit(inner)
+    if inner.type in ("null_lit", "bool_lit"):  # e.g. required_providers = { null = {...} }
+        return _text(inner)
     raise _Unsupported(node, "object keys must be names or quoted strings")
 
 
@@ -307,15 +309,12 @@ def _number(node: Node) -> int | float:
 
 
 def _string_lit(node: Node) -> str:
-    parts = []
     for child in node.children:
-        if child.type == "template_literal":
-            parts.append(_text(child))
-        elif child.type in ("quoted_template_start", "quoted_template_end"):
-            continue
-        else:
+        if child.type not in ("template_literal", "quoted_template_start", "quoted_template_end"):
             raise _Unsupported(child, "unexpected content in string")
-    raw = "".join(parts)
+    # tree-sitter-hcl leaves leading and trailing blanks out of template_literal nodes, so
+    # the text is taken from between the quotes.
+    raw = _text(node)[1:-1]
     if "\n" in raw:
         raise _Unsupported(
             node,
@@ -397,8 +396,8 @@ def _unescape_templates(chunk: str) -> str:
 def quote(value: str) -> str:
     """Quote a string as an HCL literal that reads back byte-for-byte equal.
 
-    Escapes backslash, quote, \\n, \\r, \\t, other control characters as \\uXXXX, and doubles
-    `${` and `%{` so that nothing becomes an interpolation.
+    Escapes backslash, quote, \\n, \\r, \\t, other control characters as \\uXXXX, and the
+    sign of `${` and `%{` so that nothing becomes an interpolation.
     """
     out = ['"']
     for ch in value:
@@ -417,4 +416,7 @@ def quote(value: str) -> str:
         else:
             out.append(ch)
     out.append('"')
-    return "".join(out).replace("${", "$${").replace("%{", "%%{")
+    # `$${` is HCL's own escape, but `$$${` trips tree-sitter-hcl and an unclosed `$${`
+    # trips python-hcl2; a \u escape of the sign reads back the same everywhere,
+    # Terraform included.
+    return "".join(out).replace("${", "\\u0024{").replace("%{", "\\u0025{")

@@ -25,28 +25,41 @@ from reconciler.config.validate import validate_task
 _STR, _BOOL, _LIST, _MAP = "str", "bool", "list", "map"
 _CONDITION_FIELDS: dict[str, dict[str, str]] = {
     "services": {
-        "names": _LIST, "regexp": _STR, "datacenter": _STR, "namespace": _STR, "filter": _STR,
-        "cts_user_defined_meta": _MAP, "use_as_module_input": _BOOL,
+        "names": _LIST,
+        "regexp": _STR,
+        "datacenter": _STR,
+        "namespace": _STR,
+        "filter": _STR,
+        "cts_user_defined_meta": _MAP,
+        "use_as_module_input": _BOOL,
     },
     "catalog-services": {
-        "regexp": _STR, "datacenter": _STR, "namespace": _STR, "node_meta": _MAP,
+        "regexp": _STR,
+        "datacenter": _STR,
+        "namespace": _STR,
+        "node_meta": _MAP,
         "use_as_module_input": _BOOL,
     },
     "consul-kv": {
-        "path": _STR, "recurse": _BOOL, "datacenter": _STR, "namespace": _STR,
+        "path": _STR,
+        "recurse": _BOOL,
+        "datacenter": _STR,
+        "namespace": _STR,
         "use_as_module_input": _BOOL,
     },
     "schedule": {"cron": _STR},
 }
 _INPUT_FIELDS: dict[str, dict[str, str]] = {
-    "services": {k: v for k, v in _CONDITION_FIELDS["services"].items()
-                 if k != "use_as_module_input"},
-    "consul-kv": {k: v for k, v in _CONDITION_FIELDS["consul-kv"].items()
-                  if k != "use_as_module_input"},
+    "services": {
+        k: v for k, v in _CONDITION_FIELDS["services"].items() if k != "use_as_module_input"
+    },
+    "consul-kv": {
+        k: v for k, v in _CONDITION_FIELDS["consul-kv"].items() if k != "use_as_module_input"
+    },
 }
 
 _TASK_HINTS = {
-    "provider": "did you mean the task's \"providers\" list?",
+    "provider": 'did you mean the task\'s "providers" list?',
 }
 
 
@@ -69,7 +82,9 @@ def task_where(name: str | None) -> str:
     return f'task "{name}"' if name else "task"
 
 
-def decode_task(block: Block, file: str, warnings: list[Problem]) -> tuple[DecodedTask, list[Problem]]:
+def decode_task(
+    block: Block, file: str, warnings: list[Problem]
+) -> tuple[DecodedTask, list[Problem]]:
     problems: list[Problem] = []
     name_attr = next((a for a in block.body.attributes if a.name == "name"), None)
     name = name_attr.value if name_attr is not None and isinstance(name_attr.value, str) else None
@@ -94,8 +109,10 @@ def decode_task(block: Block, file: str, warnings: list[Problem]) -> tuple[Decod
             lines[("module",)] = r.line_of("source")
     services = r.strings("services")
     if services is not None:
-        warn('"services" is deprecated: use condition "services" or module_input "services"',
-             r.line_of("services"))
+        warn(
+            '"services" is deprecated: use condition "services" or module_input "services"',
+            r.line_of("services"),
+        )
 
     condition: Condition | None = None
     cond_blocks = r.blocks("condition", labels=1)
@@ -104,8 +121,17 @@ def decode_task(block: Block, file: str, warnings: list[Problem]) -> tuple[Decod
     if cond_blocks:
         cb = cond_blocks[0]
         lines[("condition",)] = cb.line
-        condition = _decode_typed(r, cb, "condition", CONDITION_TYPES, CONDITION_CLASSES,
-                                  _CONDITION_FIELDS, lines, ("condition",), warn)
+        condition = _decode_typed(
+            r,
+            cb,
+            "condition",
+            CONDITION_TYPES,
+            CONDITION_CLASSES,
+            _CONDITION_FIELDS,
+            lines,
+            ("condition",),
+            warn,
+        )
 
     inputs: list[ModuleInput] = []
     input_blocks = r.blocks("module_input", labels=1)
@@ -115,8 +141,9 @@ def decode_task(block: Block, file: str, warnings: list[Problem]) -> tuple[Decod
     for ib in [*input_blocks, *legacy_inputs]:
         path: tuple[str | int, ...] = ("module_input", len(inputs))
         lines[path] = ib.line
-        mi = _decode_typed(r, ib, ib.type, INPUT_TYPES, INPUT_CLASSES, _INPUT_FIELDS, lines,
-                           path, warn)
+        mi = _decode_typed(
+            r, ib, ib.type, INPUT_TYPES, INPUT_CLASSES, _INPUT_FIELDS, lines, path, warn
+        )
         if mi is not None:
             inputs.append(mi)
 
@@ -157,8 +184,10 @@ def decode_task(block: Block, file: str, warnings: list[Problem]) -> tuple[Decod
     )
     r.finish(_TASK_HINTS)
     if block.labels:
-        r.error(f'task blocks take no label: write name = "{block.labels[0]}" inside the block',
-                block.line)
+        r.error(
+            f'task blocks take no label: write name = "{block.labels[0]}" inside the block',
+            block.line,
+        )
     return DecodedTask(spec, block.line, lines), problems
 
 
@@ -178,8 +207,11 @@ def _decode_typed(
         hint = ""
         if label.replace("_", "-") in types:
             hint = f' (task files use hyphens: "{label.replace("_", "-")}")'
-        r.error(f'unsupported {kind} type "{label}"{hint}; expected one of: '
-                + ", ".join(f'"{t}"' for t in types), block.line)
+        r.error(
+            f'unsupported {kind} type "{label}"{hint}; expected one of: '
+            + ", ".join(f'"{t}"' for t in types),
+            block.line,
+        )
         return None
     cr = r.child(block, f'{kind} "{label}"')
     values: dict[str, Any] = {}
@@ -197,8 +229,10 @@ def _decode_typed(
     if "use_as_module_input" in fields[label]:
         legacy = cr.boolean("source_includes_var")
         if legacy is not None:
-            warn('"source_includes_var" is deprecated: rename it to "use_as_module_input"',
-                 cr.line_of("source_includes_var"))
+            warn(
+                '"source_includes_var" is deprecated: rename it to "use_as_module_input"',
+                cr.line_of("source_includes_var"),
+            )
             if values["use_as_module_input"] is None:
                 values["use_as_module_input"] = legacy
     cr.finish()
@@ -219,15 +253,22 @@ def decode_tasks(blocks: list[Block], file: str) -> DecodedFile:
             where = task_where(decoded.spec.name)
             for inv in invalid:
                 out.problems.append(
-                    Problem(inv.message, (where, *inv.where),
-                            Location(file, line_for(decoded.lines, inv.path)))
+                    Problem(
+                        inv.message,
+                        (where, *inv.where),
+                        Location(file, line_for(decoded.lines, inv.path)),
+                    )
                 )
             continue
         first = names.get(decoded.spec.name)
         if first is not None:
-            out.problems.append(Problem(
-                f"duplicate task name (first defined on line {first})",
-                (task_where(decoded.spec.name),), Location(file, block.line)))
+            out.problems.append(
+                Problem(
+                    f"duplicate task name (first defined on line {first})",
+                    (task_where(decoded.spec.name),),
+                    Location(file, block.line),
+                )
+            )
             continue
         names[decoded.spec.name] = block.line
         out.tasks.append(decoded)

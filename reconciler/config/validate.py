@@ -73,22 +73,38 @@ def validate_task(spec: TaskSpec) -> list[Invalid]:
     if cond is None and not spec.services:
         bad((), (), 'a condition block is required, e.g. condition "services" { names = [...] }')
     if spec.services and isinstance(cond, ServicesCondition):
-        bad(("services",), (), 'the deprecated "services" list and condition "services" both '
-            "monitor the services variable; remove the services list")
+        bad(
+            ("services",),
+            (),
+            'the deprecated "services" list and condition "services" both '
+            "monitor the services variable; remove the services list",
+        )
     if not spec.module:
         bad(("module",), (), '"module" is required')
     if spec.terraform_version:
-        bad(("terraform_version",), (), '"terraform_version" is an Enterprise feature: '
-            "unsupported configuration (available with Consul-Terraform-Sync Enterprise)")
+        bad(
+            ("terraform_version",),
+            (),
+            '"terraform_version" is an Enterprise feature: '
+            "unsupported configuration (available with Consul-Terraform-Sync Enterprise)",
+        )
     if spec.terraform_cloud_workspace:
-        bad(("terraform_cloud_workspace",), (), '"terraform_cloud_workspace" is an Enterprise '
-            "feature: unsupported configuration (available with Consul-Terraform-Sync Enterprise)")
+        bad(
+            ("terraform_cloud_workspace",),
+            (),
+            '"terraform_cloud_workspace" is an Enterprise '
+            "feature: unsupported configuration (available with Consul-Terraform-Sync Enterprise)",
+        )
     seen: dict[str, str] = {}
     for provider in spec.providers or ():
         base = provider.split(".", 1)[0]
         if base in seen:
-            bad(("providers",), (), f'only one provider instance per task: "{seen[base]}" and '
-                f'"{provider}" are both instances of provider "{base}"')
+            bad(
+                ("providers",),
+                (),
+                f'only one provider instance per task: "{seen[base]}" and '
+                f'"{provider}" are both instances of provider "{base}"',
+            )
         seen.setdefault(base, provider)
     if cond is not None:
         out.extend(_validate_condition(cond))
@@ -161,15 +177,32 @@ def _validate_inputs(spec: TaskSpec) -> list[Invalid]:
         where = (f'module_input "{mi.type}"',)
         var = VARIABLE_TYPES[mi.type]
         if var in seen:
-            out.append(Invalid(path, where, f'more than one module_input block for the "{var}" '
-                               "variable; keep one"))
+            out.append(
+                Invalid(
+                    path,
+                    where,
+                    f'more than one module_input block for the "{var}" variable; keep one',
+                )
+            )
         seen.add(var)
         if var == cond_var:
-            out.append(Invalid(path, where, f'the condition block and this module_input both '
-                               f'monitor the "{var}" variable; remove one'))
+            out.append(
+                Invalid(
+                    path,
+                    where,
+                    f"the condition block and this module_input both "
+                    f'monitor the "{var}" variable; remove one',
+                )
+            )
         if var == "services" and spec.services:
-            out.append(Invalid(path, where, 'the deprecated "services" list and module_input '
-                               '"services" both monitor the services variable'))
+            out.append(
+                Invalid(
+                    path,
+                    where,
+                    'the deprecated "services" list and module_input '
+                    '"services" both monitor the services variable',
+                )
+            )
         if isinstance(mi, ServicesInput):
             out.extend(_validate_services(mi, path, where))
         elif isinstance(mi, ConsulKVInput) and not mi.path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 from collections.abc import AsyncIterator
@@ -28,6 +29,8 @@ async def live(root: Path, **kwargs: float) -> AsyncIterator[tuple[Registry, Sou
         yield registry, loop
     finally:
         runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
         loop.close()
 
 
