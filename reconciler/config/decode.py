@@ -130,8 +130,13 @@ class BodyReader:
         if block is not None and key not in self._attrs:
             # Block form, as in CTS's docs: node_meta { key = "value" }
             self._used.add(key)
-            inner = BodyReader(block.body, file=self.file, where=(*self.where, key),
-                               problems=self.problems, line=block.line)
+            inner = BodyReader(
+                block.body,
+                file=self.file,
+                where=(*self.where, key),
+                problems=self.problems,
+                line=block.line,
+            )
             out = {}
             for attr in block.body.attributes:
                 if isinstance(attr.value, str):

@@ -357,6 +357,8 @@ def unquote_body(raw: str) -> str:
     Raises ValueError on an unknown escape or on a live `${`/`%{` (templates mean nothing
     in a task file).
     """
+    if "\\" not in raw:  # fast path: most strings have no escapes at all
+        return _unescape_templates(raw)
     out: list[str] = []
     pos = 0
     for m in _ESCAPE_RE.finditer(raw):
@@ -375,6 +377,8 @@ def unquote_body(raw: str) -> str:
 
 
 def _unescape_templates(chunk: str) -> str:
+    if "${" not in chunk and "%{" not in chunk:  # fast path: nothing to unescape or reject
+        return chunk
     i = 0
     out = []
     while i < len(chunk):

@@ -2,7 +2,7 @@
 
 Optional fields are None when the file (or API request) did not set them, so that a task
 can be written back with exactly the fields its author gave. `finalize`-style defaults are
-applied where the task is shown (see `reconciler.config.present`).
+applied where the task is shown (see `reconciler.api.representation`).
 """
 
 from __future__ import annotations

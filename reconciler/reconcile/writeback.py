@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 from reconciler._core.errors import ConflictError, NotFoundError, ReconcilerError
 from reconciler.config import edit
 from reconciler.config.model import TaskSpec
+from reconciler.config.validate import name_problem
 from reconciler.config.write import checked_render
 from reconciler.reconcile.engine import FileEntry, Reconciler
 from reconciler.reconcile.loop import SourceLoop
 from reconciler.registry.store import LiveTask
+from reconciler.sources.base import FileChange
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class DuplicateTaskError(ReconcilerError):
@@ -26,6 +31,17 @@ class DuplicateTaskError(ReconcilerError):
 
 class ReadOnlySourceError(ReconcilerError):
     reason = "ReadOnly"
+
+
+def _edited(display: str, make: Callable[[], T]) -> T:
+    """Run a file edit; the file changed under us (broken or edited since the last
+    reconcile) is a conflict, not a crash."""
+    try:
+        return make()
+    except KeyError:
+        raise ConflictError(f"{display} no longer defines the task; try again") from None
+    except ValueError as exc:
+        raise ConflictError(f"{display} cannot be edited: {exc}") from None
 
 
 class WriteBack:
@@ -42,7 +58,10 @@ class WriteBack:
             )
         return self.loops[self.default]
 
-    async def create(self, spec: TaskSpec) -> LiveTask:
+    async def create(self, spec: TaskSpec, *, request_id: str = "") -> LiveTask:
+        problem = name_problem(spec.name)
+        if problem:  # checked before any path is built from the name
+            raise ReconcilerError(f'task "{spec.name}": {problem}')
         loop = self._default_loop()
         rel = f"{spec.name}.hcl"
         data = checked_render(spec)
@@ -55,7 +74,17 @@ class WriteBack:
                     f"file {loop.source.display_path(rel)} already exists; it is never overwritten"
                 )
             try:
-                await asyncio.to_thread(loop.source.write, rel, data, create=True)
+                await asyncio.to_thread(
+                    loop.source.commit,
+                    FileChange(
+                        rel,
+                        data,
+                        create=True,
+                        action="create",
+                        task=spec.name,
+                        request_id=request_id,
+                    ),
+                )
             except FileExistsError:
                 raise DuplicateTaskError(
                     f"file {loop.source.display_path(rel)} already exists"
@@ -91,7 +120,7 @@ class WriteBack:
             )
         return loop, rel, entry
 
-    async def set_enabled(self, name: str, enabled: bool) -> LiveTask:
+    async def set_enabled(self, name: str, enabled: bool, *, request_id: str = "") -> LiveTask:
         loop, rel, _ = self._locate(name)
         async with loop.lock:
             loop2, rel2, entry = self._locate(name)  # it may have moved while we waited
@@ -100,16 +129,21 @@ class WriteBack:
             data = await asyncio.to_thread(loop.source.read, rel)
             if data is None:
                 raise ConflictError(f"file {entry.display} disappeared during the request")
-            new = edit.set_enabled(data, entry.display, name, enabled)
+            new = _edited(
+                entry.display, lambda: edit.set_enabled(data, entry.display, name, enabled)
+            )
             if new != data:
-                await asyncio.to_thread(loop.source.write, rel, new, create=False)
+                await asyncio.to_thread(
+                    loop.source.commit,
+                    FileChange(rel, new, action="update", task=name, request_id=request_id),
+                )
             await loop.sync_paths([rel])
         live = self.registry.get(name)
         if live is None:
             raise ConflictError(f"task {name} disappeared during the request")
         return live
 
-    async def delete(self, name: str) -> None:
+    async def delete(self, name: str, *, request_id: str = "") -> None:
         loop, rel, _ = self._locate(name)
         async with loop.lock:
             loop2, rel2, entry = self._locate(name)
@@ -118,10 +152,10 @@ class WriteBack:
             data = await asyncio.to_thread(loop.source.read, rel)
             if data is None:
                 raise ConflictError(f"file {entry.display} disappeared during the request")
-            new = edit.remove_task(data, entry.display, name)
-            if new is None:
-                await asyncio.to_thread(loop.source.remove, rel)
-            else:
-                await asyncio.to_thread(loop.source.write, rel, new, create=False)
+            new = _edited(entry.display, lambda: edit.remove_task(data, entry.display, name))
+            await asyncio.to_thread(
+                loop.source.commit,
+                FileChange(rel, new, action="delete", task=name, request_id=request_id),
+            )
             await loop.sync_paths([rel], deliberate=[name])
         log.info("deleted task %s from %s", name, entry.display)

@@ -40,6 +40,18 @@ class SourceUpdate:
         return bool(self.changed or self.unreadable)
 
 
+@dataclass(frozen=True)
+class FileChange:
+    """One file change asked for through the API, with what a commit message needs."""
+
+    rel: str
+    data: bytes | None  # None: remove the file
+    create: bool = False  # never replace an existing file
+    action: str = ""  # "create", "update" or "delete"
+    task: str = ""
+    request_id: str = ""
+
+
 class Source(Protocol):
     """A place task files live. Blocking methods run in a worker thread."""
 
@@ -62,11 +74,10 @@ class Source(Protocol):
         """Current bytes of one file, or None if it does not exist."""
         ...
 
-    def write(self, rel: str, data: bytes, *, create: bool) -> None:
-        """Durably write one file. With create=True an existing file is never replaced
-        (FileExistsError)."""
-        ...
-
-    def remove(self, rel: str) -> None:
-        """Durably remove one file."""
+    def commit(self, change: FileChange) -> None:
+        """Make one change durable in the source (for git: commit, and push if asked)
+        before returning. With change.create an existing file is never replaced
+        (FileExistsError). Raises SourceError when the change cannot be made durable now
+        and ConflictError when it collides with a change made elsewhere; in both cases
+        nothing changed."""
         ...

@@ -21,7 +21,7 @@ from watchdog.observers import Observer
 
 from reconciler._core.errors import SourceError
 from reconciler._core.fsutil import atomic_write, durable_unlink
-from reconciler.sources.base import FileContent, SourceUpdate
+from reconciler.sources.base import FileChange, FileContent, SourceUpdate
 
 log = logging.getLogger(__name__)
 
@@ -195,13 +195,13 @@ class DirectorySource:
 
     # --- writing -------------------------------------------------------------------------
 
-    def write(self, rel: str, data: bytes, *, create: bool) -> None:
-        path = self.root / rel
+    def commit(self, change: FileChange) -> None:
+        path = self.root / change.rel
+        if change.data is None:
+            durable_unlink(path)
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, data, exclusive=create)
-
-    def remove(self, rel: str) -> None:
-        durable_unlink(self.root / rel)
+        atomic_write(path, change.data, exclusive=change.create)
 
     # --- watching ------------------------------------------------------------------------
 

@@ -172,8 +172,9 @@ def test_remove_first_task_takes_its_comment_and_one_blank_line(nl: str) -> None
     assert changes(before, after) == [f"- {nl}", *removed(WEB_BLOCK, nl)]
     assert after == before.replace(text(WEB_BLOCK, nl) + nl.encode(), b"", 1)
     assert names(after) == ["api", "db"]
-    assert after.startswith(f"# Tasks for the web tier.{nl}# Owner: platform team{nl}{nl}"
-                            f"/* api: the{nl}".encode())
+    assert after.startswith(
+        f"# Tasks for the web tier.{nl}# Owner: platform team{nl}{nl}/* api: the{nl}".encode()
+    )
 
 
 @NEWLINES
@@ -183,7 +184,7 @@ def test_remove_middle_task_takes_its_block_comment(nl: str) -> None:
     assert after is not None
     assert changes(before, after) == [*removed(API_BLOCK, nl), f"- {nl}"]
     assert after == before.replace(text(API_BLOCK, nl) + nl.encode(), b"", 1)
-    assert f"}}{nl}{nl}task {{{nl}\tname = \"db\"".encode() in after
+    assert f'}}{nl}{nl}task {{{nl}\tname = "db"'.encode() in after
 
 
 @NEWLINES
@@ -230,8 +231,7 @@ def test_remove_keeps_a_comment_separated_by_a_blank_line_and_a_trailing_one() -
     )
     after = remove_task(before, "ab.hcl", "b")
     assert after == (
-        b'task {\n  name = "a"\n  module = "m"\n  services = ["a"]\n} # about a\n'
-        b"# about nothing\n"
+        b'task {\n  name = "a"\n  module = "m"\n  services = ["a"]\n} # about a\n# about nothing\n'
     )
 
 
@@ -296,10 +296,14 @@ def test_set_enabled_on_a_rendered_file_touches_one_line(
 
 # --- JSON files (re-serialised, not byte-preserved) ----------------------------------------
 
-JSON_SAMPLE = json.dumps({"task": [
-    {"name": "a", "module": "m", "condition": {"services": {"names": ["a"]}}},
-    {"name": "b", "module": "m", "enabled": True, "services": ["x"]},
-]}).encode()
+JSON_SAMPLE = json.dumps(
+    {
+        "task": [
+            {"name": "a", "module": "m", "condition": {"services": {"names": ["a"]}}},
+            {"name": "b", "module": "m", "enabled": True, "services": ["x"]},
+        ]
+    }
+).encode()
 
 
 def test_json_set_enabled() -> None:

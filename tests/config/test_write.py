@@ -74,8 +74,9 @@ hcl_values = st.recursive(
 string_maps = st.dictionaries(object_keys, tricky_text, max_size=3)
 optional_text = st.none() | tricky_text
 optional_bool = st.none() | st.booleans()
-regexps = tricky_text.map(lambda s: "^" + "".join("\\" + c if c in ".^$*+?{}[]\\|()" else c
-                                                  for c in s))
+regexps = tricky_text.map(
+    lambda s: "^" + "".join("\\" + c if c in ".^$*+?{}[]\\|()" else c for c in s)
+)
 crons = st.sampled_from(["*/5 * * * *", "@hourly", "0 0 * * 1", "0 30 2 * * * *"])
 name_list = st.lists(nonempty_text, min_size=1, max_size=3).map(tuple)
 durations = st.integers(min_value=0, max_value=10**16)
@@ -98,18 +99,21 @@ def services_fields(draw: st.DrawFn) -> dict[str, Any]:
 def conditions(draw: st.DrawFn) -> Condition:
     kind = draw(st.sampled_from(["services", "catalog-services", "consul-kv", "schedule"]))
     if kind == "services":
-        return ServicesCondition(
-            **draw(services_fields()), use_as_module_input=draw(optional_bool)
-        )
+        return ServicesCondition(**draw(services_fields()), use_as_module_input=draw(optional_bool))
     if kind == "catalog-services":
         return CatalogServicesCondition(
-            regexp=draw(regexps), datacenter=draw(optional_text), namespace=draw(optional_text),
-            node_meta=draw(st.none() | string_maps), use_as_module_input=draw(optional_bool),
+            regexp=draw(regexps),
+            datacenter=draw(optional_text),
+            namespace=draw(optional_text),
+            node_meta=draw(st.none() | string_maps),
+            use_as_module_input=draw(optional_bool),
         )
     if kind == "consul-kv":
         return ConsulKVCondition(
-            path=draw(nonempty_text), recurse=draw(optional_bool),
-            datacenter=draw(optional_text), namespace=draw(optional_text),
+            path=draw(nonempty_text),
+            recurse=draw(optional_bool),
+            datacenter=draw(optional_text),
+            namespace=draw(optional_text),
             use_as_module_input=draw(optional_bool),
         )
     return ScheduleCondition(cron=draw(crons))
@@ -121,10 +125,14 @@ def module_inputs(draw: st.DrawFn, taken: frozenset[str]) -> tuple[ModuleInput, 
     if "services" not in taken and draw(st.booleans()):
         out.append(ServicesInput(**draw(services_fields())))
     if "consul-kv" not in taken and draw(st.booleans()):
-        out.append(ConsulKVInput(
-            path=draw(nonempty_text), recurse=draw(optional_bool),
-            datacenter=draw(optional_text), namespace=draw(optional_text),
-        ))
+        out.append(
+            ConsulKVInput(
+                path=draw(nonempty_text),
+                recurse=draw(optional_bool),
+                datacenter=draw(optional_text),
+                namespace=draw(optional_text),
+            )
+        )
     return tuple(draw(st.permutations(out)))
 
 
@@ -137,12 +145,19 @@ def task_specs(draw: st.DrawFn) -> TaskSpec:
     taken = {condition.type} if condition is not None else set()
     if services:
         taken.add("services")
-    buffer = draw(st.none() | st.builds(
-        BufferPeriodConfig, enabled=optional_bool, min=st.none() | durations,
-        max=st.none() | durations,
-    ))
-    providers = draw(st.none() | st.lists(
-        tricky_text, max_size=3, unique_by=lambda p: p.split(".", 1)[0]).map(tuple))
+    buffer = draw(
+        st.none()
+        | st.builds(
+            BufferPeriodConfig,
+            enabled=optional_bool,
+            min=st.none() | durations,
+            max=st.none() | durations,
+        )
+    )
+    providers = draw(
+        st.none()
+        | st.lists(tricky_text, max_size=3, unique_by=lambda p: p.split(".", 1)[0]).map(tuple)
+    )
     return TaskSpec(
         name=draw(identifiers),
         module=draw(nonempty_text),
@@ -245,7 +260,8 @@ GOLDEN_SPEC = TaskSpec(
     variable_files=("web.tfvars",),
     working_dir="/var/lib/cts/web",
     condition=ServicesCondition(
-        names=("web", "api"), cts_user_defined_meta={"owner": "team-a"},
+        names=("web", "api"),
+        cts_user_defined_meta={"owner": "team-a"},
         use_as_module_input=False,
     ),
     module_inputs=(ConsulKVInput(path="config/web", recurse=True),),
@@ -315,7 +331,9 @@ def test_minimal_task_writes_only_what_is_set() -> None:
 
 def test_empty_blocks_and_schedule() -> None:
     spec = TaskSpec(
-        name="s", module="./m", condition=ScheduleCondition(cron="@hourly"),
+        name="s",
+        module="./m",
+        condition=ScheduleCondition(cron="@hourly"),
         buffer_period=BufferPeriodConfig(),
     )
     assert render_task(spec) == (
@@ -366,8 +384,18 @@ def test_render_value(value: Any, text: str) -> None:
 
 @pytest.mark.parametrize(
     ("key", "text"),
-    [("a", "a"), ("a-b", "a-b"), ("_1", "_1"), ("true", '"true"'), ("null", '"null"'),
-     ("for", '"for"'), ("1a", '"1a"'), ("é", '"é"'), ("", '""'), ("a b", '"a b"')],
+    [
+        ("a", "a"),
+        ("a-b", "a-b"),
+        ("_1", "_1"),
+        ("true", '"true"'),
+        ("null", '"null"'),
+        ("for", '"for"'),
+        ("1a", '"1a"'),
+        ("é", '"é"'),
+        ("", '""'),
+        ("a b", '"a b"'),
+    ],
 )
 def test_render_key(key: str, text: str) -> None:
     assert render_key(key) == text
@@ -411,8 +439,9 @@ def test_check_reads_back_is_type_strict() -> None:
 
 # --- Terraform itself (skipped where it is not installed) ----------------------------------
 
-needs_terraform = pytest.mark.skipif(shutil.which("terraform") is None,
-                                     reason="terraform is not installed")
+needs_terraform = pytest.mark.skipif(
+    shutil.which("terraform") is None, reason="terraform is not installed"
+)
 
 
 @needs_terraform
@@ -421,8 +450,13 @@ def test_terraform_reads_strings_as_written(tmp_path: Path) -> None:
     # base64 keeps the console's own display quoting out of the way.
     expr = "base64encode(jsonencode([" + ", ".join(render_string(v) for v in values) + "]))"
     out = subprocess.run(
-        ["terraform", "console"], input=expr, capture_output=True, text=True, cwd=tmp_path,
-        timeout=60, check=True,
+        ["terraform", "console"],
+        input=expr,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        check=True,
     ).stdout
     assert json.loads(base64.b64decode(out.strip().strip('"'))) == values
 
@@ -431,5 +465,10 @@ def test_terraform_reads_strings_as_written(tmp_path: Path) -> None:
 def test_terraform_fmt_leaves_golden_text_alone(tmp_path: Path) -> None:
     path = tmp_path / "task.tf"
     path.write_text(GOLDEN_TEXT)
-    subprocess.run(["terraform", "fmt", "-check", str(path)], cwd=tmp_path, timeout=60,
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["terraform", "fmt", "-check", str(path)],
+        cwd=tmp_path,
+        timeout=60,
+        check=True,
+        capture_output=True,
+    )

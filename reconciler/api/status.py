@@ -1,0 +1,147 @@
+"""/v1/status, /v1/status/tasks[/{name}] and /v1/health (cts-spec 3.2 and 5).
+
+Until tasks run, every task's status is `unknown` with no events. Beyond CTS, each task
+status says where the task comes from (`source`: file, line, revision) and what is wrong
+with that file now (`file_errors`: a task whose file is broken keeps running its last good
+definition, and this is where that shows); /v1/status adds the state of each source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from reconciler.api.errors import ApiError, ORJSONResponse, bad_request
+from reconciler.api.inputs import single_query
+from reconciler.reconcile.engine import Reconciler
+from reconciler.registry.store import LiveTask
+
+if TYPE_CHECKING:
+    from reconciler.api.app import ApiContext
+
+STATUSES = ("successful", "errored", "critical", "unknown")
+
+
+def source_problems(reconciler: Reconciler) -> list[str]:
+    """What makes the daemon unhealthy: a source that cannot be read, or a source whose
+    prune guard is holding tasks the files no longer define."""
+    problems: list[str] = []
+    for name, status in sorted(reconciler.sources.items()):
+        if status.error is not None:
+            problems.append(f"source {name!r} is unavailable: {status.error}")
+        if status.guard is not None:
+            problems.append(f"source {name!r}: {status.guard}")
+    return problems
+
+
+def _include_events(request: Request) -> bool:
+    value = single_query(request, "include")
+    if value is None:
+        return False
+    if value != "events":
+        raise bad_request(
+            "unsupported ?include parameter value. only supporting "
+            f"'include=events' but got 'include={value}'"
+        )
+    return True
+
+
+def _status_filter(request: Request) -> str | None:
+    value = single_query(request, "status")
+    if value is None:
+        return None
+    lowered = value.lower()
+    if lowered not in STATUSES:
+        raise bad_request(
+            "unsupported status parameter value. only supporting status "
+            f"values successful, errored, critical, and unknown but got {value}"
+        )
+    return lowered
+
+
+class StatusEndpoints:
+    def __init__(self, context: ApiContext) -> None:
+        self.ctx = context
+
+    def _task_status(
+        self, live: LiveTask, problems: dict[str, list[str]], events: bool
+    ) -> dict[str, Any]:
+        spec, where = live.spec, live.provenance
+        out: dict[str, Any] = {
+            "task_name": spec.name,
+            "status": "unknown",  # no task has run yet, so no events
+            "enabled": spec.is_enabled,
+            "events_url": "",
+            "providers": list(spec.providers or ()),
+            "services": list(spec.services or ()),
+            "source": {"file": where.file, "line": where.line, "revision": where.revision},
+            "file_errors": list(problems.get(where.file, ())),
+        }
+        if events:
+            out["events"] = []
+        return out
+
+    def _statuses(self, request: Request, tasks: Sequence[LiveTask]) -> Response:
+        wanted = _status_filter(request)
+        events = _include_events(request)
+        problems = self.ctx.reconciler.problems()
+        out = {}
+        for live in sorted(tasks, key=lambda t: t.spec.name):
+            status = self._task_status(live, problems, events)
+            if wanted is None or status["status"] == wanted:
+                out[live.spec.name] = status
+        return ORJSONResponse(out)
+
+    async def task_statuses(self, request: Request) -> Response:
+        return self._statuses(request, list(self.ctx.registry))
+
+    async def task_status(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        live = self.ctx.registry.get(name)
+        if live is None:
+            # Parameters are checked first, as in CTS.
+            _status_filter(request)
+            _include_events(request)
+            raise ApiError(
+                404, f"a task with the name '{name}' does not exist or has not been initialized yet"
+            )
+        return self._statuses(request, [live])
+
+    async def overall(self, request: Request) -> Response:
+        counts = dict.fromkeys(STATUSES, 0)
+        enabled = {"true": 0, "false": 0}
+        for live in self.ctx.registry:
+            counts["unknown"] += 1
+            enabled["true" if live.spec.is_enabled else "false"] += 1
+        return ORJSONResponse(
+            {
+                "task_summary": {"status": counts, "enabled": enabled},
+                "sources": self._sources(),
+            }
+        )
+
+    def _sources(self) -> dict[str, Any]:
+        reconciler = self.ctx.reconciler
+        files: dict[str, dict[str, list[str]]] = {}
+        for (source, _), entry in sorted(reconciler.files.items()):
+            if entry.errors:
+                files.setdefault(source, {})[entry.display] = list(entry.errors)
+        out: dict[str, Any] = {}
+        for name, status in sorted(reconciler.sources.items()):
+            out[name] = {
+                "error": status.error,
+                "prune_guard": status.guard,
+                "revision": status.revision,
+                "files_with_problems": files.get(name, {}),
+            }
+        return out
+
+    async def health(self, request: Request) -> Response:
+        check = self.ctx.health
+        problems = list(check() if check is not None else source_problems(self.ctx.reconciler))
+        if problems:
+            raise ApiError(503, "; ".join(problems))
+        return ORJSONResponse({})

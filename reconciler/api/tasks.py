@@ -1,0 +1,186 @@
+"""The documented /v1/tasks endpoints (tasks-api.md), as changes to task files.
+
+Reads come from the registry. Writes go through WriteBack: the file is changed first and
+the change reaches the registry through the same reconcile path as a hand edit ("one way
+in"), so a 2xx means the file on disk and the registry agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from reconciler._core.errors import ConflictError, NotFoundError, ReconcilerError
+from reconciler.api.decoding import decode_task_request, validation_message
+from reconciler.api.errors import ApiError, ORJSONResponse, bad_request, request_id
+from reconciler.api.inputs import (
+    parse_json,
+    read_body,
+    require_json,
+    run_not_available,
+    run_option,
+)
+from reconciler.api.representation import task_object
+from reconciler.reconcile.writeback import DuplicateTaskError, ReadOnlySourceError
+from reconciler.registry.store import LiveTask
+
+if TYPE_CHECKING:
+    from reconciler.api.app import ApiContext
+
+# Go's strconv.ParseBool, which CTS's weakly typed PATCH decoding uses for strings.
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False", ""})
+
+
+def not_found(name: str) -> ApiError:
+    return ApiError(
+        404, f"a task with the name '{name}' does not exist or has not been initialized yet"
+    )
+
+
+def _map_write_error(exc: Exception) -> ApiError:
+    """WriteBack's expected failures -> status codes."""
+    if isinstance(exc, NotFoundError):
+        return ApiError(404, exc.message)
+    if isinstance(exc, DuplicateTaskError):
+        return bad_request(exc.message)
+    if isinstance(exc, (ConflictError, ReadOnlySourceError)):
+        return ApiError(409, exc.message)
+    if isinstance(exc, ReconcilerError):
+        return ApiError(500, exc.message)
+    # ValueError/KeyError from the file editor: the file changed under us (a hand edit
+    # that broke it, or removed the task, not reconciled yet).
+    return ApiError(
+        409,
+        f"the task's file changed during the request and cannot be "
+        f"edited now: {exc}; retry once it loads again",
+    )
+
+
+def weak_bool(value: object) -> bool:
+    """`enabled` decoded the way CTS's mapstructure (WeaklyTypedInput) does."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return value != 0
+    if isinstance(value, str):
+        if value in _TRUE:
+            return True
+        if value in _FALSE:
+            return False
+        raise bad_request(f"cannot parse 'enabled' as bool: invalid syntax: {value!r}")
+    kind = "array" if isinstance(value, list) else "object"
+    raise bad_request(f"'enabled' expected type 'bool', got unconvertible type '{kind}'")
+
+
+def decode_patch(body: bytes) -> bool:
+    """The PATCH body (cts-spec 3.5): a JSON object holding only `enabled`."""
+    if not body.strip():
+        raise bad_request("error decoding the request: unexpected end of JSON input")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"error decoding the request: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise bad_request(
+            'error decoding the request: the body must be a JSON object such as {"enabled": false}'
+        )
+    unsupported = sorted(k for k in data if k != "enabled")
+    if unsupported:
+        raise bad_request(
+            "request body's JSON contains unsupported keys: " + ", ".join(unsupported)
+        )
+    if data.get("enabled") is None:
+        raise bad_request(
+            "/v1/tasks/:task_name currently only supports the 'enabled' field. "
+            "Missing 'enabled' from the request body"
+        )
+    return weak_bool(data["enabled"])
+
+
+class TaskEndpoints:
+    def __init__(self, context: ApiContext) -> None:
+        self.ctx = context
+        self._list_version = -1
+        self._list_json = b"[]"
+
+    def _task_json(self, live: LiveTask) -> dict[str, object]:
+        return task_object(live.spec, self.ctx.defaults)
+
+    def _tasks_json(self) -> bytes:
+        """The serialised task list, rebuilt only when the registry changed."""
+        registry = self.ctx.registry
+        if self._list_version != registry.version:
+            tasks = sorted(registry, key=lambda t: t.spec.name)
+            self._list_json = orjson.dumps([self._task_json(t) for t in tasks])
+            self._list_version = registry.version
+        return self._list_json
+
+    async def list_tasks(self, request: Request) -> Response:
+        rid = orjson.dumps(request_id(request))
+        body = b'{"request_id":' + rid + b',"tasks":' + self._tasks_json() + b"}\n"
+        return ORJSONResponse(body)
+
+    async def get_task(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        live = self.ctx.registry.get(name)
+        if live is None:
+            raise not_found(name)
+        return ORJSONResponse({"request_id": request_id(request), "task": self._task_json(live)})
+
+    async def create_task(self, request: Request) -> Response:
+        run = run_option(request)
+        require_json(request)
+        spec = decode_task_request(parse_json(await read_body(request)))
+        # validate_task checks the name first (identifier, length): the name becomes a
+        # file name, so nothing is written for a name that fails.
+        problem = validation_message(spec)
+        if problem is not None:
+            raise bad_request(problem)
+        if run is not None:
+            raise run_not_available(run)
+        try:
+            live = await self.ctx.writeback.create(spec, request_id=request_id(request))
+        except ValueError as exc:
+            # checked_render: the task would not read back from its file as sent.
+            raise bad_request(
+                f'task "{spec.name}" cannot be written as a task file: {exc}'
+            ) from None
+        except ReconcilerError as exc:
+            raise _map_write_error(exc) from None
+        return ORJSONResponse(
+            {"request_id": request_id(request), "task": self._task_json(live)}, 201
+        )
+
+    async def update_task(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        run = run_option(request)
+        enabled = decode_patch(await read_body(request))
+        if name not in self.ctx.registry:
+            raise not_found(name)
+        if run is not None:
+            raise run_not_available(run)
+        await self._write(
+            self.ctx.writeback.set_enabled(name, enabled, request_id=request_id(request))
+        )
+        return ORJSONResponse({})
+
+    async def delete_task(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in self.ctx.registry:
+            raise not_found(name)
+        await self._write(self.ctx.writeback.delete(name, request_id=request_id(request)))
+        return ORJSONResponse({"request_id": request_id(request)}, 202)
+
+    @staticmethod
+    async def _write(change: Awaitable[object]) -> None:
+        try:
+            await change
+        except (ReconcilerError, ValueError, KeyError) as exc:
+            raise _map_write_error(exc) from None

@@ -1,0 +1,127 @@
+"""The real core (directory source, reconciler, source loop, write-back) behind the API,
+built in the running event loop so that its locks and the requests share one loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2
+from helpers import async_wait_for, fresh_load
+from starlette.applications import Starlette
+
+from reconciler.api.app import ApiContext, create_app
+from reconciler.config.model import GlobalDefaults, TaskSpec
+from reconciler.reconcile.engine import Reconciler
+from reconciler.reconcile.loop import SourceLoop
+from reconciler.reconcile.writeback import WriteBack
+from reconciler.registry.store import Registry
+from reconciler.sources.directory import DirectorySource
+
+SECOND = 1_000_000_000
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+@dataclass
+class Core:
+    root: Path
+    registry: Registry
+    reconciler: Reconciler
+    loop: SourceLoop
+    writeback: WriteBack
+    app: Starlette
+    client: httpx2.AsyncClient
+
+    def specs(self) -> dict[str, TaskSpec]:
+        return {t.spec.name: t.spec for t in self.registry}
+
+    def assert_files_agree(self) -> None:
+        """A fresh load of the directory gives exactly the live registry."""
+        assert fresh_load(self.root) == self.specs()
+
+    async def post_task(self, task: dict[str, Any], **params: str) -> httpx2.Response:
+        return await self.client.post("/v1/tasks", json={"task": task}, params=params)
+
+
+@contextlib.asynccontextmanager
+async def running_core(
+    root: Path, *, defaults: GlobalDefaults | None = None, watch: bool = True
+) -> AsyncIterator[Core]:
+    root.mkdir(parents=True, exist_ok=True)
+    registry = Registry()
+    reconciler = Reconciler(registry)
+    source = DirectorySource(root, display_base=root.parent)
+    loop = SourceLoop(source, reconciler)
+    await loop.initial_load()
+    runner = asyncio.create_task(loop.run()) if watch else None
+    writeback = WriteBack(reconciler, {source.name: loop}, source.name)
+    context = ApiContext(registry, reconciler, writeback, defaults or GlobalDefaults())
+    app = create_app(context)
+    client = httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=app), base_url="http://reconciler.test"
+    )
+    try:
+        if runner is not None:
+            await async_wait_for(lambda: source.watching, what="the directory watcher")
+        yield Core(root, registry, reconciler, loop, writeback, app, client)
+    finally:
+        await client.aclose()
+        if runner is not None:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+        loop.close()
+
+
+def is_uuid(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+def assert_matches(actual: Any, expected: Any, path: str = "$") -> None:
+    """Field-by-field equality; `request_id` values only need to be fresh UUIDs."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict), f"{path}: expected an object, got {actual!r}"
+        assert sorted(actual) == sorted(expected), (
+            f"{path}: fields differ: got {sorted(actual)}, expected {sorted(expected)}"
+        )
+        for key, value in expected.items():
+            if key == "request_id":
+                assert is_uuid(actual[key]), f"{path}.request_id: not a UUID: {actual[key]!r}"
+            else:
+                assert_matches(actual[key], value, f"{path}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(actual, list), f"{path}: expected an array, got {actual!r}"
+        assert len(actual) == len(expected), (
+            f"{path}: {len(actual)} items, expected {len(expected)}"
+        )
+        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
+            assert_matches(a, e, f"{path}[{i}]")
+    else:
+        assert type(actual) is type(expected) and actual == expected, (
+            f"{path}: got {actual!r}, expected {expected!r}"
+        )
+
+
+def assert_error(response: httpx2.Response, status: int, *fragments: str) -> str:
+    """The response is `status` in the error shape, its message holding each fragment."""
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert sorted(body) == ["error", "request_id"], body
+    assert is_uuid(body["request_id"]), body
+    assert sorted(body["error"]) == ["message"], body
+    message = body["error"]["message"]
+    assert isinstance(message, str) and message
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+    return message
