@@ -208,3 +208,21 @@ def test_registry_equals_fresh_load(h: Harness) -> None:
     (h.root / "notes.txt").write_text("not a task")
     h.sync()
     assert h.specs() == fresh_load(h.root)
+
+
+def test_huge_file_is_a_file_error_and_nothing_else_changes(h: Harness) -> None:
+    (h.root / "a.hcl").write_text(task_hcl("a"))
+    h.sync()
+    with (h.root / "huge.hcl").open("wb") as f:
+        f.truncate(50 * 1024 * 1024)  # sparse: 50 MB without using the disk
+    assert not h.sync()
+    assert "a" in h.registry
+    (problem,) = h.reconciler.problems()["tasks/huge.hcl"]
+    assert "larger than the 16777216 byte limit" in problem
+
+
+def test_empty_file_defines_nothing_and_is_fine(h: Harness) -> None:
+    (h.root / "empty.hcl").write_text("")
+    (h.root / "comments.hcl").write_text("# nothing here yet\n")
+    assert not h.sync()
+    assert h.reconciler.problems() == {}
