@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Iterator, Sequence
@@ -18,6 +19,7 @@ import uvicorn
 
 from reconciler._core.errors import ConfigError
 from reconciler.api.app import ApiContext, create_app
+from reconciler.config.load import gc_paused
 from reconciler.config.tasks import DecodedFile, DecodedTask
 from reconciler.daemon.notify import sd_notify
 from reconciler.reconcile.cache import ParseCache
@@ -88,11 +90,15 @@ class Daemon:
     # --- lifecycle ---------------------------------------------------------------------
 
     async def load(self) -> None:
-        self.cache.load()
-        self.apply_config_tasks(self.settings)
-        for loop in self.loops.values():
-            await loop.initial_load()
-        await asyncio.to_thread(self.cache.save)
+        with gc_paused():  # bulk parsing: avoid repeated full passes over young objects
+            self.cache.load()
+            self.apply_config_tasks(self.settings)
+            for loop in self.loops.values():
+                await loop.initial_load()
+            await asyncio.to_thread(self.cache.save)
+        # The loaded tasks live as long as the daemon: keep them out of future collections,
+        # which otherwise stall the loop (~200 ms at 10,000 tasks).
+        gc.freeze()
         log.info(
             "loaded %d tasks (parse cache: %d hits, %d misses)",
             len(self.registry),

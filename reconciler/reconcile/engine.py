@@ -208,8 +208,12 @@ class Reconciler:
 
     def _guard(self, source: str, change: RegistryChange, deliberate: set[str]) -> RegistryChange:
         status = self.sources.setdefault(source, SourceStatus(source))
-        live = [t for t in self.registry if t.source == source]
         removing = [t for t in change.deleted if t.source == source]
+        if not removing:  # the common case; counting the live tasks costs O(n)
+            status.guard = None
+            self._held = set()
+            return change
+        live = [t for t in self.registry if t.source == source]
         keeps_some = any(t.source == source for t in change.created) or any(
             new.source == source for _, new in change.updated
         )

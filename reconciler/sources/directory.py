@@ -54,11 +54,18 @@ class DirectorySource:
         self._known: dict[str, tuple[_StatSig, str]] = {}
         self._observer: Observer | None = None  # type: ignore[valid-type]
         self._root_id: tuple[int, int] | None = None
+        self._display: dict[str, str] = {}
         self._lock = threading.Lock()
 
     # --- display -------------------------------------------------------------------------
 
     def display_path(self, rel: str) -> str:
+        shown = self._display.get(rel)
+        if shown is None:
+            shown = self._display[rel] = self._compute_display(rel)
+        return shown
+
+    def _compute_display(self, rel: str) -> str:
         full = self.root / rel
         try:
             shown = os.path.relpath(full, self._display_base)

@@ -1,0 +1,95 @@
+"""`python -m bench [--quick] [--only NAME] [--output PATH] [--keep]`.
+
+A full run (no --quick, no --only) rewrites BENCHMARKS.md; other runs print the Markdown
+unless --output is given, so a smoke check never replaces the real numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.latency import bench_latency
+from bench.load import bench_load
+from bench.report import Section, render
+from bench.runner import REPO
+from bench.workspace import Settings, Workspace
+
+BENCHMARKS: dict[str, Callable[[Workspace], Section]] = {
+    "load": bench_load,
+    "latency": bench_latency,
+}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke check")
+    parser.add_argument(
+        "--only",
+        choices=sorted(BENCHMARKS),
+        action="append",
+        metavar="NAME",
+        help=f"run only this benchmark ({', '.join(BENCHMARKS)}); repeatable",
+    )
+    parser.add_argument("--output", type=Path, help="write the Markdown here")
+    parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    names = args.only or list(BENCHMARKS)
+    settings = Settings.small() if args.quick else Settings.full()
+    output = args.output
+    if output is None and not args.quick and not args.only:
+        output = REPO / "BENCHMARKS.md"
+
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    root = Path(tempfile.mkdtemp(prefix="reconciler-bench-"))
+    sections: list[Section] = []
+    try:
+        ws = Workspace(root, settings)
+        for name in names:
+            print(f"bench: {name} ...", file=sys.stderr, flush=True)
+            t0 = time.perf_counter()
+            sections.append(BENCHMARKS[name](ws))
+            print(
+                f"bench: {name} done in {time.perf_counter() - t0:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+    finally:
+        if args.keep:
+            print(f"bench: generated files kept in {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+    text = render(
+        sections,
+        load_before=load_before,
+        elapsed_s=time.perf_counter() - started,
+        quick=settings.quick,
+    )
+    if output is None:
+        print(text)
+    else:
+        output.write_text(text)
+        print(f"bench: wrote {output}", file=sys.stderr)
+        for section in sections:
+            for target in section.targets:
+                print(
+                    f"  {target.what}: {target.measured} ({target.verdict.strip('*')})",
+                    file=sys.stderr,
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
