@@ -106,6 +106,15 @@ def validate_task(spec: TaskSpec) -> list[Invalid]:
                 f'"{provider}" are both instances of provider "{base}"',
             )
         seen.setdefault(base, provider)
+    for var in spec.variables or {}:
+        if not valid_identifier(var):
+            # They become Terraform input variables of the task's module.
+            bad(
+                ("variables",),
+                (),
+                f'"{var}" is not a valid variable name: start with a '
+                'letter or "_", then use letters, digits, "_" or "-"',
+            )
     if cond is not None:
         out.extend(_validate_condition(cond))
     out.extend(_validate_inputs(spec))

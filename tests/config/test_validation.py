@@ -323,3 +323,14 @@ def test_deprecated_fields_load_with_warnings() -> None:
     assert 't.hcl:3: task "web": "source" is deprecated: rename it to "module"' in warnings
     assert any('"source_input" is deprecated' in w for w in warnings)
     assert any('"source_includes_var" is deprecated' in w for w in warnings)
+
+
+def test_variable_names_must_be_identifiers() -> None:
+    text = (
+        'task {\n  name = "web"\n  module = "m"\n  variables = {\n    "not ok" = 1\n  }\n'
+        '  condition "services" { names = ["a"] }\n}\n'
+    )
+    assert problems(text) == [
+        'tasks/web.hcl:4: task "web": "not ok" is not a valid variable name: start with a '
+        'letter or "_", then use letters, digits, "_" or "-"'
+    ]
