@@ -10,14 +10,14 @@ from pathlib import Path
 from hypothesis import assume, given, settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "config"))
-from test_write import task_specs  # noqa: E402
+from test_write import task_specs
 
-from reconciler.api.decoding import decode_task_request, validation_message  # noqa: E402
-from reconciler.api.representation import task_object  # noqa: E402
-from reconciler.config.load import load_task_file  # noqa: E402
-from reconciler.config.model import GlobalDefaults, TaskSpec  # noqa: E402
-from reconciler.config.validate import validate_task  # noqa: E402
-from reconciler.config.write import checked_render  # noqa: E402
+from reconciler.api.decoding import decode_task_request, validation_message
+from reconciler.api.representation import task_object
+from reconciler.config.load import load_task_file
+from reconciler.config.model import GlobalDefaults, TaskSpec
+from reconciler.config.validate import validate_task
+from reconciler.config.write import checked_render
 
 DEFAULTS = GlobalDefaults()
 

@@ -165,7 +165,7 @@ def task_specs(draw: st.DrawFn) -> TaskSpec:
         enabled=draw(optional_bool),
         version=draw(optional_text),
         providers=providers,
-        variables=draw(st.none() | st.dictionaries(object_keys, hcl_values, max_size=4)),
+        variables=draw(st.none() | st.dictionaries(identifiers, hcl_values, max_size=4)),
         variable_files=draw(st.none() | st.lists(tricky_text, max_size=3).map(tuple)),
         condition=condition,
         module_inputs=draw(module_inputs(frozenset(taken))),
