@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.git_latency import bench_git
 from bench.latency import bench_latency
 from bench.load import bench_load
 from bench.report import Section, render
@@ -24,6 +25,7 @@ from bench.workspace import Settings, Workspace
 BENCHMARKS: dict[str, Callable[[Workspace], Section]] = {
     "load": bench_load,
     "latency": bench_latency,
+    "git": bench_git,
 }
 
 

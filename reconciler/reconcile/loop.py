@@ -97,6 +97,8 @@ class SourceLoop:
         if self.status.error is not None:
             log.info("source %s is available again", source.name)
             self.status.error = None
+        if update.revision:
+            self.status.revision = update.revision
         if not update:
             self.reconciles += 1
             return RegistryChange()
@@ -104,8 +106,6 @@ class SourceLoop:
         change = self.reconciler.apply(
             source.name, update, parsed, source.display_path, deliberate=deliberate
         )
-        if update.revision:
-            self.status.revision = update.revision
         self.reconciles += 1
         if change:
             log.info(
@@ -173,3 +173,6 @@ class SourceLoop:
     def close(self) -> None:
         if isinstance(self.source, DirectorySource):
             self.source.stop_watching()
+        close = getattr(self.source, "close", None)
+        if callable(close):
+            close()

@@ -44,6 +44,15 @@ def _edited(display: str, make: Callable[[], T]) -> T:
         raise ConflictError(f"{display} cannot be edited: {exc}") from None
 
 
+async def _commit(loop: SourceLoop, change: FileChange) -> None:
+    try:
+        await asyncio.to_thread(loop.source.commit, change)
+    except ConflictError:
+        # Someone else changed the file upstream: follow them now, not at the next poll.
+        loop.hint(None)
+        raise
+
+
 class WriteBack:
     def __init__(self, reconciler: Reconciler, loops: dict[str, SourceLoop], default: str | None):
         self.reconciler = reconciler
@@ -74,8 +83,8 @@ class WriteBack:
                     f"file {loop.source.display_path(rel)} already exists; it is never overwritten"
                 )
             try:
-                await asyncio.to_thread(
-                    loop.source.commit,
+                await _commit(
+                    loop,
                     FileChange(
                         rel,
                         data,
@@ -133,8 +142,8 @@ class WriteBack:
                 entry.display, lambda: edit.set_enabled(data, entry.display, name, enabled)
             )
             if new != data:
-                await asyncio.to_thread(
-                    loop.source.commit,
+                await _commit(
+                    loop,
                     FileChange(rel, new, action="update", task=name, request_id=request_id),
                 )
             await loop.sync_paths([rel])
@@ -153,8 +162,8 @@ class WriteBack:
             if data is None:
                 raise ConflictError(f"file {entry.display} disappeared during the request")
             new = _edited(entry.display, lambda: edit.remove_task(data, entry.display, name))
-            await asyncio.to_thread(
-                loop.source.commit,
+            await _commit(
+                loop,
                 FileChange(rel, new, action="delete", task=name, request_id=request_id),
             )
             await loop.sync_paths([rel], deliberate=[name])

@@ -190,7 +190,13 @@ class GitSource:
     poll_interval: int = 30 * SECOND
     push: bool = False
     webhook_secret: str | None = field(default=None, repr=False)
-    push_retry: int = 3  # attempts to rebase and push again after a rejected push
+    # Attempts to rebase and push again after a rejected push, or "background": keep a
+    # commit the remote cannot take now and push it later.
+    push_retry: int | str = 3
+    ssh_key_file: Path | None = None
+    token_env: str | None = None  # name of the environment variable holding a token
+    token_username: str = "x-access-token"
+    timeout: int = 30 * SECOND  # for every git command
     author: GitAuthor = GitAuthor()
     location: Location = field(default=_NOWHERE, compare=False)
 

@@ -113,6 +113,14 @@ def read_field(r: BodyReader, name: str, kind: Kind, base_dir: Path) -> Any:
         return os.path.normpath(os.path.join(base_dir, text))
     if kind is Kind.BACKEND:
         return _backend(r, name)
+    if kind is Kind.RETRY:
+        raw = r.value(name)
+        if isinstance(raw, str) and raw == "background":
+            return raw
+        if raw is None or (isinstance(raw, int) and not isinstance(raw, bool)):
+            return raw
+        r.error(f'"{name}" must be {kind.value}', r.line_of(name))
+        return None
     value = _map(r, name)
     if (
         kind is Kind.STRING_MAP

@@ -22,6 +22,7 @@ class Kind(Enum):
     MAP = "an object"  # merged key by key across files
     STRING_MAP = "a map of strings"
     BACKEND = "a backend"  # {type: {...}}: merged per type, then per field of that type
+    RETRY = 'a whole number or "background"'
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,11 @@ GIT_SOURCE = BlockSpec(
         "poll_interval": D,
         "push": B,
         "webhook_secret": S,
-        "push_retry": N,
+        "push_retry": Kind.RETRY,
+        "ssh_key_file": P,
+        "token_env": S,
+        "token_username": S,
+        "timeout": D,
     },
     {"author": BlockSpec({"name": S, "email": S})},
 )

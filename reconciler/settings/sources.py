@@ -19,6 +19,7 @@ from reconciler.settings.partial import Partial, decode_block
 from reconciler.settings.schema import SOURCES
 
 _COMMIT = re.compile(r"[0-9a-fA-F]{7,64}")
+_SCP_LIKE = re.compile(r"^[^/]+:")  # user@host:repo.git
 
 
 def decode_source(r: BodyReader, block: Block, base_dir: Path) -> Source | None:
@@ -32,7 +33,9 @@ def decode_source(r: BodyReader, block: Block, base_dir: Path) -> Source | None:
     cr = r.child(block, f'source "{kind}"')
     partial = decode_block(cr, SOURCES[kind], base_dir)
     at = Location(r.file, block.line)
-    source = _directory(cr, partial, at) if kind == "directory" else _git(cr, partial, at)
+    source = (
+        _directory(cr, partial, at) if kind == "directory" else _git(cr, partial, at, base_dir)
+    )
     return source if len(r.problems) == before else None
 
 
@@ -44,13 +47,16 @@ def _directory(r: BodyReader, p: Partial, at: Location) -> DirectorySource | Non
     return DirectorySource(Path(path), p.get("allow_empty", False), at)
 
 
-def _git(r: BodyReader, p: Partial, at: Location) -> GitSource | None:
+def _git(r: BodyReader, p: Partial, at: Location, base_dir: Path) -> GitSource | None:
     def bad(message: str, *names: str) -> None:
         r.error(message, p.loc(*names).line)
 
     url = p.get("url")
     if not url:
         bad('"url" is required', "url")
+    elif "://" not in url and not _SCP_LIKE.match(url) and not Path(url).is_absolute():
+        # A local repository path, like every path: relative to this configuration file.
+        url = str(base_dir / url)
     branch = p.get("branch", "main")
     if not branch:
         bad('"branch" must not be empty', "branch")
@@ -73,8 +79,14 @@ def _git(r: BodyReader, p: Partial, at: Location) -> GitSource | None:
     if poll <= 0:
         bad('"poll_interval" must be positive', "poll_interval")
     retry = p.get("push_retry", GitSource.push_retry)
-    if retry < 0:
+    if isinstance(retry, int) and retry < 0:
         bad('"push_retry" cannot be negative', "push_retry")
+    token_env = p.get("token_env")
+    if token_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", token_env):
+        bad(f'"token_env" must name an environment variable, not "{token_env}"', "token_env")
+    timeout = p.get("timeout", GitSource.timeout)
+    if timeout <= 0:
+        bad('"timeout" must be positive', "timeout")
     secret = p.get("webhook_secret")
     if secret is not None and not secret:
         bad('"webhook_secret" must not be empty: unsigned webhooks are rejected', "webhook_secret")
@@ -89,6 +101,10 @@ def _git(r: BodyReader, p: Partial, at: Location) -> GitSource | None:
         push=push,
         webhook_secret=secret,
         push_retry=retry,
+        ssh_key_file=Path(p.get("ssh_key_file")) if p.get("ssh_key_file") else None,
+        token_env=token_env,
+        token_username=p.get("token_username", GitSource.token_username),
+        timeout=timeout,
         author=GitAuthor(author.get("name", GitAuthor.name), author.get("email", GitAuthor.email)),
         location=at,
     )

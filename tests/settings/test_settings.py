@@ -424,7 +424,7 @@ def test_sources(tmp_path: Path) -> None:
             False,
             None,
             3,
-            GitAuthor("reconciler", "reconciler@localhost"),
+            author=GitAuthor("reconciler", "reconciler@localhost"),
         ),
         GitSource(
             "git@example.com:infra/tasks.git",
@@ -436,7 +436,7 @@ def test_sources(tmp_path: Path) -> None:
             True,
             "s3cret",
             5,
-            GitAuthor("bot", "bot@example.com"),
+            author=GitAuthor("bot", "bot@example.com"),
         ),
         GitSource(
             "https://git.example.com/pinned.git", commit="0123456789abcdef0123456789abcdef01234567"
@@ -1323,3 +1323,44 @@ def test_json_syntax_error(tmp_path: Path) -> None:
     [problem] = info.value.problems
     assert problem.location is not None and problem.location.line == 3
     assert problem.message.startswith("invalid JSON")
+
+
+def test_git_source_options(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "conf/cts.hcl",
+        """
+        source "git" {
+          url          = "../repos/tasks.git"
+          push_retry   = "background"
+          ssh_key_file = "keys/deploy"
+          token_env    = "GIT_TOKEN"
+          timeout      = "10s"
+        }
+    """,
+    )
+    (src,) = load(path).sources
+    assert isinstance(src, GitSource)
+    assert src.url == str(tmp_path / "conf" / ".." / "repos" / "tasks.git")
+    assert src.push_retry == "background"
+    assert src.ssh_key_file == tmp_path / "conf" / "keys" / "deploy"
+    assert (src.token_env, src.timeout) == ("GIT_TOKEN", 10 * S)
+
+
+def test_git_source_option_errors(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "cts.hcl",
+        """
+        source "git" {
+          url        = "https://x/y.git"
+          push_retry = "later"
+          token_env  = "not a name"
+        }
+    """,
+    )
+    with pytest.raises(ConfigError) as err:
+        load(path)
+    text = str(err.value)
+    assert 'cts.hcl:3: source "git": "push_retry" must be a whole number or "background"' in text
+    assert 'cts.hcl:4: source "git": "token_env" must name an environment variable' in text

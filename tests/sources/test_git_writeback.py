@@ -1,0 +1,170 @@
+"""API changes (through WriteBack, as the API makes them) become commits in the remote."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+from helpers import async_wait_for, task_hcl
+from test_git_support import Remote, git, git_core, source, tasks
+
+from reconciler._core.errors import ConflictError
+from reconciler.config.model import ServicesCondition, TaskSpec
+from reconciler.sources.base import FileChange
+
+
+def spec(name: str) -> TaskSpec:
+    return TaskSpec(name=name, module="./mod", condition=ServicesCondition(names=("web",)))
+
+
+def changed_files(remote: Remote, ref: str = "main") -> list[str]:
+    return git(remote.bare, "show", "--format=", "--name-only", ref).split()
+
+
+def test_create_update_delete_are_commits_with_trailers(tmp_path: Path) -> None:
+    async def main() -> None:
+        remote = Remote.create(tmp_path, tasks("a", folder="tasks"))
+        src = source(remote, tmp_path / "work", path="tasks", push=True, author_name="bot")
+        async with git_core(src, run=False) as core:
+            await core.writeback.create(spec("web"), request_id="req-1")
+            assert remote.messages(1) == [
+                "create task web\n\nRequest-Id: req-1\nReconciler-Action: create"
+            ]
+            assert changed_files(remote) == ["tasks/web.hcl"]
+            assert git(remote.bare, "log", "-1", "--format=%an <%ae>") == (
+                "bot <reconciler@localhost>"
+            )
+            live = core.registry.get("web")
+            assert live is not None and live.provenance.revision == remote.head()
+            assert live.provenance.file == "tasks/web.hcl"
+
+            await core.writeback.set_enabled("web", False, request_id="req-2")
+            assert remote.messages(1)[0].startswith("update task web\n\nRequest-Id: req-2")
+            assert changed_files(remote) == ["tasks/web.hcl"]
+            assert "enabled = false" in (remote.show("tasks/web.hcl") or "")
+
+            before = remote.head()
+            await core.writeback.set_enabled("web", False, request_id="req-3")
+            assert remote.head() == before  # nothing changed: no commit
+
+            await core.writeback.delete("web", request_id="req-4")
+            assert remote.messages(1) == [
+                "delete task web\n\nRequest-Id: req-4\nReconciler-Action: delete"
+            ]
+            assert remote.show("tasks/web.hcl") is None
+            assert core.names() == {"a"}
+            assert core.source.status().unpushed_commits == 0
+
+    asyncio.run(main())
+
+
+def test_human_push_during_api_commit_is_rebased_and_both_land(tmp_path: Path) -> None:
+    async def main() -> None:
+        remote = Remote.create(tmp_path, tasks("a"))
+        async with git_core(source(remote, tmp_path / "work", push=True), run=False) as core:
+            human = remote.commit_and_push(tasks("h"))  # after our last fetch
+            await core.writeback.create(spec("web"), request_id="r")
+            assert remote.files() >= {"a.hcl", "h.hcl", "web.hcl"}
+            assert git(remote.bare, "rev-parse", "main~1") == human
+            assert changed_files(remote) == ["web.hcl"]
+            # The rebase brought the human's commit in: the registry has it at once.
+            assert core.names() == {"a", "h", "web"}
+
+    asyncio.run(main())
+
+
+def test_same_file_changed_upstream_is_a_conflict_and_nothing_is_lost(tmp_path: Path) -> None:
+    async def main() -> None:
+        remote = Remote.create(tmp_path, tasks("a", "b"))
+        async with git_core(source(remote, tmp_path / "work", push=True), run=False) as core:
+            human = remote.commit_and_push({"a.hcl": task_hcl("a", names=("human",))})
+            with pytest.raises(ConflictError, match="changed upstream"):
+                await core.writeback.set_enabled("a", False, request_id="r")
+            assert remote.head() == human  # the human's change stands, ours was not made
+            assert core.source.status().head_revision == human
+            assert core.source.status().unpushed_commits == 0
+            await core.loop.initial_load()  # the next fetch
+            spec_a = core.spec("a")
+            assert spec_a is not None and spec_a.condition is not None
+            assert spec_a.condition.names == ("human",)  # type: ignore[union-attr]
+            # Retrying against the new state works.
+            await core.writeback.set_enabled("a", False, request_id="r2")
+            assert "enabled = false" in (remote.show("a.hcl") or "")
+            assert "human" in (remote.show("a.hcl") or "")
+
+    asyncio.run(main())
+
+
+def test_racing_human_pushes_and_api_commits_lose_nothing(tmp_path: Path) -> None:
+    async def main() -> None:
+        remote = Remote.create(tmp_path, tasks("seed"))
+        stop = threading.Event()
+        pushed: list[str] = []
+
+        def human() -> None:
+            i = 0
+            while not stop.is_set() and i < 15:
+                remote.commit_and_push(tasks(f"human{i}"))
+                pushed.append(f"human{i}.hcl")
+                i += 1
+
+        src = source(remote, tmp_path / "work", push=True, push_retries=10)
+        async with git_core(src, rescan_interval=0.05) as core:
+            thread = threading.Thread(target=human)
+            thread.start()
+            acknowledged: list[str] = []
+            refused: list[str] = []
+            try:
+                for i in range(15):
+                    try:
+                        await core.writeback.create(spec(f"api{i}"), request_id=f"r{i}")
+                    except ConflictError as exc:
+                        # Allowed when the branch keeps moving through every retry.
+                        assert "kept moving" in str(exc)
+                        refused.append(f"api{i}.hcl")
+                    else:
+                        acknowledged.append(f"api{i}.hcl")
+            finally:
+                stop.set()
+                await asyncio.to_thread(thread.join)
+            files = remote.files()
+            assert set(acknowledged) <= files, set(acknowledged) - files
+            assert not set(refused) & files  # a refused change was not made
+            assert set(pushed) <= files
+            assert len(acknowledged) > len(refused)
+            expected = {n.removesuffix(".hcl") for n in files if n.endswith(".hcl")}
+            await async_wait_for(lambda: core.names() == expected, what="registry to follow")
+
+    asyncio.run(main())
+
+
+def test_push_false_commits_locally_and_keeps_them_on_top_of_upstream(tmp_path: Path) -> None:
+    async def main() -> None:
+        remote = Remote.create(tmp_path, tasks("a"))
+        before = remote.head()
+        async with git_core(source(remote, tmp_path / "work", push=False), run=False) as core:
+            await core.writeback.create(spec("local"), request_id="r")
+            assert remote.head() == before
+            assert core.source.status().unpushed_commits == 1
+            remote.commit_and_push(tasks("h"))
+            await core.loop.initial_load()
+            assert core.names() == {"a", "h", "local"}
+            assert core.source.status().unpushed_commits == 1
+
+    asyncio.run(main())
+
+
+def test_change_to_an_existing_file_with_create_is_refused(tmp_path: Path) -> None:
+    remote = Remote.create(tmp_path, tasks("a"))
+    src = source(remote, tmp_path / "work", push=True)
+    try:
+        src.full_scan()
+        before = remote.head()
+        with pytest.raises(FileExistsError):
+            src.commit(FileChange("a.hcl", b"x", create=True, action="create", task="a"))
+        assert remote.head() == before
+        assert src.read("a.hcl") == task_hcl("a").encode()
+    finally:
+        src.close()
