@@ -12,13 +12,14 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import uvicorn
 
 from reconciler._core.errors import ConfigError
 from reconciler.api.app import ApiContext, create_app
+from reconciler.api.webhooks import webhook_routes
 from reconciler.config.load import gc_paused
 from reconciler.config.tasks import DecodedFile, DecodedTask
 from reconciler.daemon.notify import sd_notify
@@ -37,6 +38,23 @@ log = logging.getLogger(__name__)
 CONFIG_SOURCE = "config"
 
 
+def _unique(base: str, taken: dict[str, SourceLoop]) -> str:
+    name, n = base, 1
+    while name in taken:
+        name, n = f"{base}-{n}", n + 1
+    return name
+
+
+def _fetcher(loops: list[SourceLoop]) -> Callable[[], None]:
+    """What a signed webhook call does: schedule a fetch (debounced) of its sources."""
+
+    def fetch() -> None:
+        for loop in loops:
+            loop.hint(None)
+
+    return fetch
+
+
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handling: the daemon owns the signals."""
 
@@ -53,18 +71,35 @@ class Daemon:
         self.cache = ParseCache(settings.working_dir / ".reconciler" / "parse-cache.pickle")
         self.reconciler = Reconciler(self.registry, self.cache)
         self.loops: dict[str, SourceLoop] = {}
-        for i, src in enumerate(settings.sources):
+        # webhook secret -> the loops a signed call should fetch
+        self.hooks: dict[str, list[SourceLoop]] = {}
+        writable: list[str] = []
+        for src in settings.sources:
             if isinstance(src, DirectorySettings):
-                name = "directory" if i == 0 else f"directory-{i}"
+                name = _unique("directory", self.loops)
                 self.loops[name] = SourceLoop(
                     DirectorySource(src.path, name=name),
                     self.reconciler,
                     allow_empty=src.allow_empty,
                 )
+                writable.append(name)
             else:
-                log.warning("%s: source %r is not supported yet; ignored", src.location, "git")
+                # Imported here: `import git` fails on a machine without the git binary,
+                # and directory-only setups must not need it.
+                from reconciler.sources.git import GitSource
+
+                name = _unique("git", self.loops)
+                source = GitSource.from_settings(src, settings.working_dir, name=name)
+                self.loops[name] = SourceLoop(
+                    source, self.reconciler, rescan_interval=source.options.poll_interval_s
+                )
+                if not source.options.pinned:
+                    writable.append(name)
+                if src.webhook_secret:
+                    self.hooks.setdefault(src.webhook_secret, []).append(self.loops[name])
         self.reconciler.add_source(CONFIG_SOURCE, allow_empty=True)
-        self.writeback = WriteBack(self.reconciler, self.loops, next(iter(self.loops), None))
+        # API-created tasks go to the first writable source.
+        self.writeback = WriteBack(self.reconciler, self.loops, next(iter(writable), None))
         self.server: _Server | None = None
         self._stopping = 0
 
@@ -117,8 +152,12 @@ class Daemon:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         await self.load()
+        app = create_app(self.app_context())
+        app.router.routes.extend(
+            webhook_routes({secret: _fetcher(loops) for secret, loops in self.hooks.items()})
+        )
         config = uvicorn.Config(
-            create_app(self.app_context()),
+            app,
             host=self.settings.bind_address,
             port=self.settings.port,
             log_config=None,
@@ -161,7 +200,7 @@ class Daemon:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             for src in self.loops.values():
-                src.close()
+                await asyncio.to_thread(src.close)
             await asyncio.to_thread(self.cache.save)
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
