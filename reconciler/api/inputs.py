@@ -89,11 +89,10 @@ def run_option(request: Request) -> str | None:
 
 
 def run_not_available(run: str) -> ApiError:
-    """Until the Terraform runner exists, `run` is answered honestly: never a fake plan."""
+    """An API served without a Terraform runner answers `run` honestly: never a fake plan."""
     action = "planning (run=inspect)" if run == "inspect" else "running immediately (run=now)"
     return ApiError(
         501,
-        f"{action} is not available yet: running Terraform is not implemented in this "
-        "version. Send the request without the run parameter to change only the task's "
-        "file.",
+        f"{action} is not available: this server runs no Terraform. Send the request "
+        "without the run parameter to change only the task's file.",
     )

@@ -1,9 +1,11 @@
 """/v1/status, /v1/status/tasks[/{name}] and /v1/health (cts-spec 3.2 and 5).
 
-Until tasks run, every task's status is `unknown` with no events. Beyond CTS, each task
-status says where the task comes from (`source`: file, line, revision) and what is wrong
-with that file now (`file_errors`: a task whose file is broken keeps running its last good
-definition, and this is where that shows); /v1/status adds the state of each source.
+A task's status comes from its last 5 run events (reconciler.registry.status). Beyond CTS,
+each task status says where the task comes from (`source`: file, line, revision), what is
+wrong with that file now (`file_errors`: a task whose file is broken keeps running its last
+good definition, and this is where that shows), whether a run is in progress (`active`),
+whether it is deleted and waits for that run to end (`deleting`), and why its workspace
+failed to initialise (`init_error`); /v1/status adds the state of each source.
 """
 
 from __future__ import annotations
@@ -17,12 +19,11 @@ from starlette.responses import Response
 from reconciler.api.errors import ApiError, ORJSONResponse, bad_request
 from reconciler.api.inputs import single_query
 from reconciler.reconcile.engine import Reconciler
+from reconciler.registry.status import STATUSES, status_of
 from reconciler.registry.store import LiveTask
 
 if TYPE_CHECKING:
     from reconciler.api.app import ApiContext
-
-STATUSES = ("successful", "errored", "critical", "unknown")
 
 
 def source_problems(reconciler: Reconciler) -> list[str]:
@@ -67,21 +68,33 @@ class StatusEndpoints:
         self.ctx = context
 
     def _task_status(
-        self, live: LiveTask, problems: dict[str, list[str]], events: bool
+        self, live: LiveTask, problems: dict[str, list[str]], include_events: bool
     ) -> dict[str, Any]:
         spec, where = live.spec, live.provenance
+        events = self.ctx.status.events(spec.name)
+        if events:
+            # As CTS: the union over what the events ran with.
+            providers = sorted({p for e in events for p in e.config.providers})
+            services = sorted({s for e in events for s in e.config.services})
+        else:
+            providers, services = list(spec.providers or ()), list(spec.services or ())
+        runs = self.ctx.runs
+        state = runs.state(spec.name) if runs is not None else None
         out: dict[str, Any] = {
             "task_name": spec.name,
-            "status": "unknown",  # no task has run yet, so no events
+            "status": status_of(events),
             "enabled": spec.is_enabled,
-            "events_url": "",
-            "providers": list(spec.providers or ()),
-            "services": list(spec.services or ()),
+            "events_url": f"/v1/status/tasks/{spec.name}?include=events" if events else "",
+            "providers": providers,
+            "services": services,
             "source": {"file": where.file, "line": where.line, "revision": where.revision},
             "file_errors": list(problems.get(where.file, ())),
+            "active": state.active if state else False,
+            "deleting": state.deleting if state else False,
+            "init_error": state.init_error if state else None,
         }
-        if events:
-            out["events"] = []
+        if include_events:
+            out["events"] = [e.to_json() for e in events]
         return out
 
     def _statuses(self, request: Request, tasks: Sequence[LiveTask]) -> Response:
@@ -96,11 +109,11 @@ class StatusEndpoints:
         return ORJSONResponse(out)
 
     async def task_statuses(self, request: Request) -> Response:
-        return self._statuses(request, list(self.ctx.registry))
+        return self._statuses(request, self.ctx.tasks())
 
     async def task_status(self, request: Request) -> Response:
         name = request.path_params["name"]
-        live = self.ctx.registry.get(name)
+        live = self.ctx.task(name)
         if live is None:
             # Parameters are checked first, as in CTS.
             _status_filter(request)
@@ -113,8 +126,8 @@ class StatusEndpoints:
     async def overall(self, request: Request) -> Response:
         counts = dict.fromkeys(STATUSES, 0)
         enabled = {"true": 0, "false": 0}
-        for live in self.ctx.registry:
-            counts["unknown"] += 1
+        for live in self.ctx.tasks():
+            counts[self.ctx.status.status(live.spec.name)] += 1
             enabled["true" if live.spec.is_enabled else "false"] += 1
         return ORJSONResponse(
             {

@@ -3,6 +3,12 @@
 Reads come from the registry. Writes go through WriteBack: the file is changed first and
 the change reaches the registry through the same reconcile path as a hand edit ("one way
 in"), so a 2xx means the file on disk and the registry agree.
+
+Running (cts-spec 3.5): POST initialises the task's workspace before its file is written
+(a module that does not init or validate is a 500 and nothing is written); `?run=now`
+applies it first (a failed apply is a 500 and nothing is written); `?run=inspect` plans it
+in a throwaway workspace and writes nothing. PATCH `?run=inspect` plans without changing
+anything; `?run=now` writes, then applies.
 """
 
 from __future__ import annotations
@@ -25,8 +31,11 @@ from reconciler.api.inputs import (
     run_option,
 )
 from reconciler.api.representation import task_object
+from reconciler.config.model import TaskSpec
 from reconciler.reconcile.writeback import DuplicateTaskError, ReadOnlySourceError
+from reconciler.registry.status import Event
 from reconciler.registry.store import LiveTask
+from reconciler.triggers.scheduler import Scheduler, TaskBusyError
 
 if TYPE_CHECKING:
     from reconciler.api.app import ApiContext
@@ -107,19 +116,26 @@ def decode_patch(body: bytes) -> bool:
 class TaskEndpoints:
     def __init__(self, context: ApiContext) -> None:
         self.ctx = context
-        self._list_version = -1
+        self._list_version: tuple[int, int] = (-1, -1)
         self._list_json = b"[]"
 
     def _task_json(self, live: LiveTask) -> dict[str, object]:
         return task_object(live.spec, self.ctx.defaults)
 
+    def _runs(self, run: str) -> Scheduler:
+        if self.ctx.runs is None:
+            raise run_not_available(run)
+        return self.ctx.runs
+
     def _tasks_json(self) -> bytes:
-        """The serialised task list, rebuilt only when the registry changed."""
-        registry = self.ctx.registry
-        if self._list_version != registry.version:
-            tasks = sorted(registry, key=lambda t: t.spec.name)
+        """The serialised task list, rebuilt only when the registry (or the set of tasks
+        whose deletion waits for their run) changed."""
+        registry, runs = self.ctx.registry, self.ctx.runs
+        version = (registry.version, runs.deletions_version if runs is not None else 0)
+        if self._list_version != version:
+            tasks = sorted(self.ctx.tasks(), key=lambda t: t.spec.name)
             self._list_json = orjson.dumps([self._task_json(t) for t in tasks])
-            self._list_version = registry.version
+            self._list_version = version
         return self._list_json
 
     async def list_tasks(self, request: Request) -> Response:
@@ -129,7 +145,7 @@ class TaskEndpoints:
 
     async def get_task(self, request: Request) -> Response:
         name = request.path_params["name"]
-        live = self.ctx.registry.get(name)
+        live = self.ctx.task(name)
         if live is None:
             raise not_found(name)
         return ORJSONResponse({"request_id": request_id(request), "task": self._task_json(live)})
@@ -143,10 +159,53 @@ class TaskEndpoints:
         problem = validation_message(spec)
         if problem is not None:
             raise bad_request(problem)
-        if run is not None:
-            raise run_not_available(run)
+        runs = self._runs(run) if run is not None else self.ctx.runs
+        rid = request_id(request)
+        if spec.name in self.ctx.registry or (runs is not None and runs.known(spec.name)):
+            raise bad_request(f"task with name {spec.name} already exists")
+        if runs is None:
+            live = await self._create(spec, rid)
+            return ORJSONResponse({"request_id": rid, "task": self._task_json(live)}, 201)
         try:
-            live = await self.ctx.writeback.create(spec, request_id=request_id(request))
+            path = self.ctx.writeback.new_task_path(spec.name)
+        except ReconcilerError as exc:
+            raise _map_write_error(exc) from None
+        base_dir = path.parent if path is not None else None
+        if run == "inspect":
+            try:
+                plan = await runs.inspect_new(spec, base_dir)
+            except ReconcilerError as exc:
+                raise bad_request(exc.message) from None  # CTS: inspect errors are 400
+            return ORJSONResponse(
+                {
+                    "request_id": rid,
+                    "task": task_object(spec, self.ctx.defaults),
+                    "run": {"plan": plan.text, "changes_present": plan.changes_present},
+                },
+                200,
+            )
+        event: Event | None = None
+        try:
+            if run == "now":
+                event = await runs.create_run(spec, base_dir)
+                if event is not None and not event.success:
+                    raise ApiError(500, event.error or "the run failed")
+            else:
+                await runs.prepare(spec, base_dir)
+            live = await self._create(spec, rid)
+        except TaskBusyError:
+            raise bad_request(f"task with name {spec.name} already exists") from None
+        except ReconcilerError as exc:  # init/validate failed, or the workspace cannot be made
+            raise ApiError(500, exc.message) from None
+        finally:
+            runs.release(spec.name)  # a no-op once the task exists
+        if event is not None:
+            runs.record(event)
+        return ORJSONResponse({"request_id": rid, "task": self._task_json(live)}, 201)
+
+    async def _create(self, spec: TaskSpec, rid: str) -> LiveTask:
+        try:
+            return await self.ctx.writeback.create(spec, request_id=rid)
         except ValueError as exc:
             # checked_render: the task would not read back from its file as sent.
             raise bad_request(
@@ -154,9 +213,6 @@ class TaskEndpoints:
             ) from None
         except ReconcilerError as exc:
             raise _map_write_error(exc) from None
-        return ORJSONResponse(
-            {"request_id": request_id(request), "task": self._task_json(live)}, 201
-        )
 
     async def update_task(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -164,16 +220,43 @@ class TaskEndpoints:
         enabled = decode_patch(await read_body(request))
         if name not in self.ctx.registry:
             raise not_found(name)
-        if run is not None:
-            raise run_not_available(run)
-        await self._write(
-            self.ctx.writeback.set_enabled(name, enabled, request_id=request_id(request))
-        )
+        if run is None:
+            await self._write(
+                self.ctx.writeback.set_enabled(name, enabled, request_id=request_id(request))
+            )
+            return ORJSONResponse({})
+        runs = self._runs(run)
+        try:
+            if run == "inspect":
+                # Plans the task as it would be; nothing is written (CTS issue 465).
+                plan = await runs.inspect(name, enabled=enabled)
+                return ORJSONResponse(
+                    {"inspect": {"changes_present": plan.changes_present, "plan": plan.text}}
+                )
+            if runs.busy(name):
+                raise TaskBusyError(f"task '{name}' is active and cannot be updated at this time")
+            await self._write(
+                self.ctx.writeback.set_enabled(name, enabled, request_id=request_id(request))
+            )
+            event = await runs.run_now(name)
+        except TaskBusyError as exc:
+            raise ApiError(409, exc.message) from None
+        except NotFoundError:
+            raise not_found(name) from None
+        except ReconcilerError as exc:
+            raise ApiError(500, exc.message) from None
+        if event is not None and not event.success:
+            raise ApiError(500, event.error or "the run failed")
         return ORJSONResponse({})
 
     async def delete_task(self, request: Request) -> Response:
+        """202 at once. A task whose run is in progress leaves its file now and the
+        registry when the run ends; until then GET still shows it. Nothing its module
+        created is destroyed."""
         name = request.path_params["name"]
         if name not in self.ctx.registry:
+            if self.ctx.runs is not None and self.ctx.runs.deleting(name) is not None:
+                return ORJSONResponse({"request_id": request_id(request)}, 202)
             raise not_found(name)
         await self._write(self.ctx.writeback.delete(name, request_id=request_id(request)))
         return ORJSONResponse({"request_id": request_id(request)}, 202)

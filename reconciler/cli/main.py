@@ -1,8 +1,12 @@
 """Command line: `reconciler start|validate -config-file=F [-config-dir=D]...`.
 
+`start` runs the daemon; `start -once` initialises every task and applies every enabled
+one once, one at a time, then exits; `start -inspect` (or `-inspect-task NAME`, repeatable)
+plans and prints, applying nothing.
+
 Flags use Consul-Terraform-Sync's single-dash spelling (`-config-file`); the double-dash
-spelling works too. Exit codes follow CTS: 0 ok, 11 error, 13 missing flags, 14 flag
-parse error, 15 configuration error.
+spelling works too. Exit codes follow CTS: 0 ok, 11 error (a task failed), 12 interrupt,
+13 missing flags, 14 flag parse error, 15 configuration error, 16 Terraform unavailable.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ EXIT_INTERRUPT = 12
 EXIT_MISSING_FLAGS = 13
 EXIT_FLAG_PARSE = 14
 EXIT_CONFIG = 15
+EXIT_DRIVER = 16
 
 log = logging.getLogger("reconciler")
 
@@ -71,6 +76,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     start = sub.add_parser("start", help="run the daemon")
     _add_config_flags(start)
+    start.add_argument(
+        "-once",
+        "--once",
+        action="store_true",
+        help="init and apply every enabled task once, one at a time, then exit",
+    )
+    start.add_argument(
+        "-inspect",
+        "--inspect",
+        action="store_true",
+        help="plan every task and print the plans; apply nothing",
+    )
+    start.add_argument(
+        "-inspect-task",
+        "--inspect-task",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="plan only this task (repeatable); implies -inspect",
+    )
     validate = sub.add_parser("validate", help="check the configuration and every task file")
     _add_config_flags(validate)
     return parser
@@ -93,13 +118,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging("INFO")
     if args.command == "validate":
         return validate(paths)
+    if args.once and (args.inspect or args.inspect_task):
+        print("error: -once and -inspect cannot be used together", file=sys.stderr)
+        return EXIT_FLAG_PARSE
+    if args.once:
+        return start(paths, mode="once")
+    if args.inspect or args.inspect_task:
+        return start(paths, mode="inspect", tasks=args.inspect_task)
     return start(paths)
 
 
-def start(paths: list[str]) -> int:
+def start(paths: list[str], *, mode: str = "daemon", tasks: Sequence[str] = ()) -> int:
+    import asyncio
+
     from reconciler._core.errors import ConfigError
     from reconciler.daemon.logs import setup_logging
-    from reconciler.daemon.runtime import run_daemon
+    from reconciler.daemon.runtime import Daemon, run_daemon, run_inspect, run_once
+    from reconciler.runner.driver import RunError
     from reconciler.settings import load_settings
 
     try:
@@ -109,10 +144,21 @@ def start(paths: list[str]) -> int:
         return EXIT_CONFIG
     setup_logging(settings.log_level)
     try:
-        return run_daemon(paths)
+        if mode == "daemon":
+            return run_daemon(paths)
+        settings.working_dir.mkdir(parents=True, exist_ok=True)
+        if mode == "once":
+            daemon = Daemon(settings, paths, workers=1)
+            return EXIT_OK if asyncio.run(run_once(daemon)) else EXIT_ERROR
+        daemon = Daemon(settings, paths, eager_init=False)
+        ok = asyncio.run(run_inspect(daemon, tasks, print))
+        return EXIT_OK if ok else EXIT_ERROR
     except ConfigError as exc:
         print(f"configuration error:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except RunError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_DRIVER
     except KeyboardInterrupt:
         return EXIT_INTERRUPT
 

@@ -147,6 +147,9 @@ class Provenance:
     file: str  # path relative to the source root, '/'-separated
     line: int
     revision: str  # content hash (directory) or commit sha (git)
+    # Absolute path of the file, "" when unknown. Relative paths in the task (module,
+    # variable_files) resolve against its directory.
+    path: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,12 @@
-"""Wiring: settings -> sources -> reconciler -> registry -> API, in one event loop.
+"""Wiring: settings -> sources -> reconciler -> registry -> runs -> API, in one event loop.
 
 uvicorn's Server runs as one task inside our loop; we own the signals: the first SIGINT or
-SIGTERM drains gracefully, a second one forces exit; SIGHUP re-reads the daemon
+SIGTERM drains gracefully (running Terraform jobs get `RUN_GRACE` seconds to finish, then
+their process groups are stopped), a second one forces exit; SIGHUP re-reads the daemon
 configuration's tasks and rescans every source.
+
+The same core serves the CLI's one-shot modes: `start -once` (init and apply every enabled
+task once, one at a time) and `start -inspect` (plan, apply nothing).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from pathlib import Path
 
 import uvicorn
 
-from reconciler._core.errors import ConfigError
+from reconciler._core.errors import ConfigError, ReconcilerError
 from reconciler.api.app import ApiContext, create_app
 from reconciler.api.webhooks import webhook_routes
 from reconciler.config.load import gc_paused
@@ -27,15 +31,22 @@ from reconciler.reconcile.cache import ParseCache
 from reconciler.reconcile.engine import Reconciler
 from reconciler.reconcile.loop import SourceLoop
 from reconciler.reconcile.writeback import WriteBack
+from reconciler.registry.status import StatusStore
 from reconciler.registry.store import Registry
+from reconciler.runner.driver import Driver
+from reconciler.runner.process import ProcessRunner
+from reconciler.runner.terraform import Terraform
+from reconciler.runner.workspace import Workspaces
 from reconciler.settings import Settings, global_defaults, load_settings
 from reconciler.settings.model import DirectorySource as DirectorySettings
 from reconciler.sources.base import FileContent, SourceUpdate
 from reconciler.sources.directory import DirectorySource
+from reconciler.triggers.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
 CONFIG_SOURCE = "config"
+RUN_GRACE = 30.0  # seconds running jobs get to finish at shutdown
 
 
 def _unique(base: str, taken: dict[str, SourceLoop]) -> str:
@@ -64,12 +75,31 @@ class _Server(uvicorn.Server):
 
 
 class Daemon:
-    def __init__(self, settings: Settings, config_paths: Sequence[str]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        config_paths: Sequence[str],
+        *,
+        driver: Driver | None = None,
+        workers: int | None = None,
+        eager_init: bool = True,
+    ) -> None:
         self.settings = settings
         self.config_paths = list(config_paths)
         self.registry = Registry()
-        self.cache = ParseCache(settings.working_dir / ".reconciler" / "parse-cache.pickle")
+        state = settings.working_dir / ".reconciler"
+        self.cache = ParseCache(state / "parse-cache.pickle")
         self.reconciler = Reconciler(self.registry, self.cache)
+        self.processes = ProcessRunner()
+        self.status = StatusStore(state / "events.json")
+        self.scheduler = Scheduler(
+            self.registry,
+            self.status,
+            Workspaces(settings.working_dir, settings.driver, settings.terraform_providers),
+            driver or Terraform(settings.driver, self.processes),
+            workers=workers or settings.driver.workers,
+            eager_init=eager_init,
+        )
         self.loops: dict[str, SourceLoop] = {}
         # webhook secret -> the loops a signed call should fetch
         self.hooks: dict[str, list[SourceLoop]] = {}
@@ -102,6 +132,7 @@ class Daemon:
         self.writeback = WriteBack(self.reconciler, self.loops, next(iter(writable), None))
         self.server: _Server | None = None
         self._stopping = 0
+        self._force = asyncio.Event()
 
     # --- tasks from the daemon configuration files ---------------------------------------
 
@@ -120,16 +151,21 @@ class Daemon:
             if key[1] not in by_file:
                 update.changed[key[1]] = None
                 parsed[key[1]] = None
-        self.reconciler.apply(CONFIG_SOURCE, update, parsed, lambda rel: rel)
+        self.reconciler.apply(
+            CONFIG_SOURCE, update, parsed, lambda rel: rel, locate=lambda rel: Path(rel).absolute()
+        )
 
     # --- lifecycle ---------------------------------------------------------------------
 
     async def load(self) -> None:
         with gc_paused():  # bulk parsing: avoid repeated full passes over young objects
             self.cache.load()
+            self.status.load()
             self.apply_config_tasks(self.settings)
             for loop in self.loops.values():
                 await loop.initial_load()
+            # Events of tasks deleted while we were not running go with them.
+            self.status.retain(self.registry.names())
             await asyncio.to_thread(self.cache.save)
         # The loaded tasks live as long as the daemon: keep them out of future collections,
         # which otherwise stall the loop (~200 ms at 10,000 tasks).
@@ -147,6 +183,7 @@ class Daemon:
             reconciler=self.reconciler,
             writeback=self.writeback,
             defaults=global_defaults(self.settings),
+            runs=self.scheduler,
         )
 
     async def run(self) -> int:
@@ -174,6 +211,7 @@ class Daemon:
             for name, src in self.loops.items()
         ]
         background.append(asyncio.create_task(self._save_cache_periodically(), name="cache"))
+        background.append(asyncio.create_task(self.scheduler.run(), name="runner"))
         serve = asyncio.create_task(self.server.serve(), name="api")
         ready = asyncio.create_task(self._notify_when_started(), name="notify")
         try:
@@ -196,6 +234,7 @@ class Daemon:
         finally:
             sd_notify("STOPPING=1")
             ready.cancel()
+            await self.close_runs()
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
@@ -204,6 +243,12 @@ class Daemon:
             await asyncio.to_thread(self.cache.save)
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+
+    async def close_runs(self, grace: float = RUN_GRACE) -> None:
+        """Let running Terraform jobs finish (at most `grace` seconds, less on a second
+        signal), then stop whatever is left: no child process outlives the daemon."""
+        await self.scheduler.shutdown(grace, self._force)
+        await self.processes.stop_all(grace=0)
 
     async def _notify_when_started(self) -> None:
         assert self.server is not None
@@ -227,6 +272,7 @@ class Daemon:
         else:
             log.warning("forced shutdown")
             self.server.force_exit = True
+            self._force.set()
 
     def reload(self) -> None:
         log.info("SIGHUP: re-reading the configuration's tasks and rescanning every source")
@@ -251,3 +297,66 @@ def run_daemon(config_paths: Sequence[str]) -> int:
         log.warning("%s", warning)
     Path(settings.working_dir).mkdir(parents=True, exist_ok=True)
     return asyncio.run(Daemon(settings, config_paths).run())
+
+
+# --- one-shot modes ----------------------------------------------------------------------------
+
+
+def _file_problems(daemon: Daemon) -> bool:
+    problems = daemon.reconciler.problems()
+    for errors in problems.values():
+        for error in errors:
+            log.error("%s", error)
+    return bool(problems)
+
+
+async def _finish(daemon: Daemon) -> None:
+    await daemon.close_runs(grace=0)
+    for src in daemon.loops.values():
+        await asyncio.to_thread(src.close)
+
+
+async def run_once(daemon: Daemon) -> bool:
+    """Initialise every task and apply every enabled one, one at a time (CTS's -once).
+    True when everything succeeded."""
+    try:
+        await daemon.load()
+        ok = not _file_problems(daemon)
+        for live in sorted(daemon.registry, key=lambda t: t.spec.name):
+            if not live.spec.is_enabled:
+                continue
+            event = await daemon.scheduler.run_now(live.spec.name)
+            if event is not None and not event.success:
+                log.error("task %s failed: %s", live.spec.name, event.error)
+                ok = False
+        await daemon.scheduler.idle()
+        if any(daemon.scheduler.state(name).init_error for name in daemon.registry.names()):
+            ok = False
+        return ok
+    finally:
+        await _finish(daemon)
+
+
+async def run_inspect(daemon: Daemon, names: Sequence[str], out: Callable[[str], None]) -> bool:
+    """Plan the named tasks (every task when none is named) and print each plan (CTS's
+    -inspect); nothing is applied. True when every plan succeeded."""
+    try:
+        await daemon.load()
+        ok = not _file_problems(daemon)
+        missing = [name for name in names if name not in daemon.registry]
+        if missing:
+            for name in missing:
+                out(f"task not found: {name}")
+            return False
+        for name in names or sorted(daemon.registry.names()):
+            try:
+                plan = await daemon.scheduler.inspect(name)
+            except ReconcilerError as exc:
+                out(f"==> task {name}: inspection failed: {exc.message}")
+                ok = False
+                continue
+            out(f"==> task {name}: changes present: {str(plan.changes_present).lower()}")
+            out(plan.text.rstrip("\n"))
+        return ok
+    finally:
+        await _finish(daemon)

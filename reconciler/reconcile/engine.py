@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from reconciler._core.errors import Problem
 from reconciler.config.model import Provenance
@@ -32,6 +33,7 @@ FileKey = tuple[str, str]  # (source name, path relative to the source root)
 @dataclass
 class FileEntry:
     display: str
+    path: str = ""  # absolute, "" when the source is not on the local disk
     digest: str | None = None
     good: list[DecodedTask] = field(default_factory=list)  # last known good
     good_revision: str | None = None
@@ -94,7 +96,10 @@ class Reconciler:
         display: Callable[[str], str],
         *,
         deliberate: Iterable[str] = (),
+        locate: Callable[[str], Path] | None = None,
     ) -> RegistryChange:
+        """Apply parsed files; `locate` gives a file's absolute path (recorded in each
+        task's provenance) when the source is on the local disk."""
         touched: set[str] = set(self._held)
         for rel, result in parsed.items():
             key = (source, rel)
@@ -109,6 +114,8 @@ class Reconciler:
                 continue
             if entry is None:
                 entry = self.files[key] = FileEntry(display(rel))
+            if locate is not None and not entry.path:
+                entry.path = str(locate(rel))
             entry.digest = content.digest if content else None
             entry.attempted_revision = revision
             if result.problems:
@@ -172,7 +179,7 @@ class Reconciler:
             decoded = next(t for t in entry.good if t.spec.name == name)
             desired = LiveTask(
                 decoded.spec,
-                Provenance(entry.display, decoded.line, entry.good_revision or ""),
+                Provenance(entry.display, decoded.line, entry.good_revision or "", entry.path),
                 winner[0],
             )
             for other in self._owners[name] - {winner}:

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from reconciler._core.errors import SourceError
 from reconciler.reconcile.engine import Reconciler
 from reconciler.registry.store import RegistryChange
-from reconciler.sources.base import Source, SourceUpdate
+from reconciler.sources.base import LocalFiles, Source, SourceUpdate
 from reconciler.sources.directory import DirectorySource
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,12 @@ class SourceLoop:
             return RegistryChange()
         parsed = await asyncio.to_thread(self.reconciler.parse, update, source.display_path)
         change = self.reconciler.apply(
-            source.name, update, parsed, source.display_path, deliberate=deliberate
+            source.name,
+            update,
+            parsed,
+            source.display_path,
+            deliberate=deliberate,
+            locate=source.absolute_path if isinstance(source, LocalFiles) else None,
         )
         self.reconciles += 1
         if change:

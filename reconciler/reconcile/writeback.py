@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from reconciler._core.errors import ConflictError, NotFoundError, ReconcilerError
@@ -19,7 +20,7 @@ from reconciler.config.write import checked_render
 from reconciler.reconcile.engine import FileEntry, Reconciler
 from reconciler.reconcile.loop import SourceLoop
 from reconciler.registry.store import LiveTask
-from reconciler.sources.base import FileChange
+from reconciler.sources.base import FileChange, LocalFiles
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,6 +67,13 @@ class WriteBack:
                 'no writable task source is configured: add a source "directory" block'
             )
         return self.loops[self.default]
+
+    def new_task_path(self, name: str) -> Path | None:
+        """The absolute path `create` would write the task to (None when the source is not
+        on the local disk): relative paths in a task sent through the API resolve against
+        its directory, exactly as they will once the file exists."""
+        source = self._default_loop().source
+        return source.absolute_path(f"{name}.hcl") if isinstance(source, LocalFiles) else None
 
     async def create(self, spec: TaskSpec, *, request_id: str = "") -> LiveTask:
         problem = name_problem(spec.name)

@@ -117,8 +117,10 @@ class TerraformDriver:
     persist_log: bool = False
     workers: int = 4  # at most this many Terraform runs at once
     required_providers: Mapping[str, Any] = field(default_factory=dict)
-    # Exactly one backend type, with CTS's default consul backend merged in.
-    backend: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Exactly one backend type; when none is configured, `local` (state per task in its
+    # workspace) where CTS defaults to consul. A configured consul backend gets CTS's
+    # defaults (address, path, gzip, TLS) merged in.
+    backend: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: {"local": {}})
 
 
 @dataclass(frozen=True)

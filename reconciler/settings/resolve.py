@@ -231,10 +231,12 @@ def driver(p: Partial, consul_settings: Consul, c: Checker) -> TerraformDriver:
             where,
             p.loc("backend"),
         )
-    default = default_backend(consul_settings)
     if not backend:
-        backend = default
+        # CTS defaults to its consul backend; without a Consul client we keep state per
+        # task in its workspace (<working_dir>/<task>/terraform.tfstate) instead.
+        backend = {"local": {}}
     elif "consul" in backend:
+        default = default_backend(consul_settings)
         backend["consul"] = {**default["consul"], **backend["consul"]}
     return TerraformDriver(
         version=version,
@@ -272,7 +274,8 @@ def terraform_version_problem(version: str) -> str | None:
 
 
 def default_backend(settings: Consul) -> dict[str, Any]:
-    """CTS's default: state in Consul KV under <kv_path>/terraform, over TLS if Consul is."""
+    """CTS's default consul backend (state in Consul KV under <kv_path>/terraform, over TLS
+    if Consul is), which a configured `backend "consul"` is merged over."""
     kv = settings.kv_path
     path = "consul-terraform-sync/terraform"
     if kv:

@@ -33,9 +33,7 @@ def decode_source(r: BodyReader, block: Block, base_dir: Path) -> Source | None:
     cr = r.child(block, f'source "{kind}"')
     partial = decode_block(cr, SOURCES[kind], base_dir)
     at = Location(r.file, block.line)
-    source = (
-        _directory(cr, partial, at) if kind == "directory" else _git(cr, partial, at, base_dir)
-    )
+    source = _directory(cr, partial, at) if kind == "directory" else _git(cr, partial, at, base_dir)
     return source if len(r.problems) == before else None
 
 

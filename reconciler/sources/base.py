@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 
 def content_digest(data: bytes) -> str:
@@ -80,4 +81,19 @@ class Source(Protocol):
         (FileExistsError). Raises SourceError when the change cannot be made durable now
         and ConflictError when it collides with a change made elsewhere; in both cases
         nothing changed."""
+        ...
+
+
+@runtime_checkable
+class LocalFiles(Protocol):
+    """A source whose files are on the local disk (a directory, a git checkout).
+
+    Relative paths inside a task (its `module`, `variable_files`) resolve against the
+    directory of the file that defines it. The path must stay the same across revisions
+    (a stable checkout path, not one directory per commit), or every new revision would
+    move every task's module and re-initialise its workspace.
+    """
+
+    def absolute_path(self, rel: str) -> Path:
+        """The absolute path of a file of the source."""
         ...

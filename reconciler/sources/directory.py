@@ -73,6 +73,9 @@ class DirectorySource:
             return str(full)
         return str(full) if shown.startswith("..") else shown
 
+    def absolute_path(self, rel: str) -> Path:
+        return Path(os.path.abspath(self.root / rel))
+
     # --- scanning ------------------------------------------------------------------------
 
     def _check_root(self) -> None:

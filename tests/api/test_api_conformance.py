@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from apikit import JSON_HEADERS, SECOND, assert_error, assert_matches, running_core
+from runfakes import FakeDriver
 
 from reconciler.config.model import GlobalDefaults
 
@@ -169,20 +170,27 @@ async def test_disable_task_example(task_dir: Path) -> None:
         assert re.search(r"^  enabled += false$", (task_dir / "task_a.hcl").read_text(), re.M)
 
 
-async def test_inspect_enabling_a_task_example_is_not_faked(task_dir: Path) -> None:
-    """The example answers with a Terraform plan. Until tasks run, run=inspect is refused
-    with 501 and nothing changes: never a made-up plan."""
+@pytest.mark.parametrize("changes", [True, False])
+async def test_inspect_enabling_a_task_example(task_dir: Path, changes: bool) -> None:
+    """The plan comes from the driver (a fake here; tests/scenarios has the real one), and
+    nothing changes: the task stays disabled in its file and in the registry."""
     (task_dir / "task_a.hcl").write_text(
         TASK_A_SERVICES.replace('"path/to/module"', '"path/to/module"\n  enabled     = false')
     )
-    async with running_core(task_dir) as core:
+    driver = FakeDriver(changes_present=changes)
+    async with running_core(task_dir, driver=driver) as core:
+        await core.scheduler.idle()
         before = (task_dir / "task_a.hcl").read_bytes()
         response = await core.client.patch(
             "/v1/tasks/task_a?run=inspect", content=b'{"enabled":true}', headers=JSON_HEADERS
         )
-        assert_error(response, 501, "not available yet")
+        assert response.status_code == 200, response.text
+        assert_matches(
+            response.json(), {"inspect": {"changes_present": changes, "plan": "plan of task_a"}}
+        )
         assert (task_dir / "task_a.hcl").read_bytes() == before
         assert core.registry.get("task_a").spec.enabled is False  # type: ignore[union-attr]
+        assert driver.ops("task_a", "apply") == []
 
 
 async def test_delete_task_example(task_dir: Path) -> None:

@@ -204,9 +204,9 @@ async def test_bad_run_values(core: Core, query: str) -> None:
     )
 
 
-async def test_run_values_answer_501_after_validation(core: Core) -> None:
+async def test_without_a_runner_run_values_answer_501_after_validation(core: Core) -> None:
     for run in ("now", "inspect", "Inspect", "NOW"):
-        assert_error(await core.post_task(VALID, run=run), 501, "not available yet")
+        assert_error(await core.post_task(VALID, run=run), 501, "runs no Terraform")
     assert len(core.registry) == 0 and list(core.root.iterdir()) == []
     # The body is still checked first: a bad task is a 400, not a 501.
     assert_error(await core.post_task({**VALID, "module": 1}, run="now"), 400)

@@ -51,6 +51,9 @@ async def test_task_statuses(core: Core) -> None:
         "services": [],
         "source": {"file": "tasks/a.hcl", "line": 1, "revision": live.provenance.revision},
         "file_errors": [],
+        "active": False,
+        "deleting": False,
+        "init_error": None,
     }
     assert body["b"]["enabled"] is False
 

@@ -4,6 +4,7 @@ the registry equals a fresh load of the directory, with last-known-good for brok
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -21,6 +22,7 @@ from reconciler.config.model import TaskSpec
 from reconciler.reconcile.engine import Reconciler
 from reconciler.reconcile.loop import SourceLoop
 from reconciler.registry.store import Registry
+from reconciler.sources.base import content_digest
 from reconciler.sources.directory import DirectorySource
 
 FILES = ["a.hcl", "b.hcl", "sub/c.hcl", "d.json", "sub/deep/e.hcl"]
@@ -60,9 +62,22 @@ class LiveDirectory:
 
         return asyncio.run_coroutine_threadsafe(snap(), self.loop).result(10)
 
+    def seen(self) -> dict[str, str]:
+        """What the source has reported: path -> content digest."""
+
+        async def known() -> dict[str, str]:
+            assert self.source_loop is not None
+            source = self.source_loop.source
+            assert isinstance(source, DirectorySource)
+            return {rel: digest for rel, (_, digest) in source._known.items()}
+
+        return asyncio.run_coroutine_threadsafe(known(), self.loop).result(10)
+
     def close(self) -> None:
         async def stop() -> None:
             self.runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.runner
             assert self.source_loop is not None
             self.source_loop.close()
 
@@ -158,8 +173,15 @@ class FileOperations(RuleBasedStateMachine):
     def registry_follows_files(self) -> None:
         if not hasattr(self, "live"):
             return
-        expected = self.expected()
+        # First wait until the loop has seen this step's files (a later step must not be
+        # coalesced with this one: that would be a different, equally valid, history).
+        on_disk = {rel: content_digest(text.encode()) for rel, text in self.disk.items()}
         deadline = time.monotonic() + 10
+        while self.live.seen() != on_disk:
+            if time.monotonic() > deadline:
+                raise AssertionError("the source did not see the files")
+            time.sleep(0.005)
+        expected = self.expected()
         while (got := self.live.snapshot()) != expected:
             if time.monotonic() > deadline:
                 raise AssertionError(f"registry {sorted(got)} != files {sorted(expected)}")

@@ -79,14 +79,13 @@ def test_start_follow_files_write_back_and_stop(tmp_path: Path) -> None:
         write_atomic(tasks / "api.hcl", task_hcl("api"))
         wait_for(lambda: call(port, "GET", "/v1/tasks/api")[0] == 200, what="new file")
 
-        # An API change is a file change.
-        status, _ = call(
-            port,
-            "POST",
-            "/v1/tasks",
-            {"task": {"name": "db", "module": "./m", "condition": {"services": {"names": ["db"]}}}},
-        )
-        assert status == 201
+        # An API change is a file change. POST initialises the task's Terraform workspace
+        # first, so its module must exist (relative to the task directory).
+        (tmp_path / "m").mkdir()
+        (tmp_path / "m" / "main.tf").write_text('variable "services" {\n  type = any\n}\n')
+        db = {"name": "db", "module": "../m", "condition": {"services": {"names": ["db"]}}}
+        status, body = call(port, "POST", "/v1/tasks", {"task": db})
+        assert status == 201, body
         assert 'name   = "db"' in (tasks / "db.hcl").read_text()
 
         proc.send_signal(signal.SIGTERM)
@@ -115,7 +114,8 @@ def test_sighup_reloads_tasks_written_in_the_configuration(tmp_path: Path) -> No
         config.write_text(base + task_hcl("renamed"))
         proc.send_signal(signal.SIGHUP)
         wait_for(lambda: call(port, "GET", "/v1/tasks/renamed")[0] == 200, what="reload")
-        assert call(port, "GET", "/v1/tasks/inline")[0] == 404
+        # A deleted task is shown until its Terraform run (the start-up run) ends.
+        wait_for(lambda: call(port, "GET", "/v1/tasks/inline")[0] == 404, what="inline to go")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
 

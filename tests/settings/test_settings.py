@@ -101,13 +101,8 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         persist_log=False,
         workers=4,
         required_providers={},
-        backend={
-            "consul": {
-                "address": "localhost:8500",
-                "path": "consul-terraform-sync/terraform",
-                "gzip": True,
-            }
-        },
+        # CTS defaults to consul; without a Consul client the default is local state.
+        backend={"local": {}},
     )
     assert (s.terraform_providers, s.services, s.sources, s.tasks) == ((), (), (), ())
     assert s.vault is None
@@ -154,7 +149,7 @@ def test_consul_from_environment(tmp_path: Path) -> None:
     assert (s.consul.address, s.consul.token) == ("file:8500", "")
 
 
-def test_default_backend_follows_consul(tmp_path: Path) -> None:
+def test_consul_backend_gets_defaults_from_consul(tmp_path: Path) -> None:
     s = load(
         write(
             tmp_path,
@@ -166,6 +161,9 @@ def test_default_backend_follows_consul(tmp_path: Path) -> None:
           tls {
             ca_cert = "/ca.pem"
           }
+        }
+        driver "terraform" {
+          backend "consul" {}
         }
     """,
         )
@@ -467,6 +465,7 @@ def test_relative_paths_resolve_against_the_config_file(
         }
         driver "terraform" {
           path = "bin"
+          backend "consul" {}
         }
         source "directory" {
           path = "tasks"

@@ -20,8 +20,13 @@ from reconciler.config.model import GlobalDefaults, TaskSpec
 from reconciler.reconcile.engine import Reconciler
 from reconciler.reconcile.loop import SourceLoop
 from reconciler.reconcile.writeback import WriteBack
+from reconciler.registry.status import StatusStore
 from reconciler.registry.store import Registry
+from reconciler.runner.driver import Driver
+from reconciler.runner.inputs import Catalog
+from reconciler.runner.workspace import Workspaces
 from reconciler.sources.directory import DirectorySource
+from reconciler.triggers.scheduler import Scheduler
 
 SECOND = 1_000_000_000
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -36,6 +41,12 @@ class Core:
     writeback: WriteBack
     app: Starlette
     client: httpx2.AsyncClient
+    runs: Scheduler | None = None
+
+    @property
+    def scheduler(self) -> Scheduler:
+        assert self.runs is not None, "this core runs no Terraform"
+        return self.runs
 
     def specs(self) -> dict[str, TaskSpec]:
         return {t.spec.name: t.spec for t in self.registry}
@@ -50,17 +61,36 @@ class Core:
 
 @contextlib.asynccontextmanager
 async def running_core(
-    root: Path, *, defaults: GlobalDefaults | None = None, watch: bool = True
+    root: Path,
+    *,
+    defaults: GlobalDefaults | None = None,
+    watch: bool = True,
+    driver: Driver | None = None,
+    work: Path | None = None,
+    catalog: Catalog | None = None,
+    workers: int = 4,
 ) -> AsyncIterator[Core]:
+    """The core behind the API; with a `driver`, tasks run (workspaces under `work`)."""
     root.mkdir(parents=True, exist_ok=True)
     registry = Registry()
+    runs = None
+    if driver is not None:
+        runs = Scheduler(
+            registry,
+            StatusStore((work or root.parent / "work") / ".reconciler" / "events.json"),
+            Workspaces(work or root.parent / "work"),
+            driver,
+            catalog=catalog,
+            workers=workers,
+            retry_delay=lambda attempt: 0.01,
+        )
     reconciler = Reconciler(registry)
     source = DirectorySource(root, display_base=root.parent)
     loop = SourceLoop(source, reconciler)
     await loop.initial_load()
     runner = asyncio.create_task(loop.run()) if watch else None
     writeback = WriteBack(reconciler, {source.name: loop}, source.name)
-    context = ApiContext(registry, reconciler, writeback, defaults or GlobalDefaults())
+    context = ApiContext(registry, reconciler, writeback, defaults or GlobalDefaults(), runs=runs)
     app = create_app(context)
     client = httpx2.AsyncClient(
         transport=httpx2.ASGITransport(app=app), base_url="http://reconciler.test"
@@ -68,9 +98,11 @@ async def running_core(
     try:
         if runner is not None:
             await async_wait_for(lambda: source.watching, what="the directory watcher")
-        yield Core(root, registry, reconciler, loop, writeback, app, client)
+        yield Core(root, registry, reconciler, loop, writeback, app, client, runs)
     finally:
         await client.aclose()
+        if runs is not None:
+            await runs.shutdown(0)
         if runner is not None:
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):

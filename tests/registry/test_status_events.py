@@ -1,0 +1,90 @@
+"""Task events and the status rule of cts-spec 5, and their file."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+
+from reconciler.registry.status import Event, EventConfig, StatusStore, status_of
+
+T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+
+
+def ev(success: bool, n: int = 0, name: str = "t") -> Event:
+    start = T0 + timedelta(seconds=n)
+    return Event(name, success, start, start + timedelta(seconds=1), None if success else "boom")
+
+
+@pytest.mark.parametrize(
+    "newest_first, status",
+    [
+        ([], "unknown"),
+        ([True], "successful"),
+        ([True, False, False], "successful"),
+        ([False], "errored"),
+        ([False, True, True], "errored"),
+        ([False, True, False], "critical"),
+        ([False, False], "critical"),
+    ],
+)
+def test_status_rule(newest_first: list[bool], status: str) -> None:
+    assert status_of([ev(s) for s in newest_first]) == status
+
+
+def test_event_json_matches_cts() -> None:
+    event = Event(
+        "web",
+        False,
+        T0,
+        T0 + timedelta(seconds=2),
+        "terraform apply failed",
+        EventConfig(("aws",), (), "./modules/web"),
+        id="e1",
+    )
+    assert event.to_json() == {
+        "id": "e1",
+        "success": False,
+        "start_time": "2026-01-02T03:04:05.123456Z",
+        "end_time": "2026-01-02T03:04:07.123456Z",
+        "task_name": "web",
+        "error": {"message": "terraform apply failed"},
+        "config": {"providers": ["aws"], "services": [], "source": "./modules/web"},
+    }
+    assert Event.from_json(event.to_json()) == event
+    assert ev(True).to_json()["error"] is None
+
+
+def test_five_newest_kept_and_saved_atomically(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "events.json"
+    store = StatusStore(path)
+    for n in range(8):
+        store.record(ev(n % 2 == 0, n))  # recorded outside a loop: saved at once
+    assert [e.start_time for e in store.events("t")] == [
+        T0 + timedelta(seconds=n) for n in (7, 6, 5, 4, 3)
+    ]
+    again = StatusStore(path)
+    again.load()
+    assert again.events("t") == store.events("t")
+    assert again.status("t") == "critical"
+    assert not [p for p in path.parent.iterdir() if p.name != "events.json"]
+
+    again.retain(["other"])
+    assert again.events("t") == []
+
+
+def test_a_damaged_file_is_reported_not_fatal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "events.json"
+    path.write_bytes(b"{not json")
+    store = StatusStore(path)
+    store.load()
+    assert store.names() == [] and "cannot be read" in caplog.text
+
+    good = ev(True).to_json()
+    path.write_bytes(orjson.dumps({"tasks": {"a": [good], "b": [{"id": "x"}]}}))
+    store.load()
+    assert store.names() == ["a"] and "damaged" in caplog.text
