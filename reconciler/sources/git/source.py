@@ -99,6 +99,11 @@ class GitSource:
             return repo_rel
         return repo_rel[len(prefix) + 1 :] if repo_rel.startswith(prefix + "/") else None
 
+    def absolute_path(self, rel: str) -> Path:
+        """Where the file is in the clone: the same path at every revision, so a task's
+        relative module path does not move with each commit."""
+        return self.clone_dir / self._repo_rel(rel)
+
     def display_path(self, rel: str) -> str:
         return self._repo_rel(rel)
 
