@@ -17,7 +17,9 @@ def test_provenance_path_is_in_the_stable_clone(tmp_path: Path) -> None:
             assert first is not None
             clone = core.source.clone_dir
             assert first.provenance.path == str(clone / "tasks" / "a.hcl")
-            assert Path(first.provenance.path).read_text() == tasks("a")["tasks/a.hcl"]
+            assert (
+                Path(first.provenance.path).read_text() == tasks("a", folder="tasks")["tasks/a.hcl"]
+            )
             remote.commit_and_push(tasks("b", folder="tasks"))
             await core.loop.initial_load()
             second = core.registry.get("b")
