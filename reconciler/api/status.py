@@ -35,6 +35,8 @@ def source_problems(reconciler: Reconciler) -> list[str]:
             problems.append(f"source {name!r} is unavailable: {status.error}")
         if status.guard is not None:
             problems.append(f"source {name!r}: {status.guard}")
+        if status.problems is not None:
+            problems.extend(f"source {name!r}: {p}" for p in status.problems())
     return problems
 
 
@@ -138,10 +140,15 @@ class StatusEndpoints:
 
     def _sources(self) -> dict[str, Any]:
         reconciler = self.ctx.reconciler
-        files: dict[str, dict[str, list[str]]] = {}
+        files: dict[str, dict[str, Any]] = {}
         for (source, _), entry in sorted(reconciler.files.items()):
+            # Files whose newest revision is not the one applied (broken, or in conflict).
             if entry.errors:
-                files.setdefault(source, {})[entry.display] = list(entry.errors)
+                files.setdefault(source, {})[entry.display] = {
+                    "errors": list(entry.errors),
+                    "last_attempted_revision": entry.attempted_revision,
+                    "last_applied_revision": entry.good_revision,
+                }
         out: dict[str, Any] = {}
         for name, status in sorted(reconciler.sources.items()):
             out[name] = {
@@ -150,6 +157,8 @@ class StatusEndpoints:
                 "revision": status.revision,
                 "files_with_problems": files.get(name, {}),
             }
+            if status.describe is not None:
+                out[name]["details"] = status.describe()
         return out
 
     async def health(self, request: Request) -> Response:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 from reconciler._core.errors import Problem
@@ -53,6 +54,10 @@ class SourceStatus:
     error: str | None = None  # the source as a whole is unavailable
     guard: str | None = None  # the prune guard refused a reconcile
     revision: str | None = None
+    # Source-specific state for /v1/status (e.g. a git source's fetches and unpushed
+    # commits) and the problems it adds to /v1/health.
+    describe: Callable[[], dict[str, Any]] | None = None
+    problems: Callable[[], list[str]] | None = None
 
 
 # Parsed content of an update: path -> result (None: file deleted).

@@ -37,6 +37,8 @@ class SourceLoop:
         self.source = source
         self.reconciler = reconciler
         self.status = reconciler.add_source(source.name, allow_empty=allow_empty)
+        self.status.describe = getattr(source, "describe", None)
+        self.status.problems = getattr(source, "problems", None)
         self.lock = asyncio.Lock()
         self.debounce = debounce
         self.max_delay = max_delay

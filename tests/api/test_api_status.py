@@ -90,7 +90,14 @@ async def test_file_errors_are_shown_per_task_and_source(core: Core) -> None:
     status = (await core.client.get("/v1/status/tasks/a")).json()["a"]
     assert status["file_errors"] and "tasks/a.hcl" in status["file_errors"][0]
     overall = (await core.client.get("/v1/status")).json()
-    assert list(overall["sources"]["directory"]["files_with_problems"]) == ["tasks/a.hcl"]
+    broken = overall["sources"]["directory"]["files_with_problems"]
+    assert list(broken) == ["tasks/a.hcl"]
+    entry = broken["tasks/a.hcl"]
+    assert entry["errors"] == status["file_errors"]
+    # The newest content is attempted, the last good one stays applied.
+    assert entry["last_attempted_revision"] != entry["last_applied_revision"]
+    live = core.registry.get("a")
+    assert live is not None and entry["last_applied_revision"] == live.provenance.revision
     # A broken file is reported, but the daemon is still healthy.
     assert (await core.client.get("/v1/health")).status_code == 200
 

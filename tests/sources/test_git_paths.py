@@ -29,3 +29,33 @@ def test_provenance_path_is_in_the_stable_clone(tmp_path: Path) -> None:
             assert again is not None and again.provenance.path == first.provenance.path
 
     asyncio.run(main())
+
+
+def test_status_and_health_show_the_git_source(tmp_path: Path) -> None:
+    import httpx2
+
+    from reconciler.api.app import ApiContext, create_app
+
+    async def main() -> None:
+        remote = Remote.create(tmp_path, tasks("a", "b"))
+        good = remote.head()
+        async with git_core(source(remote, tmp_path / "work"), run=False) as core:
+            bad = remote.commit_and_push({"a.hcl": "task { name = "})
+            await core.loop.initial_load()
+            app = create_app(ApiContext(core.registry, core.reconciler, core.writeback))
+            transport = httpx2.ASGITransport(app=app)
+            async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
+                body = (await client.get("/v1/status")).json()["sources"]["git"]
+                assert body["details"]["last_fetched_revision"] == bad
+                assert body["files_with_problems"]["a.hcl"]["last_attempted_revision"] == bad
+                assert body["files_with_problems"]["a.hcl"]["last_applied_revision"] == good
+                assert (await client.get("/v1/health")).status_code == 200
+                # The remote goes away: the last good state stays, health says why.
+                (tmp_path / "remote.git").rename(tmp_path / "gone.git")
+                await core.loop.initial_load()
+                health = await client.get("/v1/health")
+                assert health.status_code == 503
+                assert "source 'git' is unavailable" in health.json()["error"]["message"]
+                assert {t.spec.name for t in core.registry} == {"a", "b"}
+
+    asyncio.run(main())

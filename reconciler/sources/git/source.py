@@ -107,6 +107,20 @@ class GitSource:
     def display_path(self, rel: str) -> str:
         return self._repo_rel(rel)
 
+    def describe(self) -> dict[str, object]:
+        """For /v1/status."""
+        return self.status().as_dict()
+
+    def problems(self) -> list[str]:
+        """What /v1/health reports beyond an unreachable remote."""
+        status = self.status()
+        out: list[str] = []
+        if status.unpushed_commits and self.options.push:
+            out.append(f"{status.unpushed_commits} commit(s) not pushed to {status.url} yet")
+        for ref in status.preserved:
+            out.append(f"an unpushed commit conflicted with upstream and is kept at {ref}")
+        return out
+
     def status(self) -> GitStatus:
         """A snapshot; safe to read from any thread."""
         return self._status
