@@ -104,7 +104,7 @@ def _object(obj: dict[Any, Any], depth: int) -> str:
         if not isinstance(key, str):
             raise ValueError(f"object keys must be strings, not {type(key).__name__}")
     pairs = [(render_key(key), render_value(value, depth + 1)) for key, value in obj.items()]
-    lines = _attribute_lines(pairs, depth + 1)
+    lines = aligned_attributes(pairs, depth + 1)
     return "{\n" + "\n".join(lines) + "\n" + INDENT * depth + "}"
 
 
@@ -115,7 +115,7 @@ def render_key(key: str) -> str:
     return render_string(key)
 
 
-def _attribute_lines(pairs: list[tuple[str, str]], depth: int) -> list[str]:
+def aligned_attributes(pairs: Sequence[tuple[str, str]], depth: int) -> list[str]:
     """`key = value` lines, with `=` aligned across each run of one-line attributes.
 
     As in `terraform fmt`, an attribute whose value spans lines is not aligned and ends
@@ -148,7 +148,7 @@ def _block(header: str, body: _Body, depth: int) -> list[str]:
     attributes, blocks = body
     if not attributes and not blocks:
         return [f"{indent}{header} {{}}"]
-    lines = [f"{indent}{header} {{", *_attribute_lines(attributes, depth + 1)]
+    lines = [f"{indent}{header} {{", *aligned_attributes(attributes, depth + 1)]
     for block_lines in blocks:
         if len(lines) > 1:
             lines.append("")

@@ -16,7 +16,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.config.write import INDENT, render_key, render_string, render_value
+from reconciler.config.write import (
+    INDENT,
+    aligned_attributes,
+    render_key,
+    render_string,
+    render_value,
+)
 from reconciler.runner.inputs import ModuleInputs, ServiceInstance
 
 REQUIRED_VERSION = ">= 0.13.0"
@@ -123,28 +129,6 @@ def _comment(text: str) -> str:
     return " ".join(text.split())
 
 
-def _aligned(pairs: Sequence[tuple[str, str]], depth: int) -> list[str]:
-    """`key = value` lines aligned as `terraform fmt` aligns them: across each run of
-    one-line values; a multi-line value ends the run."""
-    indent = INDENT * depth
-    lines: list[str] = []
-    run: list[tuple[str, str]] = []
-
-    def flush() -> None:
-        width = max((len(k) for k, _ in run), default=0)
-        lines.extend(f"{indent}{k.ljust(width)} = {v}" for k, v in run)
-        run.clear()
-
-    for key, value in pairs:
-        if "\n" in value:
-            flush()
-            lines.append(f"{indent}{key} = {value}")
-        else:
-            run.append((key, value))
-    flush()
-    return lines
-
-
 def _value(value: Any, depth: int) -> str:
     return render_value(value, depth)
 
@@ -160,7 +144,7 @@ def _backend_block(backend: Mapping[str, Mapping[str, Any]]) -> list[str]:
             out.append(f"{INDENT}backend {render_string(kind)} {{}}")
             continue
         out.append(f"{INDENT}backend {render_string(kind)} {{")
-        out.extend(_aligned(pairs, 2))
+        out.extend(aligned_attributes(pairs, 2))
         out.append(f"{INDENT}}}")
     return out
 
@@ -175,7 +159,7 @@ def _provider_body(arguments: Mapping[str, Any], ref: str, depth: int) -> list[s
             blocks.append([f"{INDENT * depth}{key} {{", *inner, f"{INDENT * depth}}}"])
         else:
             attributes.append((key, f"{ref}.{key}"))
-    lines = _aligned(attributes, depth)
+    lines = aligned_attributes(attributes, depth)
     for block in blocks:
         lines.extend(block)
     return lines
@@ -187,7 +171,7 @@ def render_main_tf(module: RootModule) -> str:
     if module.required_providers:
         out.append(f"{INDENT}required_providers {{")
         pairs = [(render_key(k), _value(v, 2)) for k, v in module.required_providers.items()]
-        out.extend(_aligned(pairs, 2))
+        out.extend(aligned_attributes(pairs, 2))
         out.append(f"{INDENT}}}")
     out.extend(_backend_block(module.backend))
     out.append("}")
@@ -212,10 +196,12 @@ def render_main_tf(module: RootModule) -> str:
         head.append(("catalog_services", "var.catalog_services"))
     if module.consul_kv:
         head.append(("consul_kv", "var.consul_kv"))
-    out.extend(_aligned(head, 1))
+    out.extend(aligned_attributes(head, 1))
     if module.variables:
         out.append("")
-        out.extend(_aligned([(name, f"var.{name}") for name in sorted(module.variables)], 1))
+        out.extend(
+            aligned_attributes([(name, f"var.{name}") for name in sorted(module.variables)], 1)
+        )
     out.append("}")
     return "\n".join(out) + "\n"
 
@@ -241,14 +227,14 @@ def type_of(value: Any, depth: int = 0) -> str:
         if not value:
             return "object({})"
         pairs = [(render_key(str(k)), type_of(value[k], depth + 1)) for k in sorted(value)]
-        lines = _aligned(pairs, depth + 1)
+        lines = aligned_attributes(pairs, depth + 1)
         return "object({\n" + "\n".join(lines) + "\n" + INDENT * depth + "})"
     return "any"
 
 
 def _typed_variable(name: str, value: Any, extra: Sequence[tuple[str, str]] = ()) -> list[str]:
     lines = [f"variable {render_string(name)} {{"]
-    lines.extend(_aligned([("default", "null"), *extra, ("type", type_of(value, 1))], 1))
+    lines.extend(aligned_attributes([("default", "null"), *extra, ("type", type_of(value, 1))], 1))
     lines.append("}")
     return lines
 
@@ -283,7 +269,9 @@ def render_variables_module_tf(module: RootModule) -> str | None:
 
 
 def _assignments(values: Mapping[str, Any]) -> str:
-    return "\n".join(_aligned([(render_key(k), _value(v, 0)) for k, v in values.items()], 0))
+    return "\n".join(
+        aligned_attributes([(render_key(k), _value(v, 0)) for k, v in values.items()], 0)
+    )
 
 
 def render_variables_auto_tfvars(module: RootModule) -> str | None:
