@@ -15,17 +15,21 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.api_throughput import bench_api
 from bench.git_latency import bench_git
 from bench.latency import bench_latency
 from bench.load import bench_load
 from bench.report import Section, render
 from bench.runner import REPO
+from bench.runner_overhead import bench_runner_overhead
 from bench.workspace import Settings, Workspace
 
 BENCHMARKS: dict[str, Callable[[Workspace], Section]] = {
     "load": bench_load,
     "latency": bench_latency,
     "git": bench_git,
+    "runner": bench_runner_overhead,
+    "api": bench_api,
 }
 
 

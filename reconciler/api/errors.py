@@ -8,7 +8,7 @@ shape for every 4xx and 5xx, Starlette's own 404/405 and unexpected exceptions i
 from __future__ import annotations
 
 import logging
-import uuid
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,15 +50,22 @@ def bad_request(message: str) -> ApiError:
 
 
 def new_request_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID string; formatted by hand, as uuid.UUID's validation costs
+    a tenth of a small request's time."""
+    h = bytearray(os.urandom(16))
+    h[6] = (h[6] & 0x0F) | 0x40
+    h[8] = (h[8] & 0x3F) | 0x80
+    x = h.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 def request_id(request: Request) -> str:
     """The id of this request (set by RequestContext; created here when it did not run)."""
-    rid = getattr(request.state, "request_id", None)
+    # The scope's state dict directly: Request.state builds a State object per call.
+    state = request.scope.setdefault("state", {})
+    rid = state.get("request_id")
     if not isinstance(rid, str):
-        rid = new_request_id()
-        request.state.request_id = rid
+        rid = state["request_id"] = new_request_id()
     return rid
 
 

@@ -118,6 +118,9 @@ class TaskEndpoints:
         self.ctx = context
         self._list_version: tuple[int, int] = (-1, -1)
         self._list_json = b"[]"
+        # name -> (the LiveTask it was built from, its serialised task object). A changed
+        # task is a new LiveTask object, so the identity check is the invalidation.
+        self._one_json: dict[str, tuple[LiveTask, bytes]] = {}
 
     def _task_json(self, live: LiveTask) -> dict[str, object]:
         return task_object(live.spec, self.ctx.defaults)
@@ -148,7 +151,13 @@ class TaskEndpoints:
         live = self.ctx.task(name)
         if live is None:
             raise not_found(name)
-        return ORJSONResponse({"request_id": request_id(request), "task": self._task_json(live)})
+        cached = self._one_json.get(name)
+        if cached is None or cached[0] is not live:
+            if len(self._one_json) > 2 * max(len(self.ctx.registry), 64):
+                self._one_json.clear()  # forget deleted tasks now and then
+            cached = self._one_json[name] = (live, orjson.dumps(self._task_json(live)))
+        rid = orjson.dumps(request_id(request))
+        return ORJSONResponse(b'{"request_id":' + rid + b',"task":' + cached[1] + b"}\n")
 
     async def create_task(self, request: Request) -> Response:
         run = run_option(request)
