@@ -7,6 +7,7 @@ Starlette app returning the same bytes, each served by uvicorn on its own port.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from reconciler.api.app import ApiContext, create_app
+from reconciler.config.load import gc_paused
 from reconciler.reconcile.engine import Reconciler
 from reconciler.reconcile.loop import SourceLoop
 from reconciler.reconcile.writeback import WriteBack
@@ -47,7 +49,11 @@ async def main(root: Path, api_port: int, bare_port: int, name: str) -> None:
     registry = Registry()
     reconciler = Reconciler(registry)
     loop = SourceLoop(DirectorySource(root), reconciler)
-    await loop.initial_load()
+    # As the daemon does after its first load (reconciler/daemon/runtime.py): the loaded
+    # tasks are kept out of later garbage collections, which would stall the loop.
+    with gc_paused():
+        await loop.initial_load()
+    gc.freeze()
     runner = asyncio.create_task(loop.run())
     app = create_app(
         ApiContext(

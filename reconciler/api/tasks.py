@@ -22,7 +22,7 @@ from starlette.responses import Response
 
 from reconciler._core.errors import ConflictError, NotFoundError, ReconcilerError
 from reconciler.api.decoding import decode_task_request, validation_message
-from reconciler.api.errors import ApiError, ORJSONResponse, bad_request, request_id
+from reconciler.api.errors import ApiError, ORJSONResponse, PartsResponse, bad_request, request_id
 from reconciler.api.inputs import (
     parse_json,
     read_body,
@@ -143,8 +143,7 @@ class TaskEndpoints:
 
     async def list_tasks(self, request: Request) -> Response:
         rid = orjson.dumps(request_id(request))
-        body = b'{"request_id":' + rid + b',"tasks":' + self._tasks_json() + b"}\n"
-        return ORJSONResponse(body)
+        return PartsResponse([b'{"request_id":' + rid + b',"tasks":', self._tasks_json(), b"}\n"])
 
     async def get_task(self, request: Request) -> Response:
         name = request.path_params["name"]

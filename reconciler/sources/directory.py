@@ -271,8 +271,10 @@ class _Handler(FileSystemEventHandler):
             if rel is None:
                 continue
             if rel == ".":
-                # The root itself was deleted or moved.
-                self._hint(None)
+                # The root itself was deleted or moved (its "modified" events only echo
+                # changes to entries, which have events of their own).
+                if event.event_type in ("deleted", "moved"):
+                    self._hint(None)
             elif event.is_directory:
                 if event.event_type != "modified" and not any(
                     p.startswith(".") for p in rel.split("/")

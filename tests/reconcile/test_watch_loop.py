@@ -150,3 +150,25 @@ def test_periodic_rescan_catches_what_the_watcher_missed(tmp_path: Path) -> None
             await async_wait_for(lambda: names_of(registry) == {"a", "b"}, what="rescan")
 
     run(main())
+
+
+def test_an_edit_in_the_root_rescans_only_that_file(tmp_path: Path) -> None:
+    async def main() -> None:
+        (tmp_path / "a.hcl").write_text(task_hcl("a"))
+        async with live(tmp_path) as (registry, loop):
+            source = loop.source
+            full_scans: list[int] = []
+            original = source.full_scan
+
+            def counting() -> object:
+                full_scans.append(1)
+                return original()
+
+            source.full_scan = counting  # type: ignore[method-assign]
+            # The directory's own "modified" events must not cost a full rescan.
+            write_atomic(tmp_path / "b.hcl", task_hcl("b"))
+            (tmp_path / "c.hcl").write_text(task_hcl("c"))
+            await async_wait_for(lambda: names_of(registry) == {"a", "b", "c"}, what="edits")
+            assert full_scans == []
+
+    run(main())
