@@ -17,7 +17,7 @@ class Settings:
     load_sizes: tuple[int, ...]
     hcl2_size: int  # python-hcl2 runs on the corpus of this size
     repeats: int
-    target_size: int  # the size the targets are stated for
+    target_size: int  # the size the performance targets are stated for
     latency_size: int
     edits: int
     edit_gap_s: float  # idle time after each edit lands, so edits never coalesce
