@@ -127,7 +127,6 @@ class Daemon:
                     writable.append(name)
                 if src.webhook_secret:
                     self.hooks.setdefault(src.webhook_secret, []).append(self.loops[name])
-        self.reconciler.add_source(CONFIG_SOURCE, allow_empty=True)
         # API-created tasks go to the first writable source.
         self.writeback = WriteBack(self.reconciler, self.loops, next(iter(writable), None))
         self.server: _Server | None = None
@@ -151,6 +150,9 @@ class Daemon:
             if key[1] not in by_file:
                 update.changed[key[1]] = None
                 parsed[key[1]] = None
+        if not parsed:
+            return  # no tasks in the configuration, now or before: no "config" source at all
+        self.reconciler.add_source(CONFIG_SOURCE, allow_empty=True)
         self.reconciler.apply(
             CONFIG_SOURCE, update, parsed, lambda rel: rel, locate=lambda rel: Path(rel).absolute()
         )

@@ -75,8 +75,8 @@ class Reconciler:
         self._held: set[str] = set()
 
     def add_source(self, name: str, *, allow_empty: bool = False) -> SourceStatus:
-        status = SourceStatus(name, allow_empty=allow_empty)
-        self.sources[name] = status
+        status = self.sources.setdefault(name, SourceStatus(name))
+        status.allow_empty = allow_empty
         return status
 
     # --- parsing (may run in a worker thread) ------------------------------------------
