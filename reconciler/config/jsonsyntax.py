@@ -20,7 +20,8 @@ Schema = dict[str, tuple[int, "Schema"]]
 
 
 class _Obj(dict[str, Any]):
-    pos: int = 0
+    pos: int = 0  # offset of "{"
+    key_pos: dict[str, int]  # offset of each key's opening quote
 
 
 def _loads_with_positions(text: str) -> Any:
@@ -30,10 +31,11 @@ def _loads_with_positions(text: str) -> Any:
     scanner: Any = json.scanner
 
     def parse_object(s_and_end: tuple[str, int], *args: Any) -> tuple[Any, int]:
-        _s, end = s_and_end
+        s, end = s_and_end
         pairs, new_end = internals.JSONObject(s_and_end, *args)
         obj = _Obj(pairs)
         obj.pos = end - 1
+        obj.key_pos = _key_positions(s, end, len(pairs), decoder.scan_once)
         return obj, new_end
 
     def hook(pairs: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
@@ -49,6 +51,23 @@ def _loads_with_positions(text: str) -> Any:
     # The C scanner ignores parse_object; the Python one honours it.
     decoder.scan_once = scanner.py_make_scanner(decoder)
     return decoder.decode(text)
+
+
+def _key_positions(s: str, pos: int, count: int, scan_once: Any) -> dict[str, int]:
+    """Where each key of the object whose "{" ends at `pos` starts. The object is already
+    known to be valid JSON; values are skipped by scanning them again (task files are
+    small, and this is the price of line numbers for every attribute)."""
+    ws = json.decoder.WHITESPACE.match  # type: ignore[attr-defined]
+    out: dict[str, int] = {}
+    for _ in range(count):
+        pos = ws(s, pos).end()
+        if s[pos] == ",":
+            pos = ws(s, pos + 1).end()
+        key, end = json.decoder.scanstring(s, pos + 1)  # type: ignore[attr-defined]
+        out.setdefault(key, pos)
+        pos = ws(s, end).end() + 1  # past ":"
+        _, pos = scan_once(s, ws(s, pos).end())
+    return out
 
 
 def parse_json(source: bytes, filename: str, schema: Schema) -> Body:
@@ -100,7 +119,8 @@ def _body(obj: dict[str, Any], schema: Schema, lines: _LineIndex, line: int) -> 
             for item in value if isinstance(value, list) else [value]:
                 body.blocks.extend(_blocks(key, item, labels, sub, lines, line, []))
         else:
-            body.attributes.append(Attribute(key, _plain(value), line, 1, 0, 0))
+            here = lines.line(obj.key_pos[key]) if isinstance(obj, _Obj) else line
+            body.attributes.append(Attribute(key, _plain(value), here, 1, 0, 0))
     return body
 
 

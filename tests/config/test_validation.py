@@ -334,3 +334,15 @@ def test_variable_names_must_be_identifiers() -> None:
         'tasks/web.hcl:4: task "web": "not ok" is not a valid variable name: start with a '
         'letter or "_", then use letters, digits, "_" or "-"'
     ]
+
+
+def test_json_attribute_problems_name_the_attribute_line() -> None:
+    text = (
+        '{\n  "task": {\n    "name": "web",\n    "module": "m",\n    "enabled": "yes",\n'
+        '    "condition": {"services": {"names": ["a"]}},\n'
+        '    "bogus": {"x": [1, {"y": "}, {"}]}\n  }\n}\n'
+    )
+    assert problems(text, "tasks/web.json") == [
+        'tasks/web.json:5: task "web": "enabled" must be a bool (true or false), not string',
+        'tasks/web.json:7: task "web": invalid key "bogus"',
+    ]

@@ -842,7 +842,7 @@ def test_every_problem_is_reported(tmp_path: Path) -> None:
         f'{a}:1: invalid log_level "LOUD": expected one of TRACE, DEBUG, INFO, WARN, ERR',
         f'{a}:3: consul: invalid key "adress" (did you mean "address"?)',
         f"{a}:6: tls: key and cert are required if TLS is enabled on the CTS API",
-        f'{b}:1: "port" must be a whole number, not string',
+        f'{b}:2: "port" must be a whole number, not string',
         f"{c}:2:1: syntax error: unexpected end of file",
     ]
 
@@ -1298,7 +1298,7 @@ def test_json_problems_name_the_line(tmp_path: Path) -> None:
     """,
     )
     assert located(path) == [
-        (3, 'consul: invalid key "adress" (did you mean "address"?)'),
+        (5, 'consul: invalid key "adress" (did you mean "address"?)'),
         (6, 'consul: tls: "verify" must be a bool (true or false), not string'),
         (
             8,
