@@ -7,7 +7,7 @@ applied where the task is shown (see `reconciler.api.representation`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 ConditionType = Literal["services", "catalog-services", "consul-kv", "schedule"]
@@ -17,12 +17,8 @@ CONDITION_TYPES: tuple[str, ...] = ("services", "catalog-services", "consul-kv",
 INPUT_TYPES: tuple[str, ...] = ("services", "consul-kv")
 
 
-def api_type(hcl_type: str) -> str:
-    """HCL uses hyphenated condition types, JSON/API underscores."""
-    return hcl_type.replace("-", "_")
-
-
 def hcl_type(api_name: str) -> str:
+    """HCL uses hyphenated condition types, JSON/API underscores."""
     return api_name.replace("_", "-")
 
 
@@ -159,11 +155,3 @@ class GlobalDefaults:
     buffer_enabled: bool = True
     buffer_min: int = 5_000_000_000
     buffer_max: int = 20_000_000_000
-
-
-@dataclass
-class FileTasks:
-    """The result of loading one task file: its tasks, or its problems."""
-
-    tasks: list[tuple[TaskSpec, int]] = field(default_factory=list)  # (spec, line)
-    problems: list[str] = field(default_factory=list)

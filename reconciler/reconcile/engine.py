@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler._core.errors import Problem
 from reconciler.config.model import Provenance
 from reconciler.config.tasks import DecodedFile, DecodedTask
 from reconciler.reconcile.cache import ParseCache
@@ -265,8 +264,6 @@ class Reconciler:
         """display path -> current problems, for files that have any."""
         return {e.display: e.errors for e in self.files.values() if e.errors}
 
-    def desired_names(self) -> set[str]:
-        return set(self._owners)
-
-    def report(self, problem: Problem) -> None:
-        log.error("%s", problem)
+    def defines(self, name: str) -> bool:
+        """Whether any file (broken ones by their last good content) defines the task."""
+        return name in self._owners

@@ -83,7 +83,7 @@ class WriteBack:
         rel = f"{spec.name}.hcl"
         data = checked_render(spec)
         async with loop.lock:
-            if spec.name in self.registry or spec.name in self.reconciler.desired_names():
+            if spec.name in self.registry or self.reconciler.defines(spec.name):
                 raise DuplicateTaskError(f"task with name {spec.name} already exists")
             exists = await asyncio.to_thread(loop.source.read, rel)
             if exists is not None:
