@@ -106,13 +106,13 @@ def make_scheduler(
 ) -> tuple[Registry, Scheduler, FakeDriver]:
     registry = Registry()
     fake = driver or FakeDriver()
+    kwargs.setdefault("retry_delay", lambda attempt: 0.01)
     scheduler = Scheduler(
         registry,
         status or StatusStore(),
         Workspaces(tmp_path / "work"),
         fake,
         workers=workers,
-        retry_delay=lambda attempt: 0.01,
         **kwargs,  # type: ignore[arg-type]
     )
     return registry, scheduler, fake

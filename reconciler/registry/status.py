@@ -62,6 +62,10 @@ class Event:
     error: str | None = None
     config: EventConfig = EventConfig()
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    # The revision of the task's definition the run applied: its file's content hash, or
+    # the commit sha for a git source (the task's provenance). Kept with the event on
+    # disk; CTS's event JSON has no such field, so `to_json` leaves it out.
+    revision: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -77,6 +81,10 @@ class Event:
                 "source": self.config.source,
             },
         }
+
+    def to_record(self) -> dict[str, Any]:
+        """The event as events.json keeps it: CTS's JSON plus the revision."""
+        return {**self.to_json(), "revision": self.revision}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Event:
@@ -94,6 +102,7 @@ class Event:
                 tuple(config.get("services") or ()),
                 str(config.get("source") or ""),
             ),
+            revision=str(data.get("revision") or ""),
         )
 
 
@@ -113,6 +122,9 @@ class StatusStore:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
         self._events: dict[str, deque[Event]] = {}
+        # Task name -> revision of its newest successful run. Kept apart from the 5 events:
+        # after five failures the revision still running is still known.
+        self._applied: dict[str, str] = {}
         self.version = 0  # bumped on every change, for cached views
         self._dirty = False
         self._saving: asyncio.Task[None] | None = None
@@ -128,21 +140,33 @@ class StatusStore:
     def names(self) -> list[str]:
         return list(self._events)
 
+    def last_applied_revision(self, name: str) -> str | None:
+        """The revision the newest successful run applied (Flux's lastAppliedRevision)."""
+        return self._applied.get(name)
+
+    def last_attempted_revision(self, name: str) -> str | None:
+        """The revision the newest run tried (Flux's lastAttemptedRevision)."""
+        kept = self._events.get(name)
+        return (kept[0].revision or None) if kept else None
+
     # --- changing ------------------------------------------------------------------------
 
     def record(self, event: Event) -> None:
         kept = self._events.setdefault(event.task_name, deque(maxlen=KEEP))
         kept.appendleft(event)
+        if event.success and event.revision:
+            self._applied[event.task_name] = event.revision
         self._changed()
 
     def forget(self, name: str) -> None:
-        if self._events.pop(name, None) is not None:
+        applied = self._applied.pop(name, None)
+        if self._events.pop(name, None) is not None or applied is not None:
             self._changed()
 
     def retain(self, names: Iterable[str]) -> None:
         """Drop the events of every task not named (tasks deleted while we were down)."""
         keep = set(names)
-        for name in [n for n in self._events if n not in keep]:
+        for name in [n for n in {*self._events, *self._applied} if n not in keep]:
             self.forget(name)
 
     def _changed(self) -> None:
@@ -171,6 +195,7 @@ class StatusStore:
             log.error("task events in %s cannot be read, starting without them: %s", self.path, exc)
             return
         self._events.clear()
+        self._applied.clear()
         for name, events in (data.get("tasks") or {}).items():
             try:
                 parsed = [Event.from_json(e) for e in events][:KEEP]
@@ -178,11 +203,14 @@ class StatusStore:
                 log.error("task events of %s in %s are damaged, dropped: %s", name, self.path, exc)
                 continue
             self._events[name] = deque(parsed, maxlen=KEEP)
+        applied = data.get("applied") or {}
+        if isinstance(applied, dict):
+            self._applied = {str(k): str(v) for k, v in applied.items() if v}
         self.version += 1
 
     def _snapshot(self) -> bytes:
-        tasks = {name: [e.to_json() for e in events] for name, events in self._events.items()}
-        return orjson.dumps({"format": _FORMAT, "tasks": tasks})
+        tasks = {name: [e.to_record() for e in events] for name, events in self._events.items()}
+        return orjson.dumps({"format": _FORMAT, "tasks": tasks, "applied": self._applied})
 
     def save(self) -> None:
         if self.path is None:

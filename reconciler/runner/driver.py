@@ -24,6 +24,16 @@ class RunError(ReconcilerError):
         self.output = output
 
 
+class ModuleError(RunError):
+    """Terraform refused the task's module itself: its `init` or `validate` diagnostics
+    (a module source that is not an address, a local path that does not exist, a
+    module that does not validate). The task's author can fix it; the daemon is fine.
+    Any other RunError (Terraform crashed or timed out, the workspace or the backend is
+    unusable) is the daemon's own failure."""
+
+    reason = "ModuleInvalid"
+
+
 @dataclass(frozen=True)
 class Plan:
     changes_present: bool

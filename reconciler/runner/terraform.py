@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from reconciler.runner.driver import Plan, RunError
+from reconciler.runner.driver import ModuleError, Plan, RunError
 from reconciler.runner.process import ProcessResult, ProcessRunner, child_environment
 from reconciler.runner.workspace import Workspace
 from reconciler.settings.model import TerraformDriver
@@ -31,6 +31,16 @@ _AUTOMATION_ENV = {
     "CHECKPOINT_DISABLE": "1",  # no version check over the network
 }
 _MAX_ERROR = 4000
+# Terraform exits 1 for the diagnostics it reports; a crash (Go panic) exits 2, a signal
+# gives a negative code.
+_DIAGNOSTICS_EXIT = 1
+# Init diagnostics about the state backend, not the module: the daemon's environment.
+_ENVIRONMENT_TROUBLE = re.compile(
+    r"Error: (Failed to get existing workspaces|Error loading state|Backend"
+    r"|Invalid backend|Error configuring the backend|Error initializing backend"
+    r"|Failed to query available provider packages|Failed to install provider)",
+    re.IGNORECASE,
+)
 
 
 def terraform_command(driver: TerraformDriver) -> tuple[str, ...]:
@@ -102,20 +112,33 @@ class Terraform:
         except OSError as exc:  # the executable vanished, or the workspace did
             raise RunError(f"cannot run {self.command[0]} in {ws.directory}: {exc}") from None
 
-    def _failed(self, ws: Workspace, step: str, result: ProcessResult) -> RunError:
+    def _failed(
+        self, ws: Workspace, step: str, result: ProcessResult, *, module_step: bool = False
+    ) -> RunError:
+        """The error for a failed command. `module_step`: init or validate, whose
+        diagnostics are about the task's module unless Terraform did not get as far as
+        reading it (a crash, a timeout, the backend or a provider download)."""
         if _MISSING_SERVICES in result.output:
-            return RunError(
+            return ModuleError(
                 f'module for task "{ws.name}" is missing the "services" variable: add '
                 'variable "services" { type = any } (or the full object type) to the module '
                 f"at {ws.module.source}",
                 result.output,
             )
-        return RunError(f"terraform {step} failed: {_error_text(result)}", result.output)
+        message = f"terraform {step} failed: {_error_text(result)}"
+        if (
+            module_step
+            and result.returncode == _DIAGNOSTICS_EXIT
+            and not result.timed_out
+            and not _ENVIRONMENT_TROUBLE.search(result.output)
+        ):
+            return ModuleError(message, result.output)
+        return RunError(message, result.output)
 
     async def init(self, workspace: Workspace) -> None:
         result = await self._run(workspace, ["init", "-input=false", "-no-color"])
         if result.returncode != 0:
-            raise self._failed(workspace, "init", result)
+            raise self._failed(workspace, "init", result, module_step=True)
         if workspace.select_workspace:
             result = await self._run(
                 workspace, ["workspace", "select", "-or-create=true", workspace.name]
@@ -124,7 +147,7 @@ class Terraform:
                 raise self._failed(workspace, "workspace select", result)
         result = await self._run(workspace, ["validate", "-no-color"])
         if result.returncode != 0:
-            raise self._failed(workspace, "validate", result)
+            raise self._failed(workspace, "validate", result, module_step=True)
 
     async def plan(self, workspace: Workspace) -> Plan:
         result = await self._run(

@@ -1,74 +1,111 @@
-"""`condition "schedule"`: fire on a cron expression, in local time as CTS does.
+"""`condition "schedule"`: the cron trigger source, firing in local time as CTS does.
 
-CTS reads cron with hashicorp/cronexpr, where a 6th field is the year and a 7-field
-expression starts with seconds; croniter reads a 6th field as seconds, so expressions are
-translated to croniter's 7-field, seconds-first form (and cronexpr's "last Friday" `5L`
-to croniter's `L5`).
+The expression is read by reconciler.config.cron, the same code that validated it, so a
+schedule that validates runs. Should one still find no next time (a year that is over),
+the task gets an error in its status instead of a log line nobody reads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable
 from datetime import datetime
 
-from croniter import croniter
+from reconciler.config.cron import cron_iterator, next_fire
+from reconciler.config.model import ScheduleCondition
+from reconciler.registry.store import LiveTask
+from reconciler.triggers.sources import Fire, ReportError, Trigger
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+__all__ = ["Clock", "CronSource", "cron_iterator", "local_now", "next_fire", "run_schedule"]
 
 
 def local_now() -> datetime:
     return datetime.now().astimezone()
 
 
-_LAST_WEEKDAY = re.compile(r"^([0-7])L$", re.IGNORECASE)
-# A year far ahead (cronexpr allows up to 2099) is a match, not "no next date".
-_YEARS_AHEAD = 100
-
-
-def cron_iterator(expr: str, start: datetime) -> croniter:
-    text = expr.strip()
-    if text.startswith("@"):
-        return croniter(text.lower(), start)
-    fields = text.split()
-    if len(fields) == 6:  # min hour dom month dow year
-        fields = ["0", *fields]
-    dow = len(fields) - 2 if len(fields) == 7 else 4
-    if 0 <= dow < len(fields):
-        fields[dow] = _LAST_WEEKDAY.sub(r"L\1", fields[dow])
-    if len(fields) == 7:
-        return croniter(
-            " ".join(fields),
-            start,
-            second_at_beginning=True,
-            max_years_between_matches=_YEARS_AHEAD,
-        )
-    return croniter(" ".join(fields), start)
-
-
-def next_fire(expr: str, after: datetime) -> datetime:
-    nxt = cron_iterator(expr, after).get_next(datetime)
-    assert isinstance(nxt, datetime)
-    return nxt
+class ScheduleError(Exception):
+    pass
 
 
 async def run_schedule(
     name: str, expr: str, fire: Callable[[], None], *, clock: Clock = local_now
 ) -> None:
-    """Call `fire` at every time the expression names, until cancelled."""
+    """Call `fire` at every time the expression names, until cancelled. Raises
+    ScheduleError when the expression has no next time."""
     last = clock()
     while True:
         try:
             when = next_fire(expr, last)
         except (ValueError, KeyError) as exc:
-            log.error("task %s: schedule %r has no next time: %s", name, expr, exc)
-            return
+            raise ScheduleError(f'schedule "{expr}" has no next time to run: {exc}') from None
         delay = (when - clock()).total_seconds()
         if delay > 0:
             await asyncio.sleep(delay)
         last = when
         fire()
+
+
+class CronSource:
+    """One timer task per task with a `schedule` condition."""
+
+    name = "schedule"
+
+    def __init__(self, *, clock: Clock = local_now) -> None:
+        self.clock = clock
+        self._fire: Fire | None = None
+        self._report: ReportError | None = None
+        self._timers: dict[str, tuple[str, asyncio.Task[None]]] = {}
+        self._closed = False
+
+    def start(self, fire: Fire, report: ReportError) -> None:
+        self._fire, self._report = fire, report
+
+    def track(self, task: LiveTask) -> None:
+        name, c = task.spec.name, task.spec.condition
+        # Disabled tasks keep their timer: the scheduler ignores their ticks, and enabling
+        # them needs no new timer.
+        expr = c.cron if isinstance(c, ScheduleCondition) else None
+        current = self._timers.get(name)
+        if current is not None and current[0] == expr and not current[1].done():
+            return
+        self.forget(name)
+        if expr and not self._closed:
+            timer = asyncio.get_running_loop().create_task(
+                self._run(name, expr), name=f"schedule:{name}"
+            )
+            self._timers[name] = (expr, timer)
+
+    def forget(self, name: str) -> None:
+        current = self._timers.pop(name, None)
+        if current is not None:
+            current[1].cancel()
+            if self._report is not None:
+                self._report(name, None)
+
+    async def _run(self, name: str, expr: str) -> None:
+        def tick() -> None:
+            if self._fire is not None:
+                self._fire(Trigger(name, "schedule", only_if_changed=True))
+
+        try:
+            await run_schedule(name, expr, tick, clock=self.clock)
+        except ScheduleError as exc:
+            log.error("task %s: %s", name, exc)
+            if self._report is not None:
+                self._report(name, str(exc))
+
+    def watching(self) -> dict[str, str]:
+        return {name: expr for name, (expr, timer) in self._timers.items() if not timer.done()}
+
+    async def close(self) -> None:
+        self._closed = True
+        timers = [timer for _, timer in self._timers.values()]
+        self._timers.clear()
+        for timer in timers:
+            timer.cancel()
+        await asyncio.gather(*timers, return_exceptions=True)

@@ -15,6 +15,7 @@ from runfakes import create, live, make_scheduler, spec
 from reconciler.config.model import ScheduleCondition
 from reconciler.registry.status import Event, StatusStore, now
 from reconciler.registry.store import RegistryChange
+from reconciler.triggers.schedule import CronSource
 from reconciler.triggers.scheduler import TaskBusyError
 
 pytestmark = pytest.mark.anyio
@@ -266,8 +267,11 @@ async def test_a_disabled_schedule_records_nothing(tmp_path: Path) -> None:
     registry, scheduler, fake = make_scheduler(tmp_path)
     every_second = ScheduleCondition(cron="* * * * * * *")
     ticks: list[str] = []
-    tick = scheduler._tick
-    scheduler._tick = lambda name: (ticks.append(name), tick(name))  # type: ignore[method-assign,assignment,func-returns-value]
+    [cron] = scheduler.sources
+    assert isinstance(cron, CronSource)
+    fire = cron._fire
+    assert fire is not None
+    cron._fire = lambda trigger: (ticks.append(trigger.task), fire(trigger))  # type: ignore[func-returns-value]
     create(registry, live(spec("s", condition=every_second, enabled=False)))
     await async_wait_for(lambda: ticks == ["s"], timeout=3)
     await scheduler.idle()
@@ -318,7 +322,7 @@ def _event(name: str) -> Event:
 
 
 def test_request_merge_keeps_every_ask() -> None:
-    from reconciler.triggers.scheduler import Request
+    from reconciler.triggers.requests import Request
 
     r = Request(init=True)
     r.merge(Request(run=True, only_if_changed=True))

@@ -1,0 +1,225 @@
+"""The run queue: one pending request and one worker per task, a global pool of slots.
+
+Every piece of Terraform work takes the task's own lock first and a slot of the pool of
+`workers` second, so a task never runs twice at once, at most `workers` Terraform
+commands run at all, and a request that waits behind its own task's job holds no slot
+that another task could use. The retry backoff inside a job gives its slot back too
+(reconciler.triggers.execute).
+
+A deleted task loses its pending work at once, but while a job of it is still running
+it is kept here as "deleting" (the API keeps showing it) until the job ends; then it and
+its events are gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+
+from reconciler.registry.status import Event, StatusStore
+from reconciler.triggers.execute import Executor
+from reconciler.triggers.requests import (
+    Request,
+    TaskBusyError,
+    TaskGoneError,
+    TaskRuns,
+    fail,
+    resolve,
+)
+
+log = logging.getLogger("reconciler.triggers.scheduler")
+
+# A gate the queue asks before starting a job (e.g. leadership): None or a message why
+# work must not start now. The default lets everything through.
+Gate = Callable[[], str | None]
+
+
+class RunQueue:
+    def __init__(
+        self, executor: Executor, status: StatusStore, *, workers: int = 4, gate: Gate | None = None
+    ) -> None:
+        self.executor = executor
+        self.status = status
+        self.workers = workers
+        self.gate = gate
+        self.tasks: dict[str, TaskRuns] = {}
+        self._pool = asyncio.Semaphore(workers)
+        self._workers: set[asyncio.Task[None]] = set()
+        self.closed = False
+        self.deletions_version = 0  # bumped when the set of deleting tasks changes
+
+    # --- asking for work ----------------------------------------------------------------
+
+    def request(self, st: TaskRuns, request: Request) -> None:
+        if self.closed:
+            fail(request.waiters, TaskBusyError("the daemon is shutting down"))
+            return
+        if st.pending is None:
+            st.pending = request
+        else:
+            st.pending.merge(request)
+        if st.worker is None or st.worker.done():
+            st.worker = asyncio.get_running_loop().create_task(
+                self._work(st), name=f"run:{st.name}"
+            )
+            self._workers.add(st.worker)
+            st.worker.add_done_callback(self._workers.discard)
+
+    async def wait_for(self, st: TaskRuns, request: Request) -> Event | None:
+        fut: asyncio.Future[Event | None] = asyncio.get_running_loop().create_future()
+        request.waiters.append(fut)
+        self.request(st, request)
+        return await fut
+
+    def slot(self, st: TaskRuns) -> Callable[[], AbstractAsyncContextManager[None]]:
+        """A pool slot for one Terraform step of the task; the task counts as active
+        from its first slot until its worker finishes the request."""
+
+        @contextlib.asynccontextmanager
+        async def take() -> AsyncIterator[None]:
+            async with self._pool:
+                # Deleted while waiting for the slot (or between retries): stop here.
+                if st.deleting or self.tasks.get(st.name) is not st:
+                    raise TaskGoneError(f"task {st.name} was deleted")
+                st.working = True
+                yield
+
+        return take
+
+    async def _work(self, st: TaskRuns) -> None:
+        try:
+            while st.pending is not None and not self.closed:
+                async with st.lock:
+                    request, st.pending = st.pending, None
+                    if request is None or st.deleting:
+                        break
+                    blocked = self.gate() if self.gate is not None else None
+                    if blocked is not None:
+                        fail(request.waiters, TaskBusyError(blocked))
+                        continue
+                    st.current = request
+                    try:
+                        event = await self.executor.execute(st, request, self.slot(st))
+                    except TaskGoneError as exc:
+                        fail(request.waiters, exc)
+                        continue
+                    except Exception as exc:
+                        log.exception("task %s: unexpected error in its run", st.name)
+                        fail(request.waiters, exc)
+                        continue
+                    except BaseException:
+                        fail(request.waiters, TaskBusyError("the run was stopped"))
+                        raise
+                    finally:
+                        st.current = None
+                        st.working = False
+                    if event is not None and not st.provisional:
+                        self.status.record(event)
+                    resolve(request.waiters, event)
+        finally:
+            self.maybe_finish(st)
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, st: TaskRuns) -> AsyncIterator[None]:
+        """The task's lock, then a pool slot, for work done on behalf of a command."""
+        try:
+            async with st.lock, self.slot(st)():
+                try:
+                    yield
+                finally:
+                    st.working = False
+        finally:
+            self.maybe_finish(st)
+
+    def free_slot(self) -> AbstractAsyncContextManager[None]:
+        """A pool slot alone, for work that belongs to no task (a throwaway plan)."""
+        return self._pool
+
+    # --- deletion ------------------------------------------------------------------------
+
+    def delete(self, st: TaskRuns) -> None:
+        """The task left its files: drop its pending work; hold it as deleting while a
+        job of it runs, else forget it now."""
+        pending, st.pending = st.pending, None
+        if pending is not None:
+            fail(pending.waiters, TaskGoneError(f"task {st.name} was deleted"))
+        if st.working:
+            st.deleting = True
+            self.deletions_version += 1
+            log.info("task %s: deleted; it leaves once its running job ends", st.name)
+        else:
+            self._finish_delete(st)
+
+    def undelete(self, st: TaskRuns) -> None:
+        """Re-created before the old task's job ended: the old one is gone for good."""
+        if st.deleting:
+            st.deleting = False
+            self.deletions_version += 1
+            self.status.forget(st.name)
+
+    def _finish_delete(self, st: TaskRuns) -> None:
+        if self.tasks.get(st.name) is not st:
+            return
+        del self.tasks[st.name]
+        if st.deleting:
+            st.deleting = False
+            self.deletions_version += 1
+            log.info("task %s: its job ended; deletion complete", st.name)
+        self.status.forget(st.name)
+
+    def maybe_finish(self, st: TaskRuns) -> None:
+        if st.deleting and not st.working and st.pending is None:
+            self._finish_delete(st)
+
+    # --- waiting and stopping ------------------------------------------------------------
+
+    @property
+    def active(self) -> int:
+        return sum(1 for st in self.tasks.values() if st.active)
+
+    async def idle(self) -> None:
+        """Wait until no task has pending or running work (tests, -once mode)."""
+        while self._workers:
+            await asyncio.gather(*list(self._workers), return_exceptions=True)
+
+    async def drain(self, grace: float, force: asyncio.Event | None = None) -> None:
+        """Stop taking work; give running jobs `grace` seconds (cut short when `force` is
+        set), then cancel them, which stops their Terraform process groups."""
+        self.closed = True
+        for st in self.tasks.values():
+            pending, st.pending = st.pending, None
+            if pending is not None:
+                fail(pending.waiters, TaskBusyError("the daemon is shutting down"))
+        running = [w for w in self._workers if not w.done()]
+        if running:
+            log.info("waiting up to %.0fs for %d running task(s)", grace, len(running))
+            await _wait_all(running, grace, force)
+            late = [w for w in running if not w.done()]
+            for worker in late:
+                log.warning("stopping %s: the shutdown grace period is over", worker.get_name())
+                worker.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+
+
+async def _wait_all(
+    tasks: list[asyncio.Task[None]], timeout: float, force: asyncio.Event | None
+) -> None:
+    """Wait until every task is done, `timeout` passes, or `force` is set."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    forced = asyncio.ensure_future((force or asyncio.Event()).wait())
+    try:
+        pending = set(tasks)
+        while pending and not forced.done():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            done, _ = await asyncio.wait(
+                [*pending, forced], timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+            pending -= done
+    finally:
+        forced.cancel()
