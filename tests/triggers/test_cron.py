@@ -67,7 +67,10 @@ def test_what_validates_runs(form: str, position: int) -> None:
 
 
 def test_a_task_file_with_a_schedule_that_cannot_run_names_the_line() -> None:
-    text = 'task {\n  name = "n"\n  module = "m"\n  condition "schedule" {\n    cron = "0 0 LW * *"\n  }\n}\n'
+    text = (
+        'task {\n  name = "n"\n  module = "m"\n  condition "schedule" {\n'
+        '    cron = "0 0 LW * *"\n  }\n}\n'
+    )
     loaded = load_task_file(text.encode(), "tasks/n.hcl")
     assert [str(p) for p in loaded.problems] == [
         'tasks/n.hcl:5: task "n": condition "schedule": invalid cron expression "0 0 LW * *": '
