@@ -21,10 +21,7 @@ from starlette.routing import Route
 
 from reconciler.api.app import ApiContext, create_app
 from reconciler.config.load import gc_paused
-from reconciler.reconcile.engine import Reconciler
-from reconciler.reconcile.loop import SourceLoop
-from reconciler.reconcile.writeback import WriteBack
-from reconciler.registry.store import Registry
+from reconciler.daemon.core import Core, SourcePlan
 from reconciler.sources.directory import DirectorySource
 
 
@@ -46,20 +43,16 @@ def server(app: Starlette, port: int) -> uvicorn.Server:
 
 
 async def main(root: Path, api_port: int, bare_port: int, name: str) -> None:
-    registry = Registry()
-    reconciler = Reconciler(registry)
-    loop = SourceLoop(DirectorySource(root), reconciler)
+    core = Core([SourcePlan(DirectorySource(root))])
+    registry = core.registry
+    [loop] = core.loops.values()
     # As the daemon does after its first load (reconciler/daemon/runtime.py): the loaded
     # tasks are kept out of later garbage collections, which would stall the loop.
     with gc_paused():
         await loop.initial_load()
     gc.freeze()
     runner = asyncio.create_task(loop.run())
-    app = create_app(
-        ApiContext(
-            registry, reconciler, WriteBack(reconciler, {loop.source.name: loop}, loop.source.name)
-        )
-    )
+    app = create_app(ApiContext(core.commands))
     transport = httpx2.ASGITransport(app=app)
     async with httpx2.AsyncClient(transport=transport, base_url="http://x") as client:
         one = (await client.get(f"/v1/tasks/{name}")).content

@@ -1,5 +1,6 @@
-"""The real core (directory source, reconciler, source loop, write-back) behind the API,
-built in the running event loop so that its locks and the requests share one loop."""
+"""The real core (directory source, reconciler, source loop, write-back, task commands),
+built by the daemon's builder in the running event loop so that its locks and the
+requests share one loop, behind the API."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ from helpers import async_wait_for, fresh_load
 from starlette.applications import Starlette
 
 from reconciler.api.app import ApiContext, create_app
+from reconciler.commands import TaskCommands
 from reconciler.config.model import GlobalDefaults, TaskSpec
+from reconciler.daemon.core import Core as DaemonCore
+from reconciler.daemon.core import RunPlan, SourcePlan
 from reconciler.reconcile.engine import Reconciler
 from reconciler.reconcile.loop import SourceLoop
 from reconciler.reconcile.writeback import WriteBack
@@ -42,6 +46,7 @@ class Core:
     app: Starlette
     client: httpx2.AsyncClient
     runs: Scheduler | None = None
+    commands: TaskCommands | None = None
 
     @property
     def scheduler(self) -> Scheduler:
@@ -72,25 +77,23 @@ async def running_core(
 ) -> AsyncIterator[Core]:
     """The core behind the API; with a `driver`, tasks run (workspaces under `work`)."""
     root.mkdir(parents=True, exist_ok=True)
-    registry = Registry()
     runs = None
     if driver is not None:
-        runs = Scheduler(
-            registry,
-            StatusStore((work or root.parent / "work") / ".reconciler" / "events.json"),
-            Workspaces(work or root.parent / "work"),
+        work = work or root.parent / "work"
+        runs = RunPlan(
+            Workspaces(work),
             driver,
-            catalog=catalog,
+            StatusStore(work / ".reconciler" / "events.json"),
             workers=workers,
+            catalog=catalog,
             retry_delay=lambda attempt: 0.01,
         )
-    reconciler = Reconciler(registry)
     source = DirectorySource(root, display_base=root.parent)
-    loop = SourceLoop(source, reconciler)
+    core = DaemonCore([SourcePlan(source)], runs=runs)
+    loop = core.loops[source.name]
     await loop.initial_load()
     runner = asyncio.create_task(loop.run()) if watch else None
-    writeback = WriteBack(reconciler, {source.name: loop}, source.name)
-    context = ApiContext(registry, reconciler, writeback, defaults or GlobalDefaults(), runs=runs)
+    context = ApiContext(core.commands, defaults or GlobalDefaults())
     app = create_app(context)
     client = httpx2.AsyncClient(
         transport=httpx2.ASGITransport(app=app), base_url="http://reconciler.test"
@@ -98,16 +101,24 @@ async def running_core(
     try:
         if runner is not None:
             await async_wait_for(lambda: source.watching, what="the directory watcher")
-        yield Core(root, registry, reconciler, loop, writeback, app, client, runs)
+        yield Core(
+            root,
+            core.registry,
+            core.reconciler,
+            loop,
+            core.writeback,
+            app,
+            client,
+            core.scheduler,
+            core.commands,
+        )
     finally:
         await client.aclose()
-        if runs is not None:
-            await runs.shutdown(0)
         if runner is not None:
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
-        loop.close()
+        await core.close()
 
 
 def is_uuid(value: object) -> bool:

@@ -81,3 +81,10 @@ class ConflictError(ReconcilerError):
 
 class NotFoundError(ReconcilerError):
     reason = "NotFound"
+
+
+class InvalidTaskError(ReconcilerError):
+    """A task sent by a client (API, CLI) that cannot become a task file: it fails
+    validation, or would not read back as sent."""
+
+    reason = "InvalidTask"

@@ -1,15 +1,16 @@
 """The HTTP API application: an explicit route list over an explicit context.
 
 `create_app` does no I/O and starts nothing: the daemon builds the core (registry,
-reconciler, source loops, write-back, run scheduler) in its own event loop, passes it in
-as an `ApiContext`, and serves the app with uvicorn's Server running as a task in that loop
-(reconciler.daemon.runtime), so requests and the source loops share one loop and lock.
+reconciler, source loops, write-back, run scheduler, task commands: reconciler.daemon.core)
+in its own event loop, passes it in as an `ApiContext`, and serves the app with uvicorn's
+Server running as a task in that loop (reconciler.daemon.runtime), so requests and the
+source loops share one loop and lock. Handlers decode requests and call the task
+commands; every typed failure is mapped to a status once (reconciler.api.errors).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -20,61 +21,21 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Lifespan
 
+from reconciler._core.errors import ReconcilerError
+from reconciler.api.context import ApiContext, HealthCheck
 from reconciler.api.errors import (
     ApiError,
     RequestContext,
     api_error_handler,
     http_exception_handler,
+    reconciler_error_handler,
 )
 from reconciler.api.status import StatusEndpoints
 from reconciler.api.tasks import TaskEndpoints
-from reconciler.config.model import GlobalDefaults
-from reconciler.reconcile.engine import Reconciler
-from reconciler.reconcile.writeback import WriteBack
-from reconciler.registry.status import StatusStore
-from reconciler.registry.store import LiveTask, Registry
-from reconciler.triggers.scheduler import Scheduler
 
-# Problems that make the daemon unhealthy; empty when healthy.
-HealthCheck = Callable[[], Sequence[str]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
-
-@dataclass(frozen=True)
-class ApiContext:
-    """Everything the API reads or changes."""
-
-    registry: Registry
-    reconciler: Reconciler
-    writeback: WriteBack
-    defaults: GlobalDefaults = field(default_factory=GlobalDefaults)
-    # Runs Terraform (run=inspect/now, deferred deletion); None: the API only changes
-    # files and `run=...` answers 501.
-    runs: Scheduler | None = None
-    # None: unhealthy exactly when a source is unavailable or its prune guard is active
-    # (reconciler.api.status.source_problems).
-    health: HealthCheck | None = None
-
-    @property
-    def status(self) -> StatusStore:
-        return self.runs.status if self.runs is not None else _NO_EVENTS
-
-    def task(self, name: str) -> LiveTask | None:
-        """A task as the API shows it: live, or deleted while its run has not ended."""
-        live = self.registry.get(name)
-        if live is None and self.runs is not None:
-            live = self.runs.deleting(name)
-        return live
-
-    def tasks(self) -> list[LiveTask]:
-        """Every task the API shows, in no particular order."""
-        tasks = list(self.registry)
-        if self.runs is not None:
-            tasks.extend(t for t in self.runs.deleting_tasks() if t.spec.name not in self.registry)
-        return tasks
-
-
-_NO_EVENTS = StatusStore()
+__all__ = ["ApiContext", "HealthCheck", "create_app", "routes"]
 
 
 def _by_method(handlers: dict[str, Endpoint]) -> Endpoint:
@@ -120,6 +81,7 @@ def create_app(
         middleware=[Middleware(RequestContext)],
         exception_handlers={
             ApiError: api_error_handler,
+            ReconcilerError: reconciler_error_handler,
             HTTPException: http_exception_handler,
         },
         lifespan=lifespan,

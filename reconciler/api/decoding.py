@@ -26,7 +26,7 @@ from reconciler.config.model import (
     ServicesInput,
     TaskSpec,
 )
-from reconciler.config.validate import valid_identifier, validate_task
+from reconciler.config.validate import valid_identifier
 
 _HINTS = {
     "working_dir": "the working directory cannot be set through the API",
@@ -307,12 +307,3 @@ def decode_task_request(data: Any) -> TaskSpec:
     )
     t.finish()
     return spec
-
-
-def validation_message(spec: TaskSpec) -> str | None:
-    """File validation's messages for this task, without file and line, or None."""
-    invalid = validate_task(spec)
-    if not invalid:
-        return None
-    label = task_label(spec.name)
-    return "; ".join(": ".join([label, *inv.where, inv.message]) for inv in invalid)

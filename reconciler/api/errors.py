@@ -18,6 +18,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from reconciler._core.errors import (
+    ConflictError,
+    InvalidTaskError,
+    NotFoundError,
+    ReconcilerError,
+    SourceError,
+)
+from reconciler.commands.errors import (
+    InspectFailedError,
+    NotAllowedNowError,
+    RunsUnavailableError,
+)
+from reconciler.reconcile.writeback import DuplicateTaskError, ReadOnlySourceError
+from reconciler.runner.driver import ModuleError
+
 log = logging.getLogger(__name__)
 
 _JSON_OPTIONS = orjson.OPT_APPEND_NEWLINE
@@ -72,6 +87,30 @@ def bad_request(message: str) -> ApiError:
     return ApiError(400, message)
 
 
+# The one mapping of the core's typed failures to status codes, most specific first.
+# 4xx: the request or the state of the task (the client can act); 5xx: the daemon's own
+# failure (a run that failed, the disk, Terraform crashing, a source out of reach).
+_STATUS: tuple[tuple[type[ReconcilerError], int], ...] = (
+    (InvalidTaskError, 400),
+    (DuplicateTaskError, 400),  # CTS answers 400 for an existing name
+    (ModuleError, 400),  # Terraform's diagnostics of the task's module
+    (InspectFailedError, 400),  # CTS: a failed inspection of a new task is a 400
+    (NotFoundError, 404),
+    (ReadOnlySourceError, 409),
+    (ConflictError, 409),
+    (RunsUnavailableError, 501),
+    (NotAllowedNowError, 503),
+    (SourceError, 503),
+)
+
+
+def status_for(exc: ReconcilerError) -> int:
+    for kind, status in _STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 500
+
+
 def new_request_id() -> str:
     """A random (version 4) UUID string; formatted by hand, as uuid.UUID's validation costs
     a tenth of a small request's time."""
@@ -105,6 +144,12 @@ def error_response(
 async def api_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return error_response(request, exc.status, exc.message, exc.headers)
+
+
+async def reconciler_error_handler(request: Request, exc: Exception) -> Response:
+    """A typed failure of the core (a task command, write-back, a run) as its status."""
+    assert isinstance(exc, ReconcilerError)
+    return error_response(request, status_for(exc), exc.message)
 
 
 async def http_exception_handler(request: Request, exc: Exception) -> Response:

@@ -86,13 +86,3 @@ def run_option(request: Request) -> str | None:
             f"but got {value}"
         )
     return lowered
-
-
-def run_not_available(run: str) -> ApiError:
-    """An API served without a Terraform runner answers `run` honestly: never a fake plan."""
-    action = "planning (run=inspect)" if run == "inspect" else "running immediately (run=now)"
-    return ApiError(
-        501,
-        f"{action} is not available: this server runs no Terraform. Send the request "
-        "without the run parameter to change only the task's file.",
-    )

@@ -11,19 +11,17 @@ failed to initialise (`init_error`); /v1/status adds the state of each source.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from reconciler.api.context import ApiContext
 from reconciler.api.errors import ApiError, ORJSONResponse, bad_request
 from reconciler.api.inputs import single_query
 from reconciler.reconcile.engine import Reconciler
 from reconciler.registry.status import STATUSES, status_of
 from reconciler.registry.store import LiveTask
-
-if TYPE_CHECKING:
-    from reconciler.api.app import ApiContext
 
 
 def source_problems(reconciler: Reconciler) -> list[str]:

@@ -24,36 +24,18 @@ import uvicorn
 from reconciler._core.errors import ConfigError, ReconcilerError
 from reconciler.api.app import ApiContext, create_app
 from reconciler.api.webhooks import webhook_routes
-from reconciler.config.load import gc_paused
-from reconciler.config.tasks import DecodedFile, DecodedTask
+from reconciler.daemon.core import core_from_settings
 from reconciler.daemon.notify import sd_notify
-from reconciler.reconcile.cache import ParseCache
-from reconciler.reconcile.engine import Reconciler
 from reconciler.reconcile.loop import SourceLoop
-from reconciler.reconcile.writeback import WriteBack
-from reconciler.registry.status import StatusStore
 from reconciler.registry.store import Registry
 from reconciler.runner.driver import Driver
 from reconciler.runner.process import ProcessRunner
-from reconciler.runner.terraform import Terraform
-from reconciler.runner.workspace import Workspaces
 from reconciler.settings import Settings, global_defaults, load_settings
-from reconciler.settings.model import DirectorySource as DirectorySettings
-from reconciler.sources.base import FileContent, SourceUpdate
-from reconciler.sources.directory import DirectorySource
 from reconciler.triggers.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
-CONFIG_SOURCE = "config"
 RUN_GRACE = 30.0  # seconds running jobs get to finish at shutdown
-
-
-def _unique(base: str, taken: dict[str, SourceLoop]) -> str:
-    name, n = base, 1
-    while name in taken:
-        name, n = f"{base}-{n}", n + 1
-    return name
 
 
 def _fetcher(loops: list[SourceLoop]) -> Callable[[], None]:
@@ -86,114 +68,51 @@ class Daemon:
     ) -> None:
         self.settings = settings
         self.config_paths = list(config_paths)
-        self.registry = Registry()
-        state = settings.working_dir / ".reconciler"
-        self.cache = ParseCache(state / "parse-cache.pickle")
-        self.reconciler = Reconciler(self.registry, self.cache)
         self.processes = ProcessRunner()
-        self.status = StatusStore(state / "events.json")
-        self.scheduler = Scheduler(
-            self.registry,
-            self.status,
-            Workspaces(settings.working_dir, settings.driver, settings.terraform_providers),
-            driver or Terraform(settings.driver, self.processes),
-            workers=workers or settings.driver.workers,
+        self.core = core_from_settings(
+            settings,
+            driver=driver,
+            processes=self.processes,
+            workers=workers,
             eager_init=eager_init,
         )
-        self.loops: dict[str, SourceLoop] = {}
-        # webhook secret -> the loops a signed call should fetch
-        self.hooks: dict[str, list[SourceLoop]] = {}
-        writable: list[str] = []
-        for src in settings.sources:
-            if isinstance(src, DirectorySettings):
-                name = _unique("directory", self.loops)
-                self.loops[name] = SourceLoop(
-                    DirectorySource(src.path, name=name),
-                    self.reconciler,
-                    allow_empty=src.allow_empty,
-                )
-                writable.append(name)
-            else:
-                # Imported here: `import git` fails on a machine without the git binary,
-                # and directory-only setups must not need it.
-                from reconciler.sources.git import GitSource
-
-                name = _unique("git", self.loops)
-                source = GitSource.from_settings(src, settings.working_dir, name=name)
-                self.loops[name] = SourceLoop(
-                    source, self.reconciler, rescan_interval=source.options.poll_interval_s
-                )
-                if not source.options.pinned:
-                    writable.append(name)
-                if src.webhook_secret:
-                    self.hooks.setdefault(src.webhook_secret, []).append(self.loops[name])
-        # API-created tasks go to the first writable source.
-        self.writeback = WriteBack(self.reconciler, self.loops, next(iter(writable), None))
         self.server: _Server | None = None
         self._stopping = 0
         self._force = asyncio.Event()
+        self._reloads: set[asyncio.Task[None]] = set()
 
-    # --- tasks from the daemon configuration files ---------------------------------------
+    @property
+    def registry(self) -> Registry:
+        return self.core.registry
 
-    def apply_config_tasks(self, settings: Settings) -> None:
-        """Tasks written in the daemon configuration (CTS style) form a read-only source."""
-        by_file: dict[str, DecodedFile] = {}
-        for t in settings.tasks:
-            by_file.setdefault(t.file, DecodedFile()).tasks.append(DecodedTask(t.spec, t.line))
-        update = SourceUpdate()
-        parsed: dict[str, DecodedFile | None] = {}
-        for file, decoded in by_file.items():
-            data = "\n".join(repr(t.spec) for t in decoded.tasks).encode()
-            update.changed[file] = FileContent.of(data)
-            parsed[file] = decoded
-        for key in [k for k in self.reconciler.files if k[0] == CONFIG_SOURCE]:
-            if key[1] not in by_file:
-                update.changed[key[1]] = None
-                parsed[key[1]] = None
-        if not parsed:
-            return  # no tasks in the configuration, now or before: no "config" source at all
-        self.reconciler.add_source(CONFIG_SOURCE, allow_empty=True)
-        self.reconciler.apply(
-            CONFIG_SOURCE, update, parsed, lambda rel: rel, locate=lambda rel: Path(rel).absolute()
-        )
+    @property
+    def scheduler(self) -> Scheduler:
+        assert self.core.scheduler is not None
+        return self.core.scheduler
 
     # --- lifecycle ---------------------------------------------------------------------
 
     async def load(self) -> None:
-        with gc_paused():  # bulk parsing: avoid repeated full passes over young objects
-            self.cache.load()
-            self.status.load()
-            self.apply_config_tasks(self.settings)
-            for loop in self.loops.values():
-                await loop.initial_load()
-            # Events of tasks deleted while we were not running go with them.
-            self.status.retain(self.registry.names())
-            await asyncio.to_thread(self.cache.save)
+        await self.core.load(self.settings.tasks)
         # The loaded tasks live as long as the daemon: keep them out of future collections,
         # which otherwise stall the loop (~200 ms at 10,000 tasks).
         gc.freeze()
         log.info(
             "loaded %d tasks (parse cache: %d hits, %d misses)",
             len(self.registry),
-            self.cache.hits,
-            self.cache.misses,
+            self.core.cache.hits,
+            self.core.cache.misses,
         )
 
     def app_context(self) -> ApiContext:
-        return ApiContext(
-            registry=self.registry,
-            reconciler=self.reconciler,
-            writeback=self.writeback,
-            defaults=global_defaults(self.settings),
-            runs=self.scheduler,
-        )
+        return ApiContext(self.core.commands, defaults=global_defaults(self.settings))
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         await self.load()
         app = create_app(self.app_context())
         app.router.routes.extend(
-            webhook_routes({secret: _fetcher(loops) for secret, loops in self.hooks.items()})
+            webhook_routes({secret: _fetcher(loops) for secret, loops in self.core.hooks.items()})
         )
         config = uvicorn.Config(
             app,
@@ -208,12 +127,8 @@ class Daemon:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
-        background = [
-            asyncio.create_task(src.run(), name=f"source:{name}")
-            for name, src in self.loops.items()
-        ]
+        background = self.core.start()
         background.append(asyncio.create_task(self._save_cache_periodically(), name="cache"))
-        background.append(asyncio.create_task(self.scheduler.run(), name="runner"))
         serve = asyncio.create_task(self.server.serve(), name="api")
         ready = asyncio.create_task(self._notify_when_started(), name="notify")
         try:
@@ -240,9 +155,8 @@ class Daemon:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-            for src in self.loops.values():
-                await asyncio.to_thread(src.close)
-            await asyncio.to_thread(self.cache.save)
+            await self.core.close()
+            await asyncio.to_thread(self.core.cache.save)
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
 
@@ -262,7 +176,7 @@ class Daemon:
     async def _save_cache_periodically(self) -> None:
         while True:
             await asyncio.sleep(60)
-            await asyncio.to_thread(self.cache.save)
+            await asyncio.to_thread(self.core.cache.save)
 
     def stop(self) -> None:
         self._stopping += 1
@@ -288,8 +202,13 @@ class Daemon:
                 self.settings.bind_address,
             ):
                 log.warning("port and bind_address changes take effect after a restart")
-            self.apply_config_tasks(settings)
-        for src in self.loops.values():
+            # Through the configuration source's loop, like any other change of tasks.
+            task = asyncio.get_running_loop().create_task(
+                self.core.set_config_tasks(settings.tasks), name="reload"
+            )
+            self._reloads.add(task)
+            task.add_done_callback(self._reloads.discard)
+        for src in self.core.loops.values():
             src.hint(None)
 
 
@@ -305,7 +224,7 @@ def run_daemon(config_paths: Sequence[str]) -> int:
 
 
 def _file_problems(daemon: Daemon) -> bool:
-    problems = daemon.reconciler.problems()
+    problems = daemon.core.reconciler.problems()
     for errors in problems.values():
         for error in errors:
             log.error("%s", error)
@@ -314,8 +233,7 @@ def _file_problems(daemon: Daemon) -> bool:
 
 async def _finish(daemon: Daemon) -> None:
     await daemon.close_runs(grace=0)
-    for src in daemon.loops.values():
-        await asyncio.to_thread(src.close)
+    await daemon.core.close()
 
 
 async def run_once(daemon: Daemon) -> bool:

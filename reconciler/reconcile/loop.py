@@ -14,6 +14,7 @@ import random
 from collections.abc import Iterable
 
 from reconciler._core.errors import SourceError
+from reconciler.reconcile.configtasks import PreParsed
 from reconciler.reconcile.engine import Reconciler
 from reconciler.registry.store import RegistryChange
 from reconciler.sources.base import LocalFiles, Source, SourceUpdate
@@ -104,7 +105,10 @@ class SourceLoop:
         if not update:
             self.reconciles += 1
             return RegistryChange()
-        parsed = await asyncio.to_thread(self.reconciler.parse, update, source.display_path)
+        if isinstance(source, PreParsed):
+            parsed = source.parsed(update)
+        else:
+            parsed = await asyncio.to_thread(self.reconciler.parse, update, source.display_path)
         change = self.reconciler.apply(
             source.name,
             update,

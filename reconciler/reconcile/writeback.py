@@ -12,7 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from reconciler._core.errors import ConflictError, NotFoundError, ReconcilerError
+from reconciler._core.errors import (
+    ConflictError,
+    InvalidTaskError,
+    NotFoundError,
+    ReconcilerError,
+)
 from reconciler.config import edit
 from reconciler.config.model import TaskSpec
 from reconciler.config.validate import name_problem
@@ -78,10 +83,15 @@ class WriteBack:
     async def create(self, spec: TaskSpec, *, request_id: str = "") -> LiveTask:
         problem = name_problem(spec.name)
         if problem:  # checked before any path is built from the name
-            raise ReconcilerError(f'task "{spec.name}": {problem}')
+            raise InvalidTaskError(f'task "{spec.name}": {problem}')
         loop = self._default_loop()
         rel = f"{spec.name}.hcl"
-        data = checked_render(spec)
+        try:
+            data = checked_render(spec)
+        except ValueError as exc:  # it would not read back from its file as sent
+            raise InvalidTaskError(
+                f'task "{spec.name}" cannot be written as a task file: {exc}'
+            ) from None
         async with loop.lock:
             if spec.name in self.registry or self.reconciler.defines(spec.name):
                 raise DuplicateTaskError(f"task with name {spec.name} already exists")

@@ -234,20 +234,22 @@ class Scheduler:
             raise
 
     async def create_run(self, spec: TaskSpec, base_dir: Path | None) -> Event | None:
-        """Initialise and apply a task that is about to be created, no retry. The event
-        is returned, not recorded: it belongs to the task only once its file is written
-        (then `record` it); on failure `release` the name."""
+        """Initialise and apply a task that is about to be created, no retry. A failed
+        init raises (RunError, ModuleError for the module's own problems), as `prepare`;
+        the apply's event is returned, not recorded: it belongs to the task only once its
+        file is written (then `record` it). On failure `release` the name."""
         st = self._reserve(spec, base_dir)
         try:
             async with st.lock:
-                return await self.executor.execute(
-                    st, Request(init=True, run=True), self.queue.slot(st)
-                )
+                try:
+                    async with self.queue.slot(st)():
+                        await self.executor.ensure_init(st, self.executor.workspace(st))
+                    return await self.executor.execute(st, Request(run=True), self.queue.slot(st))
+                finally:
+                    st.working = False
         except BaseException:
             self.release(spec.name)
             raise
-        finally:
-            st.working = False
 
     def record(self, event: Event, revision: str | None = None) -> None:
         """Record an event of `create_run` once the task's file exists; `revision`: the

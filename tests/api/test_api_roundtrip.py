@@ -12,8 +12,9 @@ from hypothesis import assume, given, settings
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "config"))
 from test_write import task_specs
 
-from reconciler.api.decoding import decode_task_request, validation_message
+from reconciler.api.decoding import decode_task_request
 from reconciler.api.representation import task_object
+from reconciler.commands.service import validation_message
 from reconciler.config.load import load_task_file
 from reconciler.config.model import GlobalDefaults, TaskSpec
 from reconciler.config.validate import validate_task

@@ -38,12 +38,9 @@ class Calls:
 def app_with(context: ApiContext | None, triggers: dict[str, Calls]) -> httpx2.AsyncClient:
     """The API app with the webhook routes added, as the daemon does."""
     if context is None:
-        from reconciler.reconcile.engine import Reconciler
-        from reconciler.reconcile.writeback import WriteBack
-        from reconciler.registry.store import Registry
+        from reconciler.daemon.core import Core
 
-        reconciler = Reconciler(Registry())
-        context = ApiContext(reconciler.registry, reconciler, WriteBack(reconciler, {}, None))
+        context = ApiContext(Core([]).commands)
     app = create_app(context)
     app.router.routes.extend(webhook_routes(triggers))
     return httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://t")
@@ -150,7 +147,7 @@ async def test_push_then_webhook_brings_the_change_live_and_a_burst_fetches_once
 ) -> None:
     remote = Remote.create(tmp_path, tasks("a"))
     async with git_core(source(remote, tmp_path / "work"), rescan_interval=300) as core:
-        context = ApiContext(core.registry, core.reconciler, core.writeback)
+        context = ApiContext(core.commands)
         app = create_app(context)
         app.router.routes.extend(webhook_routes({SECRET: lambda: core.loop.hint(None)}))
         async with httpx2.AsyncClient(

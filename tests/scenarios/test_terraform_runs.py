@@ -105,10 +105,45 @@ async def test_inspect_then_run_now_then_inspect(repo: Path) -> None:
 
 async def test_module_problems_are_reported_and_nothing_is_written(repo: Path) -> None:
     async with running_core(repo / "tasks", driver=terraform(), work=repo / "work") as core:
+        # The module is the client's input: Terraform's diagnostics of it are a 400.
         response = await core.post_task(task("bad", "no-services"))
-        assert_error(response, 500, 'module for task "bad" is missing the "services" variable')
+        assert_error(response, 400, 'module for task "bad" is missing the "services" variable')
+        bad_address = {**task("odd", "x"), "module": "\u2ce8"}
+        for run in ({}, {"run": "now"}):
+            response = await core.post_task(bad_address, **run)
+            assert_error(response, 400, "terraform init failed", "Invalid module source address")
+        response = await core.post_task(task("gone", "does-not-exist"), run="now")
+        assert_error(response, 400, "terraform init failed", "does-not-exist")
+        # A module that applies and fails is a failed run, as CTS: 500 with its error.
         response = await core.post_task(task("fails", "failing"), run="now")
         assert_error(response, 500, "terraform apply failed", "this module always fails")
+        assert list((repo / "tasks").iterdir()) == [] and len(core.registry) == 0
+        assert not core.scheduler.known("odd") and not core.scheduler.known("gone")
+
+
+CRASHING = """#!/bin/sh
+# A stand-in `terraform` that crashes the way Go does on a panic: exit status 2.
+echo "panic: runtime error: invalid memory address" >&2
+exit 2
+"""
+
+
+async def test_terraform_crashing_or_an_unwritable_workspace_is_a_server_error(
+    repo: Path,
+) -> None:
+    binary = repo / "bin" / "terraform"
+    binary.parent.mkdir()
+    binary.write_text(CRASHING)
+    binary.chmod(0o755)
+    crashing = Terraform(TerraformDriver(path=str(binary)), ProcessRunner(kill_grace=2))
+    async with running_core(repo / "tasks", driver=crashing, work=repo / "work") as core:
+        response = await core.post_task(task("web", "services-file"))
+        assert_error(response, 500, "terraform init failed", "panic: runtime error")
+        # The daemon's working directory is not writable (a file where it should be).
+        (repo / "work").mkdir(exist_ok=True)
+        (repo / "work" / "blocked").write_text("not a directory")
+        response = await core.post_task(task("blocked", "services-file"))
+        assert_error(response, 500, "cannot be written")
         assert list((repo / "tasks").iterdir()) == [] and len(core.registry) == 0
 
 

@@ -42,7 +42,7 @@ def test_status_and_health_show_the_git_source(tmp_path: Path) -> None:
         async with git_core(source(remote, tmp_path / "work"), run=False) as core:
             bad = remote.commit_and_push({"a.hcl": "task { name = "})
             await core.loop.initial_load()
-            app = create_app(ApiContext(core.registry, core.reconciler, core.writeback))
+            app = create_app(ApiContext(core.commands))
             transport = httpx2.ASGITransport(app=app)
             async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
                 body = (await client.get("/v1/status")).json()["sources"]["git"]

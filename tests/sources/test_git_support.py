@@ -16,7 +16,10 @@ from typing import Any
 
 from helpers import task_hcl
 
+from reconciler.commands import TaskCommands
 from reconciler.config.model import TaskSpec
+from reconciler.daemon.core import Core as DaemonCore
+from reconciler.daemon.core import SourcePlan
 from reconciler.reconcile.engine import Reconciler
 from reconciler.reconcile.loop import SourceLoop
 from reconciler.reconcile.writeback import WriteBack
@@ -133,6 +136,7 @@ class Core:
     reconciler: Reconciler
     loop: SourceLoop
     writeback: WriteBack
+    commands: TaskCommands
 
     def names(self) -> set[str]:
         return {t.spec.name for t in self.registry}
@@ -146,17 +150,15 @@ class Core:
 async def git_core(
     src: GitSource, *, run: bool = True, rescan_interval: float = 300.0
 ) -> AsyncIterator[Core]:
-    """The real core (reconciler, SourceLoop, WriteBack) over a GitSource, as the daemon
-    wires it; `run` starts the loop (polling every `rescan_interval`, hints)."""
-    registry = Registry()
-    reconciler = Reconciler(registry)
-    loop = SourceLoop(src, reconciler, rescan_interval=rescan_interval, retry_interval=0.05)
+    """The real core (reconciler, SourceLoop, WriteBack, task commands) over a GitSource,
+    built as the daemon builds it; `run` starts the loop (polling every
+    `rescan_interval`, hints)."""
+    core = DaemonCore([SourcePlan(src, rescan_interval=rescan_interval, retry_interval=0.05)])
+    loop = core.loops[src.name]
     await loop.initial_load()
     runner = asyncio.create_task(loop.run()) if run else None
     try:
-        yield Core(
-            src, registry, reconciler, loop, WriteBack(reconciler, {src.name: loop}, src.name)
-        )
+        yield Core(src, core.registry, core.reconciler, loop, core.writeback, core.commands)
     finally:
         if runner is not None:
             runner.cancel()

@@ -1,0 +1,236 @@
+"""Building the core once: registry, reconciler, source loops, write-back, run scheduler
+and task commands, wired the same way for the daemon, the tests and the benchmarks.
+
+`Core` takes what differs between them (the sources, whether and how Terraform runs, an
+optional command gate) and wires the rest. `core_from_settings` is the daemon's recipe:
+the sources of its configuration, Terraform as configured, the parse cache and events
+under `<working_dir>/.reconciler/`, and the tasks written in the configuration files as
+a read-only source on a loop of its own.
+
+Build it inside the running event loop: the loops' locks belong to that loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.commands import Gate, TaskCommands
+from reconciler.config.load import gc_paused
+from reconciler.reconcile.cache import ParseCache
+from reconciler.reconcile.configtasks import ConfigTasks
+from reconciler.reconcile.engine import Reconciler
+from reconciler.reconcile.loop import SourceLoop
+from reconciler.reconcile.writeback import WriteBack
+from reconciler.registry.status import StatusStore
+from reconciler.registry.store import Registry
+from reconciler.runner.driver import Driver
+from reconciler.runner.inputs import Catalog
+from reconciler.runner.process import ProcessRunner
+from reconciler.runner.terraform import Terraform
+from reconciler.runner.workspace import Workspaces
+from reconciler.settings import Settings
+from reconciler.settings.model import ConfiguredTask
+from reconciler.settings.model import DirectorySource as DirectorySettings
+from reconciler.sources.base import Source
+from reconciler.sources.directory import DirectorySource
+from reconciler.triggers.execute import exponential_backoff
+from reconciler.triggers.scheduler import Scheduler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SourcePlan:
+    """One task source and how its loop runs."""
+
+    source: Source
+    writable: bool = True  # API changes may be written to it
+    allow_empty: bool = False
+    rescan_interval: float = 300.0
+    retry_interval: float = 1.0
+    webhook_secret: str | None = None  # a signed webhook call fetches it
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """How tasks run; a core without one only changes files."""
+
+    workspaces: Workspaces
+    driver: Driver
+    status: StatusStore
+    workers: int = 4
+    catalog: Catalog | None = None
+    retry_delay: Callable[[int], float] = exponential_backoff
+    eager_init: bool = True
+
+
+class Core:
+    def __init__(
+        self,
+        sources: Sequence[SourcePlan],
+        *,
+        runs: RunPlan | None = None,
+        cache: ParseCache | None = None,
+        gate: Gate | None = None,
+    ) -> None:
+        self.registry = Registry()
+        self.cache = cache or ParseCache()
+        self.reconciler = Reconciler(self.registry, self.cache)
+        self.scheduler: Scheduler | None = None
+        if runs is not None:
+            self.scheduler = Scheduler(
+                self.registry,
+                runs.status,
+                runs.workspaces,
+                runs.driver,
+                catalog=runs.catalog,
+                workers=runs.workers,
+                retry_delay=runs.retry_delay,
+                eager_init=runs.eager_init,
+            )
+        self.loops: dict[str, SourceLoop] = {}
+        self.hooks: dict[str, list[SourceLoop]] = {}
+        writable: list[str] = []
+        for plan in sources:
+            loop = SourceLoop(
+                plan.source,
+                self.reconciler,
+                allow_empty=plan.allow_empty,
+                rescan_interval=plan.rescan_interval,
+                retry_interval=plan.retry_interval,
+            )
+            self.loops[plan.source.name] = loop
+            if plan.writable:
+                writable.append(plan.source.name)
+            if plan.webhook_secret:
+                self.hooks.setdefault(plan.webhook_secret, []).append(loop)
+        # API-created tasks go to the first writable source.
+        self.writeback = WriteBack(self.reconciler, dict(self.loops), next(iter(writable), None))
+        self.commands = TaskCommands(self.reconciler, self.writeback, self.scheduler, gate=gate)
+        self.config_tasks: ConfigTasks | None = None
+        self.config_loop: SourceLoop | None = None
+        self._background: list[asyncio.Task[None]] = []
+
+    @property
+    def status(self) -> StatusStore | None:
+        return self.scheduler.status if self.scheduler is not None else None
+
+    # --- loading -------------------------------------------------------------------------
+
+    async def load(self, config_tasks: Iterable[ConfiguredTask] = ()) -> None:
+        """The first pass of every source (the configuration's tasks first, as CTS
+        reads them first); the parse cache and the events are loaded before."""
+        with gc_paused():  # bulk parsing: avoid repeated full passes over young objects
+            self.cache.load()
+            if self.status is not None:
+                self.status.load()
+            await self.set_config_tasks(config_tasks)
+            for loop in self.loops.values():
+                await loop.initial_load()
+            if self.status is not None:
+                # Events of tasks deleted while we were not running go with them.
+                self.status.retain(self.registry.names())
+            await asyncio.to_thread(self.cache.save)
+
+    async def set_config_tasks(self, tasks: Iterable[ConfiguredTask]) -> None:
+        """Make the configuration's tasks these (at start, and when it is re-read): one
+        full pass of their source's loop, under its lock like any other pass."""
+        tasks = list(tasks)
+        if self.config_loop is None:
+            if not tasks:
+                return  # none now or before: no "config" source in the status at all
+            self.config_tasks = ConfigTasks(tasks)
+            self.config_loop = SourceLoop(self.config_tasks, self.reconciler, allow_empty=True)
+        else:
+            assert self.config_tasks is not None
+            self.config_tasks.replace(tasks)
+        await self.config_loop.initial_load()
+
+    # --- running -------------------------------------------------------------------------
+
+    def start(self) -> list[asyncio.Task[None]]:
+        """The root tasks of the core: one per source loop, and the scheduler's. The
+        configuration's source has no loop task: it changes only on `set_config_tasks`."""
+        self._background = [
+            asyncio.create_task(loop.run(), name=f"source:{name}")
+            for name, loop in self.loops.items()
+        ]
+        if self.scheduler is not None:
+            self._background.append(asyncio.create_task(self.scheduler.run(), name="runner"))
+        return list(self._background)
+
+    async def close(self, grace: float = 0.0, force: asyncio.Event | None = None) -> None:
+        """Stop the runs (running jobs get `grace` seconds), the loops, their sources."""
+        if self.scheduler is not None:
+            await self.scheduler.shutdown(grace, force)
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        for loop in self.loops.values():
+            await asyncio.to_thread(loop.close)
+
+
+def _unique(base: str, taken: set[str]) -> str:
+    name, n = base, 1
+    while name in taken:
+        name, n = f"{base}-{n}", n + 1
+    taken.add(name)
+    return name
+
+
+def source_plans(settings: Settings) -> list[SourcePlan]:
+    """The task sources a daemon configuration names, in its order."""
+    plans: list[SourcePlan] = []
+    names: set[str] = set()
+    for src in settings.sources:
+        if isinstance(src, DirectorySettings):
+            name = _unique("directory", names)
+            plans.append(
+                SourcePlan(DirectorySource(src.path, name=name), allow_empty=src.allow_empty)
+            )
+            continue
+        # Imported here: `import git` fails on a machine without the git binary, and
+        # directory-only setups must not need it.
+        from reconciler.sources.git import GitSource
+
+        source = GitSource.from_settings(src, settings.working_dir, name=_unique("git", names))
+        plans.append(
+            SourcePlan(
+                source,
+                writable=not source.options.pinned,
+                rescan_interval=source.options.poll_interval_s,
+                webhook_secret=src.webhook_secret or None,
+            )
+        )
+    return plans
+
+
+def core_from_settings(
+    settings: Settings,
+    *,
+    driver: Driver | None = None,
+    processes: ProcessRunner | None = None,
+    workers: int | None = None,
+    eager_init: bool = True,
+    gate: Gate | None = None,
+) -> Core:
+    """The daemon's core: its sources, Terraform as configured (`driver` overrides it),
+    the parse cache and events kept under `<working_dir>/.reconciler/`."""
+    state = Path(settings.working_dir) / ".reconciler"
+    runs = RunPlan(
+        Workspaces(settings.working_dir, settings.driver, settings.terraform_providers),
+        driver or Terraform(settings.driver, processes),
+        StatusStore(state / "events.json"),
+        workers=workers or settings.driver.workers,
+        eager_init=eager_init,
+    )
+    return Core(
+        source_plans(settings),
+        runs=runs,
+        cache=ParseCache(state / "parse-cache.pickle"),
+        gate=gate,
+    )
