@@ -91,7 +91,7 @@ async def running_core(
     source = DirectorySource(root, display_base=root.parent)
     core = DaemonCore([SourcePlan(source)], runs=runs)
     loop = core.loops[source.name]
-    await loop.initial_load()
+    await core.load()  # events kept under `work` from an earlier core, then the files
     runner = asyncio.create_task(loop.run()) if watch else None
     context = ApiContext(core.commands, defaults or GlobalDefaults())
     app = create_app(context)

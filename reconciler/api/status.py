@@ -4,8 +4,10 @@ A task's status comes from its last 5 run events (reconciler.registry.status). B
 each task status says where the task comes from (`source`: file, line, revision), what is
 wrong with that file now (`file_errors`: a task whose file is broken keeps running its last
 good definition, and this is where that shows), whether a run is in progress (`active`),
-whether it is deleted and waits for that run to end (`deleting`), and why its workspace
-failed to initialise (`init_error`); /v1/status adds the state of each source.
+whether it is deleted and waits for that run to end (`deleting`), why its workspace
+failed to initialise or its trigger cannot fire (`init_error`), and the revision its files
+want next to the revisions its runs last attempted and applied (`desired_revision`,
+`last_attempted_revision`, `last_applied_revision`); /v1/status adds each source's state.
 """
 
 from __future__ import annotations
@@ -92,6 +94,11 @@ class StatusEndpoints:
             "active": state.active if state else False,
             "deleting": state.deleting if state else False,
             "init_error": state.init_error if state else None,
+            # Flux's pair: what the files want now, what the newest run tried and what
+            # the newest successful run applied (file digest or commit sha).
+            "desired_revision": where.revision,
+            "last_attempted_revision": self.ctx.status.last_attempted_revision(spec.name),
+            "last_applied_revision": self.ctx.status.last_applied_revision(spec.name),
         }
         if include_events:
             out["events"] = [e.to_json() for e in events]

@@ -196,3 +196,45 @@ async def test_status_counts_follow_events(task_dir: Path) -> None:
         critical = (await core.client.get("/v1/status/tasks?status=critical")).json()
         assert list(critical) == ["c"]
         assert "fake failure of c" in critical["c"]["init_error"]
+
+
+async def test_status_shows_the_revision_applied_next_to_the_one_desired(task_dir: Path) -> None:
+    fake = FakeDriver()
+
+    async def revisions(core: Core) -> tuple[str, str | None, str | None]:
+        body = (await core.client.get("/v1/status/tasks/web")).json()["web"]
+        return (
+            body["desired_revision"],
+            body["last_attempted_revision"],
+            body["last_applied_revision"],
+        )
+
+    async with running_core(task_dir, driver=fake) as core:
+        assert (await core.post_task(TASK, run="now")).status_code == 201
+        first = core.registry.get("web")
+        assert first is not None
+        assert await revisions(core) == (first.provenance.revision,) * 3
+
+        # A hand edit whose apply fails: desired and attempted move on, applied stays.
+        write_atomic(task_dir / "web.hcl", task_hcl("web", description='"second"'))
+        await async_wait_for(lambda: core.registry.get("web") != first, what="the edit")
+        second = core.registry.get("web")
+        assert second is not None and second.provenance.revision != first.provenance.revision
+        fake.failing["web"] = {"apply"}
+        event = await core.scheduler.run_now("web")
+        assert event is not None and not event.success
+        assert await revisions(core) == (
+            second.provenance.revision,
+            second.provenance.revision,
+            first.provenance.revision,
+        )
+        await core.scheduler.status.flush()
+
+    # Kept with the events across a restart.
+    async with running_core(task_dir, driver=FakeDriver(failing={"web": {"apply"}})) as core:
+        assert "web" in core.registry
+        assert await revisions(core) == (
+            second.provenance.revision,
+            second.provenance.revision,
+            first.provenance.revision,
+        )

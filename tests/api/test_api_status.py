@@ -54,6 +54,9 @@ async def test_task_statuses(core: Core) -> None:
         "active": False,
         "deleting": False,
         "init_error": None,
+        "desired_revision": live.provenance.revision,
+        "last_attempted_revision": None,
+        "last_applied_revision": None,
     }
     assert body["b"]["enabled"] is False
 

@@ -1,0 +1,77 @@
+"""Tasks written in the daemon's configuration files: a read-only source on a SourceLoop
+of its own (its lock, the reconciler's rules), changed only when the configuration is
+re-read. tests/scenarios/test_daemon_process.py covers SIGHUP end to end."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from runfakes import spec
+
+from reconciler.daemon.core import Core, SourcePlan
+from reconciler.reconcile.writeback import ReadOnlySourceError
+from reconciler.settings.model import ConfiguredTask
+from reconciler.sources.directory import DirectorySource
+
+pytestmark = pytest.mark.anyio
+
+
+def configured(name: str, file: str = "cts.hcl", line: int = 3, **fields: object) -> ConfiguredTask:
+    return ConfiguredTask(spec(name, **fields), file, line)
+
+
+async def test_configuration_tasks_enter_through_their_own_loop(tmp_path: Path) -> None:
+    core = Core([SourcePlan(DirectorySource(tmp_path / "tasks"))])
+    (tmp_path / "tasks").mkdir()
+    await core.load([configured("a"), configured("b", line=9)])
+    assert core.config_loop is not None and core.config_loop.reconciles == 1
+    a = core.registry.get("a")
+    assert a is not None and a.source == "config"
+    assert (a.provenance.file, a.provenance.line) == ("cts.hcl", 3)
+    assert a.provenance.path == str(Path("cts.hcl").absolute())
+
+    # A re-read waits for the loop's lock, as every pass of every source does.
+    async with core.config_loop.lock:
+        reread = asyncio.ensure_future(
+            core.set_config_tasks([configured("a", description="changed")])
+        )
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not reread.done() and core.config_loop.reconciles == 1
+    await reread
+    changed = core.registry.get("a")
+    assert changed is not None and changed.spec.description == "changed"
+    assert "b" not in core.registry  # gone from the configuration: gone (allow_empty)
+    revision = changed.provenance.revision
+
+    # Unchanged configuration: nothing changes, not even the revision.
+    await core.set_config_tasks([configured("a", description="changed")])
+    assert core.registry.get("a") is changed and revision
+
+    await core.set_config_tasks([])
+    assert len(core.registry) == 0
+    await core.close()
+
+
+async def test_configuration_tasks_are_read_only_through_the_commands(tmp_path: Path) -> None:
+    (tmp_path / "tasks").mkdir()
+    core = Core([SourcePlan(DirectorySource(tmp_path / "tasks"))])
+    await core.load([configured("a")])
+    with pytest.raises(ReadOnlySourceError, match="cts.hcl"):
+        await core.commands.set_enabled("a", False)
+    with pytest.raises(ReadOnlySourceError, match="cts.hcl"):
+        await core.commands.delete("a")
+    assert "a" in core.registry
+    await core.close()
+
+
+async def test_no_configuration_tasks_no_config_source(tmp_path: Path) -> None:
+    (tmp_path / "tasks").mkdir()
+    core = Core([SourcePlan(DirectorySource(tmp_path / "tasks"))])
+    await core.load([])
+    assert core.config_loop is None and "config" not in core.reconciler.sources
+    await core.set_config_tasks([configured("late")])  # added by a later re-read
+    assert "late" in core.registry and "config" in core.reconciler.sources
+    await core.close()
