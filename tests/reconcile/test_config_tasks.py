@@ -59,9 +59,9 @@ async def test_configuration_tasks_are_read_only_through_the_commands(tmp_path: 
     (tmp_path / "tasks").mkdir()
     core = Core([SourcePlan(DirectorySource(tmp_path / "tasks"))])
     await core.load([configured("a")])
-    with pytest.raises(ReadOnlySourceError, match="cts.hcl"):
+    with pytest.raises(ReadOnlySourceError, match=r"cts\.hcl"):
         await core.commands.set_enabled("a", False)
-    with pytest.raises(ReadOnlySourceError, match="cts.hcl"):
+    with pytest.raises(ReadOnlySourceError, match=r"cts\.hcl"):
         await core.commands.delete("a")
     assert "a" in core.registry
     await core.close()
