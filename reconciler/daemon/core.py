@@ -2,7 +2,9 @@
 and task commands, wired the same way for the daemon, the tests and the benchmarks.
 
 `Core` takes what differs between them (the sources, whether and how Terraform runs, an
-optional command gate) and wires the rest. `core_from_settings` is the daemon's recipe:
+optional gate) and wires the rest. The gate (HA leadership, when it comes) is the one
+seam both the task commands and the run queue consult: None lets everything through, a
+string is the reason this instance must not change or run anything now. `core_from_settings` is the daemon's recipe:
 the sources of its configuration, Terraform as configured, the parse cache and events
 under `<working_dir>/.reconciler/`, and the tasks written in the configuration files as
 a read-only source on a loop of its own.
@@ -91,6 +93,7 @@ class Core:
                 workers=runs.workers,
                 retry_delay=runs.retry_delay,
                 eager_init=runs.eager_init,
+                gate=gate,
             )
         self.loops: dict[str, SourceLoop] = {}
         self.hooks: dict[str, list[SourceLoop]] = {}

@@ -16,6 +16,7 @@ Deleting a task never destroys what its module created.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -255,7 +256,7 @@ class Scheduler:
         """Record an event of `create_run` once the task's file exists; `revision`: the
         revision the file was written at (the run applied exactly that definition)."""
         if revision is not None:
-            event = Event(**{**event.__dict__, "revision": revision})
+            event = dataclasses.replace(event, revision=revision)
         self.status.record(event)
 
     async def inspect_new(self, spec: TaskSpec, base_dir: Path | None) -> Plan:

@@ -12,6 +12,7 @@ from runfakes import create, live, make_scheduler, spec
 from reconciler.config.model import ScheduleCondition
 from reconciler.registry.store import LiveTask, RegistryChange
 from reconciler.runner.inputs import ModuleInputs, ServiceInstance
+from reconciler.triggers.requests import TaskBusyError
 from reconciler.triggers.sources import Fire, ReportError, Trigger
 
 pytestmark = pytest.mark.anyio
@@ -139,3 +140,17 @@ async def test_each_event_records_the_revision_it_applied(tmp_path: Path) -> Non
     event = await scheduler.run_now("a")
     assert event is not None and event.success and event.revision == ""
     assert scheduler.status.last_applied_revision("a") == "sha-1"
+
+
+async def test_a_closed_gate_starts_no_job(tmp_path: Path) -> None:
+    refusal: list[str | None] = ["this instance is not the leader"]
+    registry, scheduler, fake = make_scheduler(tmp_path, gate=lambda: refusal[0])
+    create(registry, live(spec("a")))
+    assert scheduler.trigger("a")
+    await scheduler.idle()
+    assert fake.ops("a") == []
+    with pytest.raises(TaskBusyError, match="not the leader"):
+        await scheduler.run_now("a")
+    refusal[0] = None
+    event = await scheduler.run_now("a")
+    assert event is not None and event.success and fake.ops("a") == ["init", "apply"]
