@@ -6,9 +6,9 @@ optional gate) and wires the rest. The gate (HA leadership, when it comes) is th
 seam both the task commands and the run queue consult: None lets everything through, a
 string is the reason this instance must not change or run anything now.
 
-`core_from_settings` is the daemon's recipe: the sources of its configuration, Terraform as configured, the parse cache and events
-under `<working_dir>/.reconciler/`, and the tasks written in the configuration files as
-a read-only source on a loop of its own.
+`core_from_settings` is the daemon's recipe: the sources of its configuration, Terraform
+as configured, the parse cache and events under `<working_dir>/.reconciler/`, and the
+tasks written in the configuration files as a read-only source on a loop of its own.
 
 Build it inside the running event loop: the loops' locks belong to that loop.
 """
