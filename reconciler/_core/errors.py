@@ -83,6 +83,18 @@ class NotFoundError(ReconcilerError):
     reason = "NotFound"
 
 
+class DuplicateTaskError(ReconcilerError):
+    """The name is taken: by a live task, a file's task, one being deleted or created."""
+
+    reason = "DuplicateTask"
+
+
+class ReadOnlySourceError(ReconcilerError):
+    """The task (or the change) belongs to a source the API cannot write."""
+
+    reason = "ReadOnly"
+
+
 class InvalidTaskError(ReconcilerError):
     """A task sent by a client (API, CLI) that cannot become a task file: it fails
     validation, or would not read back as sent."""

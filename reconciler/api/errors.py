@@ -20,8 +20,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reconciler._core.errors import (
     ConflictError,
+    DuplicateTaskError,
     InvalidTaskError,
     NotFoundError,
+    ReadOnlySourceError,
     ReconcilerError,
     SourceError,
 )
@@ -30,7 +32,6 @@ from reconciler.commands.errors import (
     NotAllowedNowError,
     RunsUnavailableError,
 )
-from reconciler.reconcile.writeback import DuplicateTaskError, ReadOnlySourceError
 from reconciler.runner.driver import ModuleError
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from reconciler._core.errors import InvalidTaskError, NotFoundError, ReconcilerError
+from reconciler._core.errors import (
+    DuplicateTaskError,
+    InvalidTaskError,
+    NotFoundError,
+    ReconcilerError,
+)
 from reconciler.commands.errors import (
     InspectFailedError,
     NotAllowedNowError,
@@ -30,7 +35,7 @@ from reconciler.commands.errors import (
 from reconciler.config.model import TaskSpec
 from reconciler.config.validate import validate_task
 from reconciler.reconcile.engine import Reconciler
-from reconciler.reconcile.writeback import DuplicateTaskError, WriteBack
+from reconciler.reconcile.writeback import WriteBack
 from reconciler.registry.status import Event, StatusStore
 from reconciler.registry.store import LiveTask, Registry
 from reconciler.runner.driver import Plan
@@ -159,9 +164,6 @@ class TaskCommands:
             else:
                 await runs.prepare(spec, base_dir)
             live = await self.writeback.create(spec, request_id=request_id)
-        except TaskBusyError:
-            # Reserved by a command running concurrently.
-            raise DuplicateTaskError(f"task with name {spec.name} already exists") from None
         finally:
             runs.release(spec.name)  # a no-op once the task exists
         if event is not None:

@@ -14,8 +14,10 @@ from typing import TypeVar
 
 from reconciler._core.errors import (
     ConflictError,
+    DuplicateTaskError,
     InvalidTaskError,
     NotFoundError,
+    ReadOnlySourceError,
     ReconcilerError,
 )
 from reconciler.config import edit
@@ -31,12 +33,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class DuplicateTaskError(ReconcilerError):
-    reason = "DuplicateTask"
-
-
-class ReadOnlySourceError(ReconcilerError):
-    reason = "ReadOnly"
+__all__ = ["DuplicateTaskError", "ReadOnlySourceError", "WriteBack"]
 
 
 def _edited(display: str, make: Callable[[], T]) -> T:
@@ -93,6 +90,7 @@ class WriteBack:
                 f'task "{spec.name}" cannot be written as a task file: {exc}'
             ) from None
         async with loop.lock:
+            # Checked again under the lock: a hand edit may have taken the name since.
             if spec.name in self.registry or self.reconciler.defines(spec.name):
                 raise DuplicateTaskError(f"task with name {spec.name} already exists")
             exists = await asyncio.to_thread(loop.source.read, rel)

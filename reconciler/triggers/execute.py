@@ -119,8 +119,8 @@ class Executor:
             digest = ws.digest(self.driver.identity) + ws.write_inputs(inputs)
             if request.only_if_changed and st.applied == digest:
                 return self.event(st, spec, started, None, ran=True)
-            error = await self._apply(st, ws)
-        attempts = 1 + (TRIGGERED_RETRIES if request.retry else 0)
+            attempts = 1 + (TRIGGERED_RETRIES if request.retry else 0)
+            error = await self._apply(st, ws, 0, attempts)
         for attempt in range(1, attempts):
             if error is None:
                 break
@@ -130,12 +130,10 @@ class Executor:
                 error = await self._apply(st, ws, attempt, attempts)
         if error is None:
             st.applied = digest
-            log.info("task %s: applied%s", st.name, f" ({request.reason})" * bool(request.reason))
+            log.info("task %s: applied (%s)", st.name, request.reason or "requested")
         return self.event(st, spec, started, error, ran=True)
 
-    async def _apply(
-        self, st: TaskRuns, ws: Workspace, attempt: int = 0, of: int = 1
-    ) -> str | None:
+    async def _apply(self, st: TaskRuns, ws: Workspace, attempt: int, of: int) -> str | None:
         try:
             await self.driver.apply(ws)
         except RunError as exc:

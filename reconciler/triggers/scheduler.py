@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from reconciler._core.errors import NotFoundError
+from reconciler._core.errors import DuplicateTaskError, NotFoundError
 from reconciler.config.model import TaskSpec
 from reconciler.registry.status import Event, StatusStore
 from reconciler.registry.store import LiveTask, Registry, RegistryChange
@@ -211,8 +211,10 @@ class Scheduler:
             return await self.executor.plan(st)
 
     def _reserve(self, spec: TaskSpec, base_dir: Path | None) -> TaskRuns:
+        """Claim the name for a task being created (the claim, not a second check: a
+        command running concurrently may have claimed it since it checked)."""
         if spec.name in self._tasks:
-            raise TaskBusyError(f"task with name {spec.name} already exists")
+            raise DuplicateTaskError(f"task with name {spec.name} already exists")
         st = self._tasks[spec.name] = TaskRuns(spec, base_dir, provisional=True)
         return st
 

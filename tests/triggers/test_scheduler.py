@@ -12,6 +12,7 @@ import pytest
 from helpers import async_wait_for
 from runfakes import create, live, make_scheduler, spec
 
+from reconciler._core.errors import DuplicateTaskError
 from reconciler.config.model import ScheduleCondition
 from reconciler.registry.status import Event, StatusStore, now
 from reconciler.registry.store import RegistryChange
@@ -125,7 +126,7 @@ async def test_deleting_a_running_task_waits_for_its_run(tmp_path: Path) -> None
     assert scheduler.state("a").deleting
     assert [t.spec.name for t in scheduler.deleting_tasks()] == ["a"]
     assert not scheduler.trigger("a")
-    with pytest.raises(TaskBusyError, match="already exists"):
+    with pytest.raises(DuplicateTaskError, match="already exists"):
         await scheduler.prepare(spec("a"), None)  # the name is still taken
 
     fake.gates["a"].set()
@@ -232,7 +233,7 @@ async def test_create_run_reserves_the_name_until_the_file_exists(tmp_path: Path
     event = await scheduler.create_run(spec("n"), tmp_path)
     assert event is not None and event.success
     assert scheduler.known("n") and scheduler.status.events("n") == []
-    with pytest.raises(TaskBusyError):
+    with pytest.raises(DuplicateTaskError, match="already exists"):
         await scheduler.prepare(spec("n"), tmp_path)
     create(registry, live(spec("n"), tmp_path / "n.hcl"))
     scheduler.record(event)
