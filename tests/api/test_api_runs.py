@@ -238,3 +238,17 @@ async def test_status_shows_the_revision_applied_next_to_the_one_desired(task_di
             second.provenance.revision,
             first.provenance.revision,
         )
+
+
+async def test_concurrent_creates_of_one_name_make_one_task(task_dir: Path) -> None:
+    fake = FakeDriver(gates={"web": asyncio.Event()})
+    async with running_core(task_dir, driver=fake) as core:
+        first = asyncio.ensure_future(core.post_task(TASK, run="now"))
+        await async_wait_for(lambda: fake.active == 1, what="the first create's apply")
+        # The name is claimed while the first create applies: nothing else starts.
+        assert_error(await core.post_task(TASK, run="now"), 400, "already exists")
+        assert_error(await core.post_task(TASK), 400, "already exists")
+        fake.gates["web"].set()
+        assert (await first).status_code == 201
+        assert fake.ops("web") == ["init", "apply"]
+        assert [p.name for p in task_dir.iterdir()] == ["web.hcl"]
