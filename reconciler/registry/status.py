@@ -158,6 +158,13 @@ class StatusStore:
             self._applied[event.task_name] = event.revision
         self._changed()
 
+    def carry_applied(self, name: str, old: str, new: str) -> None:
+        """A new revision with the same definition (a commit that changed other files, a
+        comment): what was applied at `old` is applied at `new` too."""
+        if old and new and self._applied.get(name) == old:
+            self._applied[name] = new
+            self._changed()
+
     def forget(self, name: str) -> None:
         applied = self._applied.pop(name, None)
         if self._events.pop(name, None) is not None or applied is not None:

@@ -125,12 +125,16 @@ class Scheduler:
         if st is None:
             self._created(live)
             return
-        before = st.base_dir
+        before, revision = st.base_dir, st.revision
         st.adopt(live)
         # A file in another directory changes where a relative module path points; a new
-        # revision of the same file (every commit, for git) changes nothing to run.
-        if self.eager_init and st.base_dir != before:
-            self.queue.request(st, Request(init=True))
+        # revision of the same file (every commit, for git) changes nothing to run, so
+        # what was applied is applied at the new revision as well.
+        if st.base_dir != before:
+            if self.eager_init:
+                self.queue.request(st, Request(init=True))
+        else:
+            self.status.carry_applied(st.name, revision, st.revision)
 
     def _deleted(self, live: LiveTask) -> None:
         for source in self.sources:

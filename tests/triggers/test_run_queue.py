@@ -154,3 +154,16 @@ async def test_a_closed_gate_starts_no_job(tmp_path: Path) -> None:
     refusal[0] = None
     event = await scheduler.run_now("a")
     assert event is not None and event.success and fake.ops("a") == ["init", "apply"]
+
+
+async def test_a_new_revision_of_the_same_definition_counts_as_applied(tmp_path: Path) -> None:
+    registry, scheduler, _ = make_scheduler(tmp_path)
+    create(registry, live(spec("a"), tmp_path / "tasks" / "a.hcl", revision="sha-1"))
+    await scheduler.run_now("a")
+    # A commit that changed other files: same definition, same place, new revision.
+    registry.apply(RegistryChange(moved=(live(spec("a"), tmp_path / "tasks" / "a.hcl", "sha-2"),)))
+    assert scheduler.status.last_applied_revision("a") == "sha-2"
+    # Moved to another directory: its relative module path points elsewhere; not applied.
+    registry.apply(RegistryChange(moved=(live(spec("a"), tmp_path / "other" / "a.hcl", "sha-3"),)))
+    assert scheduler.status.last_applied_revision("a") == "sha-2"
+    await scheduler.shutdown(0)
