@@ -24,6 +24,7 @@ from reconciler.runner.inputs import Catalog, EmptyCatalog, ModuleInputs, gather
 from reconciler.runner.workspace import Workspace, Workspaces
 from reconciler.triggers.requests import Request, TaskRuns
 
+# The scheduler's logger: a task's run is logged under one name whichever module does it.
 log = logging.getLogger("reconciler.triggers.scheduler")
 
 TRIGGERED_RETRIES = 2  # CTS retries a triggered apply twice (controller/daemon.go)

@@ -30,6 +30,7 @@ from reconciler.triggers.requests import (
     resolve,
 )
 
+# The scheduler's logger: a task's run is logged under one name whichever module does it.
 log = logging.getLogger("reconciler.triggers.scheduler")
 
 # A gate the queue asks before starting a job (e.g. leadership): None or a message why
