@@ -70,8 +70,9 @@ class Reconciler:
         self.files: dict[FileKey, FileEntry] = {}
         self.sources: dict[str, SourceStatus] = {}
         self._owners: dict[str, set[FileKey]] = {}
-        # Live tasks kept only because the prune guard refused to delete them.
-        self._held: set[str] = set()
+        # Per source: live tasks kept only because its prune guard refused to delete them.
+        # Keyed by source so that a reconcile of one source never releases another's.
+        self._held: dict[str, set[str]] = {}
 
     def add_source(self, name: str, *, allow_empty: bool = False) -> SourceStatus:
         status = self.sources.setdefault(name, SourceStatus(name))
@@ -104,7 +105,9 @@ class Reconciler:
     ) -> RegistryChange:
         """Apply parsed files; `locate` gives a file's absolute path (recorded in each
         task's provenance) when the source is on the local disk."""
-        touched: set[str] = set(self._held)
+        # The held names are looked at again: the guard holds until this source's files
+        # define tasks again (or the deletion becomes deliberate).
+        touched: set[str] = set(self._held.get(source, ()))
         for rel, result in parsed.items():
             key = (source, rel)
             entry = self.files.get(key)
@@ -222,7 +225,7 @@ class Reconciler:
         removing = [t for t in change.deleted if t.source == source]
         if not removing:  # the common case; counting the live tasks costs O(n)
             status.guard = None
-            self._held = set()
+            self._held.pop(source, None)
             return change
         live = [t for t in self.registry if t.source == source]
         keeps_some = any(t.source == source for t in change.created) or any(
@@ -242,10 +245,12 @@ class Reconciler:
                 "this is intended)"
             )
             log.error("%s", status.guard)
-            self._held = {t.spec.name for t in removing}
-            return RegistryChange(change.created, change.updated, (), change.moved)
+            self._held[source] = {t.spec.name for t in removing}
+            # Deletions of other sources' tasks (a name that moved away) still go ahead.
+            others = tuple(t for t in change.deleted if t.source != source)
+            return RegistryChange(change.created, change.updated, others, change.moved)
         status.guard = None
-        self._held = set()
+        self._held.pop(source, None)
         return change
 
     # --- queries -----------------------------------------------------------------------
