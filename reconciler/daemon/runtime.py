@@ -88,7 +88,7 @@ class Daemon:
         self.config_paths = list(config_paths)
         self.registry = Registry()
         state = settings.working_dir / ".reconciler"
-        self.cache = ParseCache(state / "parse-cache.pickle")
+        self.cache = ParseCache(state / "parse-cache.json")
         self.reconciler = Reconciler(self.registry, self.cache)
         self.processes = ProcessRunner()
         self.status = StatusStore(state / "events.json")

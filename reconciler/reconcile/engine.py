@@ -66,7 +66,7 @@ Parsed = dict[str, DecodedFile | None]
 class Reconciler:
     def __init__(self, registry: Registry, cache: ParseCache | None = None) -> None:
         self.registry = registry
-        self.cache = cache or ParseCache()
+        self.cache = cache if cache is not None else ParseCache()
         self.files: dict[FileKey, FileEntry] = {}
         self.sources: dict[str, SourceStatus] = {}
         self._owners: dict[str, set[FileKey]] = {}
@@ -81,14 +81,19 @@ class Reconciler:
 
     # --- parsing (may run in a worker thread) ------------------------------------------
 
-    def parse(self, update: SourceUpdate, display: Callable[[str], str]) -> Parsed:
+    def parse(
+        self, update: SourceUpdate, display: Callable[[str], str], source: str | None = None
+    ) -> Parsed:
+        """Parse the changed files; `source` names their source, so that the cache keeps
+        exactly one entry per live file of each source."""
         parsed: Parsed = {}
         for rel, content in update.changed.items():
-            parsed[rel] = (
-                None
-                if content is None
-                else self.cache.get(display(rel), content.digest, content.data)
-            )
+            file = (source, rel) if source is not None else None
+            if content is None:
+                self.cache.forget(file if file is not None else display(rel))
+                parsed[rel] = None
+            else:
+                parsed[rel] = self.cache.get(display(rel), content.digest, content.data, file=file)
         return parsed
 
     # --- applying (event loop thread) --------------------------------------------------

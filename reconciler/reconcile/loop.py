@@ -104,7 +104,9 @@ class SourceLoop:
         if not update:
             self.reconciles += 1
             return RegistryChange()
-        parsed = await asyncio.to_thread(self.reconciler.parse, update, source.display_path)
+        parsed = await asyncio.to_thread(
+            self.reconciler.parse, update, source.display_path, source.name
+        )
         change = self.reconciler.apply(
             source.name,
             update,
