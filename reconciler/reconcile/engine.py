@@ -51,6 +51,8 @@ class SourceStatus:
     name: str
     allow_empty: bool = False
     error: str | None = None  # the source as a whole is unavailable
+    failures: int = 0  # failed attempts in a row while unavailable
+    next_retry: float | None = None  # Unix time of the next attempt while unavailable
     guard: str | None = None  # the prune guard refused a reconcile
     revision: str | None = None
     # Source-specific state for /v1/status (e.g. a git source's fetches and unpushed
