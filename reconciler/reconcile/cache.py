@@ -98,16 +98,18 @@ class ParseCache:
                     return
                 snapshot = list(self._entries.items())
                 self._dirty = False
-            rows: list[list[Any]] = []
+            rows: list[bytes] = []
             for (display, digest), decoded in snapshot:
                 try:
-                    rows.append([display, digest, encode_file(decoded)])
-                except Unencodable as exc:
+                    # One row at a time: a value JSON cannot hold loses only its own entry.
+                    rows.append(orjson.dumps([display, digest, encode_file(decoded)]))
+                except (Unencodable, orjson.JSONEncodeError) as exc:
                     log.debug("not caching %s: %s", display, exc)
-            doc = {"format": _FORMAT, "version": __version__, "schema": SCHEMA, "entries": rows}
+            head = orjson.dumps({"format": _FORMAT, "version": __version__, "schema": SCHEMA})
+            data = head[:-1] + b',"entries":[' + b",".join(rows) + b"]}"
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(self.path, orjson.dumps(doc))
+                atomic_write(self.path, data)
             except OSError as exc:
                 with self._lock:
                     self._dirty = True

@@ -14,7 +14,6 @@ as is. Decoding checks every type, so a damaged file is an error, not a wrong ta
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import math
 import types
@@ -83,7 +82,9 @@ def _scalar(kind: type) -> tuple[Encode, Decode]:
             raise CacheFormatError(f"expected {kind.__name__}, got {type(value).__name__}")
         return value
 
-    return (_identity, check) if kind is not int else (_plain, check)
+    # orjson refuses an integer beyond 64 bits itself (the entry is then not cached), but
+    # writes a float NaN or infinity as null: floats are checked here.
+    return (_plain if kind is float else _identity), check
 
 
 class _Builder:
@@ -138,13 +139,13 @@ class _Builder:
                     raise CacheFormatError(f"unexpected {type(value).__name__}")
                 return value
 
-            enc, dec = _plain, check
+            enc, dec = (_plain if float in allowed else _identity), check
         else:
             raise TypeError(f"the parse cache cannot encode a union of {members!r}")
         if not optional:
             return enc, dec
         return (
-            lambda v: None if v is None else enc(v),
+            enc if enc in (_identity, _plain) else lambda v: None if v is None else enc(v),
             lambda v: None if v is None else dec(v),
         )
 
@@ -175,6 +176,9 @@ class _Builder:
             if type(value) is not list:
                 raise CacheFormatError(f"expected an array, got {type(value).__name__}")
             return kind([dec(v) for v in value])
+
+        if enc is _identity:
+            encode = _identity  # orjson writes tuples and lists of scalars as they are
 
         def decode_scalars(value: Any) -> Any:
             # The common case (names, field paths): one type check per item, no call.
@@ -220,24 +224,36 @@ class _Builder:
         fields = [f for f in dataclasses.fields(cls) if f.init]
         self.schema.append(f"{cls.__module__}.{cls.__qualname__}")
         codecs: dict[str, tuple[Encode, Decode]] = {}
-        defaults: dict[str, Callable[[], Any]] = {}
         for f in fields:
             self.schema.append(f"  {f.name}: {hints[f.name]!r}")
             codecs[f.name] = self.build(hints[f.name])
-            if f.default is not dataclasses.MISSING:
-                defaults[f.name] = functools.partial(_identity, f.default)
-            elif f.default_factory is not dataclasses.MISSING:
-                defaults[f.name] = f.default_factory
         names = [f.name for f in fields]
+        fields_by_name = {f.name: f for f in fields}
+
+        # (name, encoder or None for "as is", default value, default factory)
+        plan = [
+            (
+                name,
+                None if codecs[name][0] is _identity else codecs[name][0],
+                fields_by_name[name].default,
+                fields_by_name[name].default_factory,
+            )
+            for name in names
+        ]
+        missing = dataclasses.MISSING
 
         def encode(value: Any) -> Any:
             out: dict[str, Any] = {}
-            for name in names:
+            for name, enc, default, factory in plan:
                 v = getattr(value, name)
-                default = defaults.get(name)
-                if default is not None and v == default():
-                    continue  # most optional fields are unset: keep the file small
-                out[name] = codecs[name][0](v)
+                # Most optional fields are unset: leaving them out keeps the file small.
+                if default is not missing:
+                    # Same type too: 0 == False, yet they are different values.
+                    if v is default or (type(v) is type(default) and v == default):
+                        continue
+                elif factory is not missing and v == factory():
+                    continue
+                out[name] = v if enc is None else enc(v)
             return out
 
         decoders = {name: codec[1] for name, codec in codecs.items()}
