@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -48,6 +49,15 @@ SAMPLES: dict[str, bytes] = {
     "invalid.hcl": b'task {\n  name = "bad name!"\n  module = "./m"\n}\n',
     "task.json": b'{"task": [{"name": "j", "module": "./m", "variables": {"n": 1.5, "l": [1]}}]}',
 }
+
+
+def read_cache(path: Path) -> tuple[dict[str, Any], list[Any]]:
+    header, *rows = (orjson.loads(line) for line in path.read_bytes().splitlines())
+    return header, rows
+
+
+def write_cache(path: Path, header: dict[str, Any], rows: list[Any]) -> None:
+    path.write_bytes(b"\n".join(orjson.dumps(x) for x in [header, *rows]))
 
 
 @pytest.fixture
@@ -162,8 +172,9 @@ def test_round_trip_gives_equal_parse_results(tmp_path: Path) -> None:
     assert fresh["broken.hcl"].problems and fresh["invalid.hcl"].problems
     assert fresh["deprecated.hcl"].warnings
     cache.save()
-    doc = orjson.loads(path.read_bytes())  # plain JSON
-    assert doc["format"].startswith("reconciler-parse-cache/")
+    header, rows = read_cache(path)  # plain JSON
+    assert header["format"].startswith("reconciler-parse-cache/")
+    assert len(rows) == len(SAMPLES)
     warm = ParseCache(path)
     warm.load()
     for name, data in SAMPLES.items():
@@ -206,12 +217,13 @@ def test_a_pickle_at_the_cache_path_is_never_executed(
 @pytest.mark.parametrize(
     "damage",
     [
-        lambda doc: doc["entries"][0].__setitem__(2, {"tasks": "not a list"}),
-        lambda doc: doc["entries"][0][2]["tasks"][0]["spec"].__setitem__("name", 7),
-        lambda doc: doc["entries"][0][2]["tasks"][0]["spec"].__setitem__("surprise", 1),
-        lambda doc: doc["entries"][0][2]["tasks"][0].pop("spec"),
-        lambda doc: doc["entries"][0][2]["tasks"][0]["spec"].__setitem__("condition", ["Os", {}]),
-        lambda doc: doc.__setitem__("entries", {}),
+        lambda rows: rows[0].__setitem__(2, {"tasks": "not a list"}),
+        lambda rows: rows[0][2]["tasks"][0]["spec"].__setitem__("name", 7),
+        lambda rows: rows[0][2]["tasks"][0]["spec"].__setitem__("surprise", 1),
+        lambda rows: rows[0][2]["tasks"][0].pop("spec"),
+        lambda rows: rows[0][2]["tasks"][0]["spec"].__setitem__("condition", ["Os", {}]),
+        lambda rows: rows[0].pop(),
+        lambda rows: rows.append({"not": "a row"}),
     ],
 )
 def test_a_damaged_cache_is_ignored_with_a_warning(
@@ -222,9 +234,9 @@ def test_a_damaged_cache_is_ignored_with_a_warning(
     data = SAMPLES["plain.hcl"]
     cache.get("plain.hcl", content_digest(data), data)
     cache.save()
-    doc = orjson.loads(path.read_bytes())
-    damage(doc)  # type: ignore[operator]
-    path.write_bytes(orjson.dumps(doc))
+    header, rows = read_cache(path)
+    damage(rows)  # type: ignore[operator]
+    write_cache(path, header, rows)
     warm = ParseCache(path)
     with caplog.at_level(logging.WARNING):
         warm.load()
@@ -239,9 +251,8 @@ def test_a_cache_of_another_schema_is_parsed_again(tmp_path: Path) -> None:
     data = SAMPLES["plain.hcl"]
     cache.get("plain.hcl", content_digest(data), data)
     cache.save()
-    doc = orjson.loads(path.read_bytes())
-    doc["schema"] = "0" * 16
-    path.write_bytes(orjson.dumps(doc))
+    header, rows = read_cache(path)
+    write_cache(path, {**header, "schema": "0" * 16}, rows)
     warm = ParseCache(path)
     warm.load()
     assert warm.size() == 0
