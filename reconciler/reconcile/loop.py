@@ -55,7 +55,9 @@ class SourceLoop:
         self.debounce = debounce
         self.max_delay = max_delay
         self.rescan_interval = rescan_interval
-        self.backoff = backoff or Backoff(first=retry_interval, cap=max(retry_max, retry_interval))
+        if backoff is None:
+            backoff = Backoff(first=retry_interval, cap=max(retry_max, retry_interval))
+        self.backoff = backoff
         # How often a watched directory's root is checked for being replaced (inotify does
         # not report that for the watched directory itself): cheap, one stat.
         self.root_check_interval = min(1.0, self.backoff.first)
