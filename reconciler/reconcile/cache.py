@@ -102,6 +102,10 @@ class ParseCache:
                     rows.append(orjson.dumps([display, digest, encode_file(decoded)]))
                 except (Unencodable, orjson.JSONEncodeError) as exc:
                     log.debug("not caching %s: %s", display, exc)
+                except (TypeError, ValueError, AttributeError) as exc:
+                    # A parse result the codec does not expect: a bug, but no reason to
+                    # stop saving the others (or, in the periodic save, the daemon).
+                    log.warning("not caching %s: cannot encode its parse result: %r", display, exc)
             head = orjson.dumps({"format": _FORMAT, "version": __version__, "schema": SCHEMA})
             data = b"\n".join([head, *rows, b""])
             try:
