@@ -64,7 +64,7 @@ def measure(ws: Workspace, count: int) -> dict[str, Runs]:
         if with_hcl2:
             runs["hcl2"].results.append(run_child("hcl2", {"root": str(corpus.hcl_root)}, cwd=cwd))
         if what_if:
-            gc_cache = cache.with_suffix(".gc-paused.pickle")
+            gc_cache = cache.with_suffix(".gc-paused.json")
             gc_cache.unlink(missing_ok=True)
             gc_args = {**load_args, "cache": str(gc_cache), "gc_paused": True}
             runs["cold-gc"].results.append(run_child("load", gc_args, cwd=cwd))
@@ -213,7 +213,7 @@ STAGES = (
         "(`hcl.parse` + decode + validate)",
     ),
     ("apply_s", "`Reconciler.apply`: diff + registry"),
-    ("cache_save_s", "`ParseCache.save` (pickle + atomic write)"),
+    ("cache_save_s", "`ParseCache.save` (JSON encode + atomic write)"),
     ("cache_load_s", "`ParseCache.load` (what a warm restart reads)"),
 )
 
@@ -221,7 +221,7 @@ STAGES = (
 def stages_table(ws: Workspace, count: int) -> list[str]:
     """Where a cold start goes, stage by stage, in one child process."""
     corpus = ws.corpus(count)
-    cache = corpus.hcl_root.parent / "stages-cache.pickle"
+    cache = corpus.hcl_root.parent / "stages-cache.json"
     cache.unlink(missing_ok=True)
     result = run_child(
         "stages", {"root": str(corpus.hcl_root), "cache": str(cache)}, cwd=corpus.hcl_root.parent

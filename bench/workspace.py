@@ -47,4 +47,4 @@ class Workspace:
 
     def cache_path(self, count: int) -> Path:
         """Where the parse cache of a corpus is persisted between child processes."""
-        return self.root / f"tasks-{count}" / "parse-cache.pickle"
+        return self.root / f"tasks-{count}" / "parse-cache.json"

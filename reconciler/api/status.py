@@ -13,6 +13,7 @@ want next to the revisions its runs last attempted and applied (`desired_revisio
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -21,7 +22,7 @@ from starlette.responses import Response
 from reconciler.api.context import ApiContext
 from reconciler.api.errors import ApiError, ORJSONResponse, bad_request
 from reconciler.api.inputs import single_query
-from reconciler.reconcile.engine import Reconciler
+from reconciler.reconcile.engine import Reconciler, SourceStatus
 from reconciler.registry.status import STATUSES, status_of
 from reconciler.registry.store import LiveTask
 
@@ -32,12 +33,27 @@ def source_problems(reconciler: Reconciler) -> list[str]:
     problems: list[str] = []
     for name, status in sorted(reconciler.sources.items()):
         if status.error is not None:
-            problems.append(f"source {name!r} is unavailable: {status.error}")
+            problems.append(f"source {name!r} is unavailable: {status.error}{_retry(status)}")
         if status.guard is not None:
             problems.append(f"source {name!r}: {status.guard}")
         if status.problems is not None:
             problems.extend(f"source {name!r}: {p}" for p in status.problems())
     return problems
+
+
+def _utc(unix: float | None) -> str | None:
+    if unix is None:
+        return None
+    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _retry(status: SourceStatus) -> str:
+    if status.next_retry is None:
+        return ""
+    return (
+        f" ({status.failures} failed attempt{'s' if status.failures != 1 else ''}; "
+        f"next attempt at {_utc(status.next_retry)})"
+    )
 
 
 def _include_events(request: Request) -> bool:
@@ -158,6 +174,8 @@ class StatusEndpoints:
         for name, status in sorted(reconciler.sources.items()):
             out[name] = {
                 "error": status.error,
+                "failed_attempts": status.failures,
+                "next_attempt_at": _utc(status.next_retry),
                 "prune_guard": status.guard,
                 "revision": status.revision,
                 "files_with_problems": files.get(name, {}),

@@ -4,6 +4,9 @@
 one once, one at a time, then exits; `start -inspect` (or `-inspect-task NAME`, repeatable)
 plans and prints, applying nothing.
 
+`validate` checks the configuration and the task files of every source (a git source in a
+temporary clone, at its configured branch, ref or commit and path).
+
 Flags use Consul-Terraform-Sync's single-dash spelling (`-config-file`); the double-dash
 spelling works too. Exit codes follow CTS: 0 ok, 11 error (a task failed), 12 interrupt,
 13 missing flags, 14 flag parse error, 15 configuration error, 16 Terraform unavailable.
@@ -14,11 +17,16 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from reconciler import __version__
+
+if TYPE_CHECKING:
+    from reconciler.settings.model import DirectorySource as DirectorySettings
+    from reconciler.settings.model import GitSource as GitSettings
+    from reconciler.sources.base import SourceUpdate
 
 EXIT_OK = 0
 EXIT_ERROR = 11
@@ -164,50 +172,111 @@ def start(paths: list[str], *, mode: str = "daemon", tasks: Sequence[str] = ()) 
 
 
 def validate(paths: list[str]) -> int:
-    """Print every problem of the configuration and of every task file; 15 if any."""
+    """Print every problem of the configuration and of every task file of every source.
+
+    A git source is fetched into a temporary clone (removed afterwards) and its task files
+    are checked at the configured branch, ref or commit and path. Exit 15 when anything is
+    invalid; otherwise 11 when a source could not be read, so its files were not checked
+    (an unreachable remote, for instance); 0 when everything was checked and is valid.
+    """
     from reconciler._core.errors import ConfigError
     from reconciler.settings import load_settings
     from reconciler.settings.model import DirectorySource
-    from reconciler.sources.directory import DirectorySource as Directory
 
     try:
         settings = load_settings(paths)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG
-    from reconciler.config.load import load_task_file
-
     count = len(settings.tasks)
-    failed = False
+    invalid = unchecked = False
     for warning in settings.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     for src in settings.sources:
-        if not isinstance(src, DirectorySource):
+        if isinstance(src, DirectorySource):
+            result = _validate_directory(src)
+        else:
+            result = _validate_git(src)
+        if result is None:
+            unchecked = True
             continue
-        directory = Directory(src.path, display_base=Path.cwd())
-        try:
-            update = directory.full_scan()
-        except Exception as exc:
-            print(f"{src.location}: {exc}", file=sys.stderr)
-            failed = True
-            continue
-        for rel, reason in sorted(update.unreadable.items()):
-            print(f"{directory.display_path(rel)}: cannot read file: {reason}", file=sys.stderr)
-            failed = True
-        for rel, content in sorted(update.changed.items()):
-            if content is None:
-                continue
-            loaded = load_task_file(content.data, directory.display_path(rel))
-            for problem in loaded.problems:
-                print(str(problem), file=sys.stderr)
-            for warning in loaded.warnings:
-                print(f"warning: {warning}", file=sys.stderr)
-            failed = failed or bool(loaded.problems)
-            count += len(loaded.tasks)
-    if failed:
+        tasks, bad = result
+        count += tasks
+        invalid = invalid or bad
+    if invalid:
         return EXIT_CONFIG
+    if unchecked:
+        print(
+            "error: some task sources could not be read; their task files were not checked",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     print(f"configuration is valid: {count} tasks")
     return EXIT_OK
+
+
+def _validate_directory(src: DirectorySettings) -> tuple[int, bool] | None:
+    from reconciler.sources.directory import DirectorySource
+
+    directory = DirectorySource(src.path, display_base=Path.cwd())
+    try:
+        update = directory.full_scan()
+    except Exception as exc:
+        print(f"{src.location}: {exc}", file=sys.stderr)
+        return 0, True
+    return _check_files(update, directory.display_path)
+
+
+def _validate_git(src: GitSettings) -> tuple[int, bool] | None:
+    """Fetch the repository into a temporary clone and check its task files there.
+    None when the repository cannot be read."""
+    import tempfile
+
+    from reconciler._core.errors import SourceError
+
+    try:
+        # Imported here: `import git` fails on a machine without the git binary.
+        from reconciler.sources.git import GitSource
+    except ImportError as exc:
+        print(f"{src.location}: git source {src.url} not checked: {exc}", file=sys.stderr)
+        return None
+    with tempfile.TemporaryDirectory(prefix="reconciler-validate-") as tmp:
+        source = GitSource.from_settings(src, Path(tmp))
+        try:
+            update = source.full_scan()
+        except SourceError as exc:
+            print(f"{src.location}: not checked: {exc.message}", file=sys.stderr)
+            return None
+        finally:
+            source.close()
+        # Paths below are relative to the repository, as the daemon shows them.
+        where = f"{source.options.shown_url} ({source.options.followed} at {update.revision})"
+        print(f"checking git source {where}", file=sys.stderr)
+        if not update.changed and not update.unreadable:
+            folder = f"path {source.options.path!r}" if source.options.path else "its root"
+            print(f"warning: git source {where}: no task files under {folder}", file=sys.stderr)
+        return _check_files(update, source.display_path)
+
+
+def _check_files(update: SourceUpdate, display: Callable[[str], str]) -> tuple[int, bool]:
+    """Print the problems of every file in `update`; (tasks defined, any problem)."""
+    from reconciler.config.load import load_task_file
+
+    count, failed = 0, False
+    for rel, reason in sorted(update.unreadable.items()):
+        print(f"{display(rel)}: cannot read file: {reason}", file=sys.stderr)
+        failed = True
+    for rel, content in sorted(update.changed.items()):
+        if content is None:
+            continue
+        loaded = load_task_file(content.data, display(rel))
+        for problem in loaded.problems:
+            print(f"{problem}", file=sys.stderr)
+        for warning in loaded.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        failed = failed or bool(loaded.problems)
+        count += len(loaded.tasks)
+    return count, failed
 
 
 if __name__ == "__main__":

@@ -235,6 +235,6 @@ def core_from_settings(
     return Core(
         source_plans(settings),
         runs=runs,
-        cache=ParseCache(state / "parse-cache.pickle"),
+        cache=ParseCache(state / "parse-cache.json"),
         gate=gate,
     )

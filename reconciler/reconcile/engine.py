@@ -51,6 +51,8 @@ class SourceStatus:
     name: str
     allow_empty: bool = False
     error: str | None = None  # the source as a whole is unavailable
+    failures: int = 0  # failed attempts in a row while unavailable
+    next_retry: float | None = None  # Unix time of the next attempt while unavailable
     guard: str | None = None  # the prune guard refused a reconcile
     revision: str | None = None
     # Source-specific state for /v1/status (e.g. a git source's fetches and unpushed
@@ -66,12 +68,13 @@ Parsed = dict[str, DecodedFile | None]
 class Reconciler:
     def __init__(self, registry: Registry, cache: ParseCache | None = None) -> None:
         self.registry = registry
-        self.cache = cache or ParseCache()
+        self.cache = cache if cache is not None else ParseCache()
         self.files: dict[FileKey, FileEntry] = {}
         self.sources: dict[str, SourceStatus] = {}
         self._owners: dict[str, set[FileKey]] = {}
-        # Live tasks kept only because the prune guard refused to delete them.
-        self._held: set[str] = set()
+        # Per source: live tasks kept only because its prune guard refused to delete them.
+        # Keyed by source so that a reconcile of one source never releases another's.
+        self._held: dict[str, set[str]] = {}
 
     def add_source(self, name: str, *, allow_empty: bool = False) -> SourceStatus:
         status = self.sources.setdefault(name, SourceStatus(name))
@@ -80,14 +83,19 @@ class Reconciler:
 
     # --- parsing (may run in a worker thread) ------------------------------------------
 
-    def parse(self, update: SourceUpdate, display: Callable[[str], str]) -> Parsed:
+    def parse(
+        self, update: SourceUpdate, display: Callable[[str], str], source: str | None = None
+    ) -> Parsed:
+        """Parse the changed files; `source` names their source, so that the cache keeps
+        exactly one entry per live file of each source."""
         parsed: Parsed = {}
         for rel, content in update.changed.items():
-            parsed[rel] = (
-                None
-                if content is None
-                else self.cache.get(display(rel), content.digest, content.data)
-            )
+            file = (source, rel) if source is not None else None
+            if content is None:
+                self.cache.forget(file if file is not None else display(rel))
+                parsed[rel] = None
+            else:
+                parsed[rel] = self.cache.get(display(rel), content.digest, content.data, file=file)
         return parsed
 
     # --- applying (event loop thread) --------------------------------------------------
@@ -104,7 +112,9 @@ class Reconciler:
     ) -> RegistryChange:
         """Apply parsed files; `locate` gives a file's absolute path (recorded in each
         task's provenance) when the source is on the local disk."""
-        touched: set[str] = set(self._held)
+        # The held names are looked at again: the guard holds until this source's files
+        # define tasks again (or the deletion becomes deliberate).
+        touched: set[str] = set(self._held.get(source, ()))
         for rel, result in parsed.items():
             key = (source, rel)
             entry = self.files.get(key)
@@ -222,7 +232,7 @@ class Reconciler:
         removing = [t for t in change.deleted if t.source == source]
         if not removing:  # the common case; counting the live tasks costs O(n)
             status.guard = None
-            self._held = set()
+            self._held.pop(source, None)
             return change
         live = [t for t in self.registry if t.source == source]
         keeps_some = any(t.source == source for t in change.created) or any(
@@ -242,10 +252,12 @@ class Reconciler:
                 "this is intended)"
             )
             log.error("%s", status.guard)
-            self._held = {t.spec.name for t in removing}
-            return RegistryChange(change.created, change.updated, (), change.moved)
+            self._held[source] = {t.spec.name for t in removing}
+            # Deletions of other sources' tasks (a name that moved away) still go ahead.
+            others = tuple(t for t in change.deleted if t.source != source)
+            return RegistryChange(change.created, change.updated, others, change.moved)
         status.guard = None
-        self._held = set()
+        self._held.pop(source, None)
         return change
 
     # --- queries -----------------------------------------------------------------------

@@ -4,6 +4,12 @@ The watcher's thread only hands path hints to the loop (call_soon_threadsafe). T
 debounces them (a short quiet period, capped under a steady stream), re-reads the hinted
 files in a worker thread, and applies the result. API writes take the same per-source
 lock, so writes, file edits and reconciles never interleave.
+
+An unavailable source (its directory gone, its remote unreachable) is retried with
+exponential backoff (`Backoff`), not on every tick: each attempt may hold the lock for a
+whole fetch timeout. A hint (a webhook, SIGHUP, a file event) still makes an attempt at
+once; only a full pass that succeeds ends the unavailable state, because a partial one
+(an API write's) does not read everything the source holds.
 """
 
 from __future__ import annotations
@@ -11,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Iterable
 
 from reconciler._core.errors import SourceError
 from reconciler.reconcile.configtasks import PreParsed
+from reconciler.reconcile.backoff import Backoff
 from reconciler.reconcile.engine import Reconciler
 from reconciler.registry.store import RegistryChange
 from reconciler.sources.base import LocalFiles, Source, SourceUpdate
@@ -34,7 +42,11 @@ class SourceLoop:
         max_delay: float = 0.2,
         rescan_interval: float = 300.0,
         retry_interval: float = 1.0,
+        retry_max: float = 300.0,
+        backoff: Backoff | None = None,
     ) -> None:
+        """`retry_interval` is the first wait before retrying an unavailable source,
+        doubling up to `retry_max` (or `backoff`, when given)."""
         self.source = source
         self.reconciler = reconciler
         self.status = reconciler.add_source(source.name, allow_empty=allow_empty)
@@ -44,7 +56,13 @@ class SourceLoop:
         self.debounce = debounce
         self.max_delay = max_delay
         self.rescan_interval = rescan_interval
-        self.retry_interval = retry_interval
+        if backoff is None:
+            backoff = Backoff(first=retry_interval, cap=max(retry_max, retry_interval))
+        self.backoff = backoff
+        # How often a watched directory's root is checked for being replaced (inotify does
+        # not report that for the watched directory itself): cheap, one stat.
+        self.root_check_interval = min(1.0, self.backoff.first)
+        self._retry_at: float | None = None  # loop time of the next attempt while unavailable
         self._pending: set[str] = set()
         self._full = False
         self._wakeup = asyncio.Event()
@@ -89,17 +107,14 @@ class SourceLoop:
             else:
                 update = await asyncio.to_thread(source.scan_paths, paths)
         except SourceError as exc:
-            if self.status.error != exc.message:
-                log.error(
-                    "source %s unavailable, keeping the last good tasks: %s",
-                    source.name,
-                    exc.message,
-                )
-            self.status.error = exc.message
+            self._failed(exc.message)
             return RegistryChange()
         if self.status.error is not None:
-            log.info("source %s is available again", source.name)
-            self.status.error = None
+            if full:
+                log.info("source %s is available again", source.name)
+                self._recovered()
+            else:
+                self.hint(None)  # read everything now, and only then call it available
         if update.revision:
             self.status.revision = update.revision
         if not update:
@@ -108,7 +123,9 @@ class SourceLoop:
         if isinstance(source, PreParsed):
             parsed = source.parsed(update)
         else:
-            parsed = await asyncio.to_thread(self.reconciler.parse, update, source.display_path)
+            parsed = await asyncio.to_thread(
+                self.reconciler.parse, update, source.display_path, source.name
+            )
         change = self.reconciler.apply(
             source.name,
             update,
@@ -128,6 +145,31 @@ class SourceLoop:
             )
         return change
 
+    def _failed(self, message: str) -> None:
+        status = self.status
+        status.failures += 1
+        delay = self.backoff.delay(status.failures)
+        self._retry_at = asyncio.get_running_loop().time() + delay
+        status.next_retry = time.time() + delay
+        if status.error != message:
+            log.error(
+                "source %s unavailable, keeping the last good tasks: %s (next attempt in %.0f s)",
+                self.source.name,
+                message,
+                delay,
+            )
+        else:
+            log.debug(
+                "source %s still unavailable; next attempt in %.0f s", self.source.name, delay
+            )
+        status.error = message
+
+    def _recovered(self) -> None:
+        self.status.error = None
+        self.status.failures = 0
+        self.status.next_retry = None
+        self._retry_at = None
+
     # --- the loop ----------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -139,15 +181,20 @@ class SourceLoop:
                 try:
                     directory.start_watching(self._hint_threadsafe)
                 except OSError as exc:
-                    self.status.error = f"cannot watch {directory.root}: {exc}"
-            timeout = min(next_rescan - self._loop.time(), self.retry_interval)
+                    self._failed(f"cannot watch {directory.root}: {exc}")
+            # While unavailable, the backoff decides when to try again, not the polling.
+            retry_at = self._retry_at if self.status.error is not None else None
+            due = retry_at if retry_at is not None else next_rescan
+            timeout = due - self._loop.time()
+            if directory is not None:
+                timeout = min(timeout, self.root_check_interval)
             try:
                 await asyncio.wait_for(self._wakeup.wait(), max(timeout, 0))
             except TimeoutError:
                 if directory is not None and directory.root_replaced():
                     await asyncio.to_thread(directory.stop_watching)
                     self._full = True
-                elif self.status.error is not None or self._loop.time() >= next_rescan:
+                elif self._loop.time() >= due:
                     self._full = True
                 else:
                     continue

@@ -27,6 +27,8 @@ async def test_overall_status(core: Core) -> None:
     assert body["sources"] == {
         "directory": {
             "error": None,
+            "failed_attempts": 0,
+            "next_attempt_at": None,
             "prune_guard": None,
             "revision": None,
             "files_with_problems": {},
@@ -120,6 +122,10 @@ async def test_health(core: Core) -> None:
     # The directory itself gone: the source is unavailable.
     shutil.rmtree(core.root)
     await async_wait_for(lambda: core.loop.status.error is not None, what="the source error")
-    assert_error(await core.client.get("/v1/health"), 503, "unavailable", "does not exist")
+    assert_error(
+        await core.client.get("/v1/health"), 503, "unavailable", "does not exist", "next attempt at"
+    )
     overall = (await core.client.get("/v1/status")).json()
     assert "does not exist" in overall["sources"]["directory"]["error"]
+    assert overall["sources"]["directory"]["failed_attempts"] >= 1
+    assert overall["sources"]["directory"]["next_attempt_at"].endswith("Z")

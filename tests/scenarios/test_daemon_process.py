@@ -98,7 +98,7 @@ def test_start_follow_files_write_back_and_stop(tmp_path: Path) -> None:
         assert names == ["api", "db", "web"]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
-    assert (tmp_path / "state" / ".reconciler" / "parse-cache.pickle").exists()
+    assert (tmp_path / "state" / ".reconciler" / "parse-cache.json").exists()
 
 
 def test_sighup_reloads_tasks_written_in_the_configuration(tmp_path: Path) -> None:
