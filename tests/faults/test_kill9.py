@@ -23,9 +23,10 @@ from pathlib import Path
 
 import pytest
 from daemonkit import MODULE_TF, Daemon, free_port, running, task_files, temp_files
-from helpers import wait_for
+from helpers import task_hcl, wait_for
 from test_git_support import Remote, git
 
+from reconciler._core.fsutil import TEMP_PREFIX
 from reconciler.config.load import load_task_file
 
 WRITES = 200
@@ -229,3 +230,22 @@ def test_kill9_during_api_writes_git_source(tmp_path: Path) -> None:
 
 
 pytestmark = pytest.mark.timeout(300)
+
+
+def test_temp_files_left_by_a_killed_write_are_removed_at_start(tmp_path: Path) -> None:
+    """What a kill between the temp file's write and its rename leaves is swept at the
+    next start; other hidden files (an editor's) are not ours and stay."""
+    tasks = tmp_path / "tasks"
+    (tasks / "sub").mkdir(parents=True)
+    (tasks / "web.hcl").write_text(task_hcl("web"))
+    (tasks / f"{TEMP_PREFIX}0123456789ab").write_text('task {\n  name = "half')
+    (tasks / "sub" / f"{TEMP_PREFIX}ba9876543210").write_text("")
+    (tasks / ".web.hcl.swp").write_text("an editor's")
+    port = free_port()
+    config = tmp_path / "config.hcl"
+    config.write_text(config_text(port, 'source "directory" {\n  path = "tasks"\n}\n'))
+    with running(config, port, tmp_path / "daemon.log") as daemon:
+        assert temp_files(tasks) == []
+        assert (tasks / ".web.hcl.swp").exists()
+        assert daemon.tasks() == {"web": True}
+        assert daemon.stop() == 0
