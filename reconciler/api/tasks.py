@@ -20,7 +20,12 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from reconciler._core.errors import ConflictError, NotFoundError, ReconcilerError
+from reconciler._core.errors import (
+    ConflictError,
+    NotFoundError,
+    ReconcilerError,
+    StorageFullError,
+)
 from reconciler.api.decoding import decode_task_request, validation_message
 from reconciler.api.errors import ApiError, ORJSONResponse, PartsResponse, bad_request, request_id
 from reconciler.api.inputs import (
@@ -59,6 +64,8 @@ def _map_write_error(exc: Exception) -> ApiError:
         return bad_request(exc.message)
     if isinstance(exc, (ConflictError, ReadOnlySourceError)):
         return ApiError(409, exc.message)
+    if isinstance(exc, StorageFullError):
+        return ApiError(507, exc.message)  # WebDAV's Insufficient Storage: retry later
     if isinstance(exc, ReconcilerError):
         return ApiError(500, exc.message)
     # ValueError/KeyError from the file editor: the file changed under us (a hand edit
