@@ -24,6 +24,7 @@ from reconciler._core.errors import (
     ConflictError,
     NotFoundError,
     ReconcilerError,
+    SourceError,
     StorageFullError,
 )
 from reconciler.api.decoding import decode_task_request, validation_message
@@ -66,6 +67,8 @@ def _map_write_error(exc: Exception) -> ApiError:
         return ApiError(409, exc.message)
     if isinstance(exc, StorageFullError):
         return ApiError(507, exc.message)  # WebDAV's Insufficient Storage: retry later
+    if isinstance(exc, SourceError):
+        return ApiError(503, exc.message)  # the directory or remote is away: retry later
     if isinstance(exc, ReconcilerError):
         return ApiError(500, exc.message)
     # ValueError/KeyError from the file editor: the file changed under us (a hand edit

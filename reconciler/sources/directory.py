@@ -221,6 +221,9 @@ class DirectorySource:
     # --- writing -------------------------------------------------------------------------
 
     def commit(self, change: FileChange) -> None:
+        # A missing root is never created here: an empty new directory would hide the
+        # real one (a restore could no longer move it back) and hold only this task.
+        self._check_root()
         path = self.root / change.rel
         if change.data is None:
             durable_unlink(path)
