@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemonkit import MODULE_TF, free_port, running, temp_files
-from helpers import task_hcl
+from daemonkit import MODULE_TF, Daemon, free_port, running, temp_files
+from helpers import task_hcl, wait_for
 from test_git_support import Remote
 
 SIZE = "1m"
@@ -55,6 +55,11 @@ def fill(disk: Path) -> Path:
     assert no_space.value.errno == errno.ENOSPC
     (disk / "probe").unlink(missing_ok=True)
     return filler
+
+
+def started_up(daemon: Daemon, name: str) -> bool:
+    status, body = daemon.call("GET", f"/v1/status/tasks/{name}")
+    return status == 200 and body[name]["status"] != "unknown"
 
 
 def config_text(port: int, working_dir: Path, source: str) -> str:
@@ -127,6 +132,9 @@ def test_git_clone_on_a_full_disk_answers_507_and_commits_nothing(
     )
     clone = disk / "state" / ".reconciler" / "git" / "git"
     with running(config, port, tmp_path / "daemon.log") as daemon:
+        # The workspaces are on the same disk: let the start-up run finish first, so that
+        # only the API write meets the full disk.
+        wait_for(lambda: started_up(daemon, "web"), 60, "the start-up run")
         before = (clone / "tasks" / "web.hcl").read_bytes()
         filler = fill(disk)
         failures: list[str] = []
