@@ -79,6 +79,20 @@ class ConflictError(ReconcilerError):
     reason = "Conflict"
 
 
+class StorageFullError(ReconcilerError, OSError):
+    """A write failed for lack of space (ENOSPC) or quota (EDQUOT); nothing was changed.
+
+    Also an OSError, so that code which already treats a failed write as an OSError (the
+    parse cache, events.json) keeps doing so; the API answers it with 507.
+    """
+
+    reason = "InsufficientStorage"
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
 class NotFoundError(ReconcilerError):
     reason = "NotFound"
 

@@ -26,6 +26,7 @@ from reconciler._core.errors import (
     ReadOnlySourceError,
     ReconcilerError,
     SourceError,
+    StorageFullError,
 )
 from reconciler.commands.errors import (
     InspectFailedError,
@@ -100,6 +101,7 @@ _STATUS: tuple[tuple[type[ReconcilerError], int], ...] = (
     (ReadOnlySourceError, 409),
     (ConflictError, 409),
     (RunsUnavailableError, 501),
+    (StorageFullError, 507),  # WebDAV's Insufficient Storage: retry once space is freed
     (NotAllowedNowError, 503),
     (SourceError, 503),
 )

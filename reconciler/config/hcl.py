@@ -24,6 +24,9 @@ from reconciler._core.errors import ConfigError, Location, Problem
 Value = Any  # str | int | float | bool | None | list[Value] | dict[str, Value]
 
 MAX_DEPTH = 64
+# python-hcl2 (lark) takes about 10 s per MiB on adversarial input: it reads at most this
+# much, up to just past tree-sitter's first error; beyond, tree-sitter's position is used.
+LARK_WINDOW = 64 * 1024
 
 
 @dataclass
@@ -114,8 +117,13 @@ def _syntax_problem(root: Node, text: str, filename: str) -> Problem:
     message = "syntax error"
     if bad is not None and bad.is_missing:
         message = f'syntax error: expected "{bad.type}"'
-    # Ask the reference parser for the exact position of the first bad token.
-    precise = _lark_error(text)
+    # Ask the reference parser for the exact position of the first bad token, in the text
+    # up to the line after tree-sitter's first error (the first bad token is not later).
+    end = _offset_after_line(text, bad.end_point[0] + 2 if bad else len(text))
+    window = text[:end]
+    precise = _lark_error(window) if len(window) <= LARK_WINDOW else None
+    if precise is not None and precise[2] is None and end < len(text):
+        precise = None  # the window's own end, not the file's: keep tree-sitter's position
     if precise is not None:
         line, col, token = precise
         message = (
@@ -133,6 +141,16 @@ def _syntax_problem(root: Node, text: str, filename: str) -> Problem:
             f' write `{name} {labels} {{` (no "=")'
         )
     return Problem(message, location=Location(filename, line, col))
+
+
+def _offset_after_line(text: str, lines: int) -> int:
+    """The offset just past the first `lines` lines of `text`."""
+    at = 0
+    for _ in range(lines):
+        at = text.find("\n", at) + 1
+        if at == 0:
+            return len(text)
+    return at
 
 
 def _lark_error(text: str) -> tuple[int, int, str | None] | None:

@@ -13,7 +13,9 @@ from reconciler.config.jsonsyntax import Schema, parse_json
 from reconciler.config.tasks import DecodedFile, decode_tasks
 
 # A task file is small; anything this big is a mistake and is rejected before parsing.
-MAX_TASK_FILE_BYTES = 4 * 1024 * 1024
+# Thousands of tasks fit, and adversarial input at the limit still loads in about a second
+# (tree-sitter's error recovery costs about 3 s per MiB of "{{{{...", lark far more).
+MAX_TASK_FILE_BYTES = 512 * 1024
 # Beyond this many problems in one file, the rest are summarised.
 MAX_PROBLEMS = 20
 
@@ -49,7 +51,7 @@ def load_task_file(data: bytes, filename: str) -> DecodedFile:
                 Problem(
                     f"file is {len(data)} bytes; task files are limited to "
                     f"{MAX_TASK_FILE_BYTES} bytes",
-                    location=Location(filename),
+                    location=Location(filename, 1),
                 )
             ]
         )
@@ -59,7 +61,7 @@ def load_task_file(data: bytes, filename: str) -> DecodedFile:
         return DecodedFile(problems=exc.problems)
     except RecursionError:
         return DecodedFile(
-            problems=[Problem("file is nested too deeply", location=Location(filename))]
+            problems=[Problem("file is nested too deeply", location=Location(filename, 1))]
         )
     problems: list[Problem] = []
     top = BodyReader(body, file=filename, where=(), problems=problems, line=1)
@@ -76,7 +78,10 @@ def load_task_file(data: bytes, filename: str) -> DecodedFile:
         rest = len(decoded.problems) - MAX_PROBLEMS
         decoded.problems = [
             *decoded.problems[:MAX_PROBLEMS],
-            Problem(f"... and {rest} more problems", location=Location(filename)),
+            Problem(
+                f"... and {rest} more problems",
+                location=decoded.problems[MAX_PROBLEMS].location or Location(filename, 1),
+            ),
         ]
     return decoded
 

@@ -21,8 +21,8 @@ import time
 from collections.abc import Iterable
 
 from reconciler._core.errors import SourceError
-from reconciler.reconcile.configtasks import PreParsed
 from reconciler.reconcile.backoff import Backoff
+from reconciler.reconcile.configtasks import PreParsed
 from reconciler.reconcile.engine import Reconciler
 from reconciler.registry.store import RegistryChange
 from reconciler.sources.base import LocalFiles, Source, SourceUpdate

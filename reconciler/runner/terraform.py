@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,6 +124,18 @@ class Terraform:
                 f'module for task "{ws.name}" is missing the "services" variable: add '
                 'variable "services" { type = any } (or the full object type) to the module '
                 f"at {ws.module.source}",
+                result.output,
+            )
+        if result.returncode < 0 and not result.timed_out:
+            # Killed from outside (the OOM killer, an operator): Terraform's output alone
+            # reads as if it were still running.
+            try:
+                name = signal.Signals(-result.returncode).name
+            except ValueError:
+                name = f"signal {-result.returncode}"
+            return RunError(
+                f"terraform {step} was killed by {name} before it finished; its output "
+                f"so far:\n{_error_text(result)}",
                 result.output,
             )
         message = f"terraform {step} failed: {_error_text(result)}"

@@ -16,6 +16,7 @@ from pathlib import Path
 from reconciler._core.errors import ConfigError, Location, Problem
 from reconciler.config.hcl import Body, parse
 from reconciler.config.jsonsyntax import parse_json
+from reconciler.config.load import MAX_TASK_FILE_BYTES
 from reconciler.settings.schema import CONFIG_JSON_SCHEMA
 
 EXTENSIONS = (".hcl", ".json")
@@ -79,9 +80,19 @@ def _directory_files(directory: str, problems: list[Problem]) -> list[ConfigFile
 
 def parse_config_file(file: ConfigFile, problems: list[Problem]) -> Body | None:
     try:
-        data = file.path.read_bytes()
+        with file.path.open("rb") as f:
+            data = f.read(MAX_TASK_FILE_BYTES + 1)
     except OSError as exc:
         problems.append(Problem(_os_message(exc), location=Location(file.name)))
+        return None
+    if len(data) > MAX_TASK_FILE_BYTES:
+        problems.append(
+            Problem(
+                f"file is larger than {MAX_TASK_FILE_BYTES} bytes, the limit for a "
+                "configuration file",
+                location=Location(file.name, 1),
+            )
+        )
         return None
     try:
         if file.name.endswith(".json"):
@@ -90,7 +101,7 @@ def parse_config_file(file: ConfigFile, problems: list[Problem]) -> Body | None:
     except ConfigError as exc:
         problems.extend(exc.problems)
     except RecursionError:
-        problems.append(Problem("file is nested too deeply", location=Location(file.name)))
+        problems.append(Problem("file is nested too deeply", location=Location(file.name, 1)))
     return None
 
 

@@ -196,12 +196,22 @@ def _service_registration(p: Partial, c: Checker) -> ServiceRegistration:
         c.bad(
             "default check address must include scheme (http or https)", where, check.loc("address")
         )
-    elif address and not urlsplit(address).netloc:
-        c.bad(
-            f'error with address for default check: no host in "{address}"',
-            where,
-            check.loc("address"),
-        )
+    elif address:
+        try:
+            host = urlsplit(address).netloc
+        except ValueError as exc:  # e.g. "Invalid IPv6 URL" for an unbalanced "["
+            c.bad(
+                f'error with address for default check: {exc}: "{address}"',
+                where,
+                check.loc("address"),
+            )
+        else:
+            if not host:
+                c.bad(
+                    f'error with address for default check: no host in "{address}"',
+                    where,
+                    check.loc("address"),
+                )
     d = ServiceRegistration()
     return ServiceRegistration(
         enabled=p.get("enabled", d.enabled),

@@ -20,7 +20,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from reconciler._core.errors import SourceError
-from reconciler._core.fsutil import atomic_write, durable_unlink
+from reconciler._core.fsutil import TEMP_PREFIX, atomic_write, durable_unlink
 from reconciler.sources.base import FileChange, FileContent, SourceUpdate
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,9 @@ class DirectorySource:
         self._root_id: tuple[int, int] | None = None
         self._display: dict[str, str] = {}
         self._lock = threading.Lock()
+        # Temp files of atomic writes cut off by a crash (kill -9, power loss) are swept
+        # at the first full scan: no write of ours can be in flight before it.
+        self._swept = False
 
     # --- display -------------------------------------------------------------------------
 
@@ -109,6 +112,9 @@ class DirectorySource:
             base = os.path.relpath(dirpath, self.root)
             for fname in filenames:
                 rel = fname if base == "." else f"{base}/{fname}".replace(os.sep, "/")
+                if not self._swept and fname.startswith(TEMP_PREFIX):
+                    self._remove_leftover(os.path.join(dirpath, fname), rel)
+                    continue
                 if not is_candidate(rel):
                     continue
                 try:
@@ -118,6 +124,14 @@ class DirectorySource:
                     found[rel] = (0, 0, 0, 0)
                     broken[rel] = exc.strerror or str(exc)
         return found, broken
+
+    def _remove_leftover(self, path: str, rel: str) -> None:
+        try:
+            os.unlink(path)
+        except OSError as exc:
+            log.warning("cannot remove %s, left by an interrupted write: %s", rel, exc)
+        else:
+            log.warning("removed %s, left by an interrupted write", rel)
 
     def _read(self, rel: str) -> tuple[_StatSig, FileContent] | str | None:
         """(signature, content), an error string, or None when the file does not exist."""
@@ -154,6 +168,7 @@ class DirectorySource:
         with self._lock:
             self._check_root()
             found, broken = self._walk()
+            self._swept = True
             update = SourceUpdate()
             for rel, sig in found.items():
                 known = self._known.get(rel)
@@ -206,6 +221,9 @@ class DirectorySource:
     # --- writing -------------------------------------------------------------------------
 
     def commit(self, change: FileChange) -> None:
+        # A missing root is never created here: an empty new directory would hide the
+        # real one (a restore could no longer move it back) and hold only this task.
+        self._check_root()
         path = self.root / change.rel
         if change.data is None:
             durable_unlink(path)

@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler._core.errors import ConflictError, SourceError
+from reconciler._core.errors import ConflictError, SourceError, StorageFullError
 from reconciler._core.fsutil import atomic_write, durable_unlink
 from reconciler.sources.base import FileChange, FileContent, SourceUpdate
 from reconciler.sources.directory import MAX_READ_BYTES, is_candidate
@@ -284,6 +284,12 @@ class GitSource:
             git.out("commit", "-q", "--no-verify", *_message(change), "--", path)
         except GitFailure as exc:
             self._undo(git, before, path)
+            if _out_of_space(exc.message, self.clone_dir):
+                raise StorageFullError(
+                    f"cannot commit {path}: no space left in {self.clone_dir} "
+                    f"({exc.message}); nothing was changed: free some space and retry",
+                    errno.ENOSPC,
+                ) from None
             raise SourceError(f"cannot commit {path}: {exc.message}; nothing was changed") from None
         log.info("git source %s: committed %s (%s)", self.name, path, change.action)
         if self.options.push:
@@ -306,6 +312,13 @@ class GitSource:
             atomic_write(target, change.data, exclusive=change.create)
         except FileExistsError:
             raise
+        except StorageFullError as exc:
+            self._clone.dirty = True
+            raise StorageFullError(
+                f"cannot write {self.display_path(change.rel)}: no space left in "
+                f"{self.clone_dir}; nothing was changed: free some space and retry",
+                exc.errno,
+            ) from None
         except OSError as exc:
             self._clone.dirty = True
             raise SourceError(
@@ -366,6 +379,23 @@ def _message(change: FileChange) -> list[str]:
     trailers = [f"Request-Id: {_line(change.request_id)}"] if change.request_id else []
     trailers.append(f"Reconciler-Action: {action}")
     return ["-m", f"{action} task {_line(change.task or change.rel)}", "-m", "\n".join(trailers)]
+
+
+# How git reports ENOSPC / EDQUOT (strerror in its messages).
+_NO_SPACE_TEXT = ("no space left on device", "disk quota exceeded", "out of diskspace")
+# Below this much free space, a failed git write is taken as lack of space even when git's
+# message does not say so (e.g. "fatal: unable to write new index file").
+_LOW_SPACE_BYTES = 256 * 1024
+
+
+def _out_of_space(message: str, directory: Path) -> bool:
+    if any(text in message.lower() for text in _NO_SPACE_TEXT):
+        return True
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < _LOW_SPACE_BYTES
 
 
 def _line(text: str) -> str:

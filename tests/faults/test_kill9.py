@@ -1,0 +1,251 @@
+"""kill -9 of the daemon at random points during 200 API writes, for a directory source
+and for a git source pushing to a bare remote.
+
+After each kill the daemon is started again and must show exactly the acknowledged
+changes (a 2xx was received) plus, for a request cut off by the kill, either its old or
+its new state: in the files, in the registry and, for git, on the remote, with one commit
+per applied change. No file is torn and no temp file is left. The kill points are drawn
+from a seeded generator; the seed is printed (set FAULTS_SEED to replay one).
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import random
+import statistics
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from daemonkit import MODULE_TF, Daemon, free_port, running, task_files, temp_files
+from helpers import task_hcl, wait_for
+from test_git_support import Remote, git
+
+from reconciler._core.fsutil import TEMP_PREFIX
+from reconciler.config.load import load_task_file
+
+WRITES = 200
+KILLS = 4
+
+State = bool | None  # enabled, or None: the task does not exist
+
+
+@dataclass
+class Outcome:
+    acked: int = 0  # writes answered 2xx
+    refused: int = 0  # writes answered 4xx/5xx (nothing changed)
+    cut: int = 0  # writes cut off by a kill
+    applied_cut: int = 0  # of those, the ones found applied after the restart
+    latencies: list[float] = field(default_factory=list, repr=False)
+
+
+def seed() -> int:
+    value = int(os.environ.get("FAULTS_SEED") or random.SystemRandom().randrange(1 << 32))
+    print(f"kill -9 test seed: FAULTS_SEED={value}")
+    return value
+
+
+def task_body(name: str, enabled: bool) -> dict[str, object]:
+    return {
+        "task": {
+            "name": name,
+            "module": "../m",
+            "enabled": enabled,
+            "condition": {"services": {"names": ["web"]}},
+        }
+    }
+
+
+def config_text(port: int, source: str) -> str:
+    # Runs do not matter here, writes do: `true` stands in for Terraform, so that 200
+    # creates cost milliseconds each (real Terraform runs are covered elsewhere).
+    return (
+        f'port = {port}\nworking_dir = "state"\n'
+        'driver "terraform" {\n  path = "/bin/true"\n}\n' + source
+    )
+
+
+def drive(
+    daemon: Daemon,
+    rng: random.Random,
+    check: Callable[[Daemon, dict[str, bool]], None],
+) -> Outcome:
+    """WRITES API writes with KILLS kill -9 at random moments; after each kill, a restart
+    and `check` of everything against the model."""
+    model: dict[str, bool] = {}
+    out = Outcome()
+    kill_at = set(rng.sample(range(10, WRITES), KILLS))
+    created = 0
+    for i in range(WRITES):
+        names = sorted(model)
+        roll = rng.random()
+        if len(names) < 5 or roll < 0.45:
+            created += 1
+            name, enabled = f"t{created:03d}", rng.random() < 0.8
+            method, path, body = "POST", "/v1/tasks", task_body(name, enabled)
+            before, after = None, enabled
+        elif roll < 0.8:
+            name = rng.choice(names)
+            method, path = "PATCH", f"/v1/tasks/{name}"
+            body = {"enabled": not model[name]}
+            before, after = model[name], not model[name]
+        else:
+            name = rng.choice(names)
+            method, path, body = "DELETE", f"/v1/tasks/{name}", None
+            before, after = model[name], None
+
+        killer: threading.Timer | None = None
+        if i in kill_at:
+            # Somewhere inside this request or just after it: up to 1.5 typical latencies.
+            typical = statistics.median(out.latencies[-20:]) if out.latencies else 0.01
+            killer = threading.Timer(rng.uniform(0, 1.5 * typical), daemon.kill9)
+            killer.start()
+        started = time.monotonic()
+        try:
+            status, answer = daemon.call(method, path, body)
+        except (OSError, http.client.HTTPException):
+            status, answer = 0, None
+        if killer is None:
+            assert status // 100 == 2, f"{method} {path}: {status} {answer}"
+            out.latencies.append(time.monotonic() - started)
+        if status // 100 == 2:
+            out.acked += 1
+            _set(model, name, after)
+        elif status:
+            out.refused += 1  # an answer that is not a 2xx: nothing may have changed
+        if killer is not None:
+            killer.join()
+            daemon.proc.wait(30)  # type: ignore[union-attr]
+            daemon.start()
+            if status == 0:
+                out.cut += 1
+                found = daemon.tasks().get(name)
+                assert found in (before, after), (
+                    f"{method} {path} cut off by the kill: {name} is {found}, expected "
+                    f"{before} (not applied) or {after} (applied)"
+                )
+                if found != before:
+                    out.applied_cut += 1
+                _set(model, name, found)
+            check(daemon, model)
+    check(daemon, model)
+    assert daemon.stop() == 0
+    return out
+
+
+def _set(model: dict[str, bool], name: str, state: State) -> None:
+    if state is None:
+        model.pop(name, None)
+    else:
+        model[name] = state
+
+
+def registry_equals(daemon: Daemon, expected: dict[str, bool]) -> None:
+    # A deleted task stays visible until a run in progress ends: poll.
+    wait_for(lambda: daemon.tasks() == expected, timeout=30, what="the registry to be the files")
+
+
+def test_kill9_during_api_writes_directory_source(tmp_path: Path) -> None:
+    rng = random.Random(seed())
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "main.tf").write_text(MODULE_TF)
+    port = free_port()
+    config = tmp_path / "config.hcl"
+    config.write_text(config_text(port, 'source "directory" {\n  path = "tasks"\n}\n'))
+
+    def check(daemon: Daemon, model: dict[str, bool]) -> None:
+        assert temp_files(tasks) == []
+        files = task_files(tasks)
+        assert files == model
+        registry_equals(daemon, model)
+
+    with running(config, port, tmp_path / "daemon.log") as daemon:
+        out = drive(daemon, rng, check)
+    print(f"directory source: {out}")
+    assert out.acked + out.refused + out.cut == WRITES
+
+
+def remote_tasks(remote: Remote, folder: str) -> dict[str, bool]:
+    """name -> enabled for the tasks on the remote's main branch; fails on a torn file."""
+    found: dict[str, bool] = {}
+    listing = git(remote.bare, "ls-tree", "-r", "--name-only", "main", "--", folder)
+    for rel in listing.split():
+        if not rel.endswith(".hcl"):
+            continue
+        data = subprocess.run(
+            ["git", "show", f"main:{rel}"], cwd=remote.bare, capture_output=True, check=True
+        ).stdout
+        loaded = load_task_file(data, rel)
+        assert not loaded.problems, f"{rel} on the remote is torn or broken: {loaded.problems}"
+        for task in loaded.tasks:
+            found[task.spec.name] = task.spec.is_enabled
+    return found
+
+
+def test_kill9_during_api_writes_git_source(tmp_path: Path) -> None:
+    rng = random.Random(seed())
+    remote = Remote.create(tmp_path, {"m/main.tf": MODULE_TF, "tasks/README.md": "tasks\n"})
+    port = free_port()
+    config = tmp_path / "config.hcl"
+    config.write_text(
+        config_text(
+            port,
+            f'source "git" {{\n  url = "{remote.url}"\n  path = "tasks"\n  push = true\n}}\n',
+        )
+    )
+    clone = tmp_path / "state" / ".reconciler" / "git" / "git"
+    heads = [remote.head()]
+
+    def check(daemon: Daemon, model: dict[str, bool]) -> None:
+        assert temp_files(clone) == []
+        assert task_files(clone / "tasks") == model  # the work tree
+        assert remote_tasks(remote, "tasks") == model  # pushed, nothing left behind
+        registry_equals(daemon, model)
+        head = remote.head()
+        # Never a force-push: every earlier remote head is in the new history.
+        assert all(
+            subprocess.run(
+                ["git", "merge-base", "--is-ancestor", old, head], cwd=remote.bare
+            ).returncode
+            == 0
+            for old in heads
+        )
+        heads.append(head)
+        assert daemon.health()[0] == 200, daemon.health()
+
+    with running(config, port, tmp_path / "daemon.log") as daemon:
+        out = drive(daemon, rng, check)
+    print(f"git source: {out}")
+    assert out.acked + out.refused + out.cut == WRITES
+    # One commit per applied change: none lost, none doubled.
+    actions = [m for m in remote.messages(10 * WRITES) if "Reconciler-Action:" in m]
+    assert len(actions) == out.acked + out.applied_cut
+
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def test_temp_files_left_by_a_killed_write_are_removed_at_start(tmp_path: Path) -> None:
+    """What a kill between the temp file's write and its rename leaves is swept at the
+    next start; other hidden files (an editor's) are not ours and stay."""
+    tasks = tmp_path / "tasks"
+    (tasks / "sub").mkdir(parents=True)
+    (tasks / "web.hcl").write_text(task_hcl("web"))
+    (tasks / f"{TEMP_PREFIX}0123456789ab").write_text('task {\n  name = "half')
+    (tasks / "sub" / f"{TEMP_PREFIX}ba9876543210").write_text("")
+    (tasks / ".web.hcl.swp").write_text("an editor's")
+    port = free_port()
+    config = tmp_path / "config.hcl"
+    config.write_text(config_text(port, 'source "directory" {\n  path = "tasks"\n}\n'))
+    with running(config, port, tmp_path / "daemon.log") as daemon:
+        assert temp_files(tasks) == []
+        assert (tasks / ".web.hcl.swp").exists()
+        assert daemon.tasks() == {"web": True}
+        assert daemon.stop() == 0
