@@ -27,6 +27,7 @@ from reconciler.api.webhooks import webhook_routes
 from reconciler.config.load import gc_paused
 from reconciler.config.tasks import DecodedFile, DecodedTask
 from reconciler.daemon.notify import sd_notify
+from reconciler.daemon.server import raise_open_file_limit, server_config
 from reconciler.reconcile.cache import ParseCache
 from reconciler.reconcile.engine import Reconciler
 from reconciler.reconcile.loop import SourceLoop
@@ -195,14 +196,12 @@ class Daemon:
         app.router.routes.extend(
             webhook_routes({secret: _fetcher(loops) for secret, loops in self.hooks.items()})
         )
-        config = uvicorn.Config(
+        config = server_config(
             app,
             host=self.settings.bind_address,
             port=self.settings.port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=5,
+            tls=self.settings.tls,
+            open_files=raise_open_file_limit(),
         )
         self.server = _Server(config)
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -256,7 +255,10 @@ class Daemon:
         assert self.server is not None
         while not self.server.started:
             await asyncio.sleep(0.01)
-        log.info("serving the API on http://%s:%d", self.settings.bind_address, self.settings.port)
+        scheme = "https" if self.settings.tls.enabled else "http"
+        log.info(
+            "serving the API on %s://%s:%d", scheme, self.settings.bind_address, self.settings.port
+        )
         sd_notify(f"READY=1\nSTATUS=serving {len(self.registry)} tasks")
 
     async def _save_cache_periodically(self) -> None:
