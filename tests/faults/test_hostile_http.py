@@ -11,17 +11,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from pathlib import Path
 
 import pytest
 from helpers import async_wait_for
 from serverkit import (
+    daemon_process,
     embedded_server,
+    raise_nofile,
+    rss_kib,
     small_app,
+    wait_listening,
 )
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from reconciler.api.inputs import MAX_BODY_BYTES
 from reconciler.daemon.httpguard import HttpLimits
 
 pytestmark = pytest.mark.anyio
@@ -194,3 +200,117 @@ async def test_connections_over_the_cap_get_503_and_the_rest_are_served() -> Non
             return (await get_health(port)).startswith(b"HTTP/1.1 200 ")
 
         await async_wait_for(served, timeout=30, what="the server to serve again")
+
+
+# --- the daemon itself: large bodies, a flood of connections -----------------------------------
+
+
+def post_head(length: int | None) -> bytes:
+    size = f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
+    return (
+        f"POST /v1/tasks HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n{size}\r\n\r\n"
+    ).encode()
+
+
+async def test_100_mb_bodies_are_refused_early_with_413(tmp_path: Path) -> None:
+    with daemon_process(tmp_path) as (proc, port):
+        wait_listening(port, proc)
+        assert (await get_health(port)).startswith(b"HTTP/1.1 200 ")
+        rss_before = rss_kib(proc.pid)
+
+        # A declared size over the limit: refused before a byte of the body is read.
+        reader, writer = await connect(port)
+        writer.write(post_head(100 * 1024 * 1024))
+        head = await response_head(reader)
+        assert head.startswith(b"HTTP/1.1 413 "), head
+        assert b"byte limit" in await closed_by_server(reader)  # the error body, then EOF
+        writer.close()
+
+        # A chunked body has no declared size: cut off once it passes 1 MiB.
+        reader, writer = await connect(port)
+        writer.write(post_head(None))
+        chunk = b"%x\r\n%s\r\n" % (64 * 1024, b" " * 64 * 1024)
+        sent = 0
+        answer = asyncio.create_task(response_head(reader, timeout=60))
+        with contextlib.suppress(ConnectionError):
+            while sent < 100 * 1024 * 1024 and not answer.done():
+                writer.write(chunk)
+                await writer.drain()
+                sent += 64 * 1024
+        head = await answer
+        writer.close()
+        assert head.startswith(b"HTTP/1.1 413 "), head
+        assert sent < 50 * 1024 * 1024, f"{sent} bytes went in before the 413"
+        assert MAX_BODY_BYTES < 2 * 1024 * 1024
+
+        assert (await get_health(port)).startswith(b"HTTP/1.1 200 ")
+        grown = rss_kib(proc.pid) - rss_before
+        assert grown < 32 * 1024, f"the daemon grew by {grown} KiB"
+        print(f"chunked 100 MB: 413 after {sent / 2**20:.1f} MiB sent; RSS +{grown} KiB")
+
+
+async def _open(port: int, count: int) -> list[Streams | None]:
+    """`count` connections, opened 500 at a time; None where the connect failed."""
+    out: list[Streams | None] = []
+    for start in range(0, count, 500):
+        batch = await asyncio.gather(
+            *(connect(port) for _ in range(min(500, count - start))), return_exceptions=True
+        )
+        out.extend(None if isinstance(b, BaseException) else b for b in batch)
+    return out
+
+
+async def _ask(streams: Streams | None) -> str:
+    if streams is None:
+        return "refused"
+    reader, writer = streams
+    try:
+        writer.write(HEALTH)
+        await writer.drain()
+        head = await response_head(reader, timeout=60)
+    except (ConnectionError, TimeoutError):
+        return "closed"
+    if head.startswith(b"HTTP/1.1 200 "):
+        return "200"
+    if head.startswith(b"HTTP/1.1 503 "):
+        return "503"
+    return "closed" if not head else head.decode(errors="replace")
+
+
+async def test_ten_thousand_connections(tmp_path: Path) -> None:
+    room = raise_nofile() - 200
+    count = min(10_000, room)
+    if count < 10_000:
+        print(f"only {count} connections: the open file limit is {room + 200}")
+    with daemon_process(tmp_path) as (proc, port):
+        wait_listening(port, proc)
+        assert (await get_health(port)).startswith(b"HTTP/1.1 200 ")
+        rss_before = rss_kib(proc.pid)
+        started = time.monotonic()
+        conns = await _open(port, count)
+        opened = time.monotonic() - started
+        rss_held = rss_kib(proc.pid)
+        try:
+            outcomes = await asyncio.gather(*(_ask(c) for c in conns))
+        finally:
+            for c in conns:
+                if c is not None:
+                    c[1].close()
+        tally = {k: outcomes.count(k) for k in sorted(set(outcomes))}
+        assert set(tally) <= {"200", "503", "closed", "refused"}, tally
+        assert tally.get("200", 0) > 0, tally
+        if count > HttpLimits.max_connections:
+            assert tally.get("503", 0) + tally.get("closed", 0) + tally.get("refused", 0) > 0
+
+        async def served() -> bool:
+            return (await get_health(port)).startswith(b"HTTP/1.1 200 ")
+
+        await async_wait_for(served, timeout=60, what="the daemon to serve after the flood")
+        assert proc.poll() is None
+        rss_after = rss_kib(proc.pid)
+        # Bounded by the connection cap: a few KiB per held connection, not per attempt.
+        assert rss_held - rss_before < 128 * 1024, (rss_before, rss_held)
+        print(
+            f"{count} connections opened in {opened:.1f}s: {tally}; daemon RSS "
+            f"{rss_before} KiB before, {rss_held} KiB holding them, {rss_after} KiB after"
+        )
