@@ -27,7 +27,7 @@ from reconciler.api.webhooks import webhook_routes
 from reconciler.config.load import gc_paused
 from reconciler.config.tasks import DecodedFile, DecodedTask
 from reconciler.daemon.notify import sd_notify
-from reconciler.daemon.server import raise_open_file_limit, server_config
+from reconciler.daemon.server import GuardedEventLoop, raise_open_file_limit, server_config
 from reconciler.reconcile.cache import ParseCache
 from reconciler.reconcile.engine import Reconciler
 from reconciler.reconcile.loop import SourceLoop
@@ -300,7 +300,8 @@ def run_daemon(config_paths: Sequence[str]) -> int:
     for warning in settings.warnings:
         log.warning("%s", warning)
     Path(settings.working_dir).mkdir(parents=True, exist_ok=True)
-    return asyncio.run(Daemon(settings, config_paths).run())
+    with asyncio.Runner(loop_factory=GuardedEventLoop) as runner:
+        return runner.run(Daemon(settings, config_paths).run())
 
 
 # --- one-shot modes ----------------------------------------------------------------------------

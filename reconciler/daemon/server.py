@@ -7,12 +7,13 @@ not the kernel, decides when connections are turned away.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import resource
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import uvicorn
 
@@ -55,6 +56,22 @@ def fitted(limits: HttpLimits, open_files: int) -> HttpLimits:
         limits.max_connections,
     )
     return dataclasses.replace(limits, max_connections=room)
+
+
+class GuardedEventLoop(asyncio.SelectorEventLoop):
+    """asyncio's event loop, with a deadline for the TLS handshakes of the servers it runs.
+
+    uvicorn creates its server without one, so asyncio's default (60 s) applies, and the
+    guarded protocol's deadlines and connection cap only start once a handshake completes:
+    a client that never finishes its handshake would hold a socket and its TLS state for a
+    minute, uncounted."""
+
+    handshake_timeout: ClassVar[float] = 10.0
+
+    async def create_server(self, *args: Any, **kwargs: Any) -> asyncio.Server:
+        if kwargs.get("ssl") is not None and kwargs.get("ssl_handshake_timeout") is None:
+            kwargs["ssl_handshake_timeout"] = self.handshake_timeout
+        return await super().create_server(*args, **kwargs)
 
 
 def tls_context(tls: TLS) -> ssl.SSLContext:

@@ -5,16 +5,31 @@ certificate signed by the configured CA (ca_cert, or any file in ca_path)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
 from serverkit import daemon_process, embedded_server, small_app, wait_listening
 
+from reconciler.daemon.server import GuardedEventLoop
 from reconciler.settings import TLS
 
 pytestmark = pytest.mark.anyio
+
+
+class QuickHandshakes(GuardedEventLoop):
+    handshake_timeout = 1.0
+
+
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, Any]]:
+    """The daemon's event loop (run_daemon uses GuardedEventLoop), with a short deadline."""
+    return ("asyncio", {"loop_factory": QuickHandshakes})
+
 
 HEALTH = b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
 
@@ -109,3 +124,28 @@ async def test_ca_path_is_a_directory_of_pem_files_of_any_name(tmp_path: Path) -
         assert await ask(port, certs.client_context(certs.client)) == "HTTP/1.1 200 OK"
         assert (await ask(port, certs.client_context())).startswith("refused")
         assert (await ask(port, certs.client_context(certs.rogue_client))).startswith("refused")
+
+
+async def test_a_handshake_that_never_completes_is_closed(tmp_path: Path) -> None:
+    certs = Certs(tmp_path / "certs")
+    tls = TLS(True, certs.cert, certs.key)
+    async with embedded_server(small_app(), tls=tls) as port:
+        started = time.monotonic()
+        silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(10)]
+        # The first bytes of a ClientHello, then nothing more.
+        for _, writer in silent[5:]:
+            writer.write(b"\x16\x03\x01\x02\x00\x01")
+        assert await ask(port, certs.client_context()) == "HTTP/1.1 200 OK"
+
+        async def closed(reader: asyncio.StreamReader) -> bytes:
+            with contextlib.suppress(ConnectionResetError):
+                async with asyncio.timeout(30):  # under asyncio's own 60 s default
+                    return await reader.read()
+            return b""
+
+        assert await asyncio.gather(*(closed(r) for r, _ in silent)) == [b""] * 10
+        took = time.monotonic() - started
+        for _, writer in silent:
+            writer.close()
+        assert await ask(port, certs.client_context()) == "HTTP/1.1 200 OK"
+        print(f"10 stalled TLS handshakes closed after {took:.2f}s (handshake_timeout 1s)")
