@@ -285,11 +285,9 @@ class Daemon:
         except ConfigError as exc:
             log.error("configuration not reloaded:\n%s", exc)
         else:
-            if (settings.port, settings.bind_address) != (
-                self.settings.port,
-                self.settings.bind_address,
-            ):
-                log.warning("port and bind_address changes take effect after a restart")
+            served = (settings.port, settings.bind_address, settings.tls)
+            if served != (self.settings.port, self.settings.bind_address, self.settings.tls):
+                log.warning("port, bind_address and tls changes take effect after a restart")
             self.apply_config_tasks(settings)
         for src in self.loops.values():
             src.hint(None)
