@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from reconciler.api.errors import ApiError, bad_request
 
@@ -32,11 +32,16 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
             raise _too_large()
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large()
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large()
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # The client went away, or the server closed a body that came too slowly: an
+        # expected end, not a server error (nobody is left to read the answer anyway).
+        raise bad_request("the connection closed before the request body was complete") from None
     return b"".join(chunks)
 
 

@@ -154,6 +154,8 @@ def start(paths: list[str], *, mode: str = "daemon", tasks: Sequence[str] = ()) 
     try:
         if mode == "daemon":
             return run_daemon(paths)
+        for warning in settings.warnings:  # run_daemon logs them in the daemon mode
+            log.warning("%s", warning)
         settings.working_dir.mkdir(parents=True, exist_ok=True)
         if mode == "once":
             daemon = Daemon(settings, paths, workers=1)

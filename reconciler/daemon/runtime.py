@@ -26,6 +26,7 @@ from reconciler.api.app import ApiContext, create_app
 from reconciler.api.webhooks import webhook_routes
 from reconciler.daemon.core import core_from_settings
 from reconciler.daemon.notify import sd_notify
+from reconciler.daemon.server import GuardedEventLoop, raise_open_file_limit, server_config
 from reconciler.reconcile.loop import SourceLoop
 from reconciler.registry.store import Registry
 from reconciler.runner.driver import Driver
@@ -114,14 +115,12 @@ class Daemon:
         app.router.routes.extend(
             webhook_routes({secret: _fetcher(loops) for secret, loops in self.core.hooks.items()})
         )
-        config = uvicorn.Config(
+        config = server_config(
             app,
             host=self.settings.bind_address,
             port=self.settings.port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=5,
+            tls=self.settings.tls,
+            open_files=raise_open_file_limit(),
         )
         self.server = _Server(config)
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -170,7 +169,10 @@ class Daemon:
         assert self.server is not None
         while not self.server.started:
             await asyncio.sleep(0.01)
-        log.info("serving the API on http://%s:%d", self.settings.bind_address, self.settings.port)
+        scheme = "https" if self.settings.tls.enabled else "http"
+        log.info(
+            "serving the API on %s://%s:%d", scheme, self.settings.bind_address, self.settings.port
+        )
         sd_notify(f"READY=1\nSTATUS=serving {len(self.registry)} tasks")
 
     async def _save_cache_periodically(self) -> None:
@@ -197,11 +199,9 @@ class Daemon:
         except ConfigError as exc:
             log.error("configuration not reloaded:\n%s", exc)
         else:
-            if (settings.port, settings.bind_address) != (
-                self.settings.port,
-                self.settings.bind_address,
-            ):
-                log.warning("port and bind_address changes take effect after a restart")
+            served = (settings.port, settings.bind_address, settings.tls)
+            if served != (self.settings.port, self.settings.bind_address, self.settings.tls):
+                log.warning("port, bind_address and tls changes take effect after a restart")
             # Through the configuration source's loop, like any other change of tasks.
             task = asyncio.get_running_loop().create_task(
                 self.core.set_config_tasks(settings.tasks), name="reload"
@@ -217,7 +217,8 @@ def run_daemon(config_paths: Sequence[str]) -> int:
     for warning in settings.warnings:
         log.warning("%s", warning)
     Path(settings.working_dir).mkdir(parents=True, exist_ok=True)
-    return asyncio.run(Daemon(settings, config_paths).run())
+    with asyncio.Runner(loop_factory=GuardedEventLoop) as runner:
+        return runner.run(Daemon(settings, config_paths).run())
 
 
 # --- one-shot modes ----------------------------------------------------------------------------

@@ -87,12 +87,6 @@ class Terraform:
         self.processes = processes or ProcessRunner()
         self.timeout = timeout
         self.command = terraform_command(settings)
-        if settings.version and settings.path is None:
-            log.warning(
-                'driver "terraform": version %s is not installed by this daemon; the '
-                "bundled Terraform is used (set path to use a binary of your choice)",
-                settings.version,
-            )
 
     @property
     def identity(self) -> str:

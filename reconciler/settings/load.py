@@ -16,6 +16,7 @@ from reconciler.settings.model import Settings
 from reconciler.settings.partial import Partial, merge
 from reconciler.settings.schema import TOP
 from reconciler.settings.sources import duplicate_sources
+from reconciler.settings.unsupported import unsupported_settings
 
 
 def load_settings(
@@ -89,6 +90,8 @@ def _resolve(
     buffer_period = r.buffer_period(top.block("buffer_period"), c)
     tls = r.api_tls(top.block("tls"), c)
     driver = r.driver(top.block("driver"), consul, c)
+    repeated = {"service": services[0].location} if services else {}
+    warnings.extend(unsupported_settings(top, repeated))
 
     return Settings(
         log_level=log_level,

@@ -35,6 +35,7 @@ from reconciler.settings.model import (
     TerraformProvider,
 )
 from reconciler.settings.partial import Partial
+from reconciler.settings.tls import TLSFileError, missing_files, server_context
 
 _SEMVER = re.compile(r"v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?")
 _VAULT_SECRET = re.compile(r"\{\{-?\s*(?:with\s+)?secret\b")
@@ -105,6 +106,7 @@ def api_tls(p: Partial, c: Checker) -> TLS:
     if enabled is None:
         enabled = bool(cert or key or ca_cert or ca_path or verify_incoming)
     where = ("tls",)
+    before = len(c.problems)
     if enabled and not (cert and key):
         c.bad(
             "key and cert are required if TLS is enabled on the CTS API",
@@ -126,7 +128,26 @@ def api_tls(p: Partial, c: Checker) -> TLS:
             where,
             p.loc("ca_path"),
         )
-    return TLS(enabled, cert, key, verify_incoming, ca_cert, ca_path)
+    if enabled and not verify_incoming and (ca_cert or ca_path):
+        c.warn(
+            "ca_cert and ca_path are used only with verify_incoming = true: clients are "
+            "not asked for a certificate",
+            where,
+            p.loc("ca_cert", "ca_path"),
+        )
+    result = TLS(enabled, cert, key, verify_incoming, ca_cert, ca_path)
+    if not enabled or len(c.problems) != before:
+        return result  # the files matter once the block itself is right
+    for missing in missing_files(result):
+        c.bad(missing.message, where, p.loc(missing.setting))
+    if len(c.problems) == before:
+        # Load the files now, so that a wrong key or a file that is not PEM is reported
+        # with its line (and by `reconciler validate`), not when the server starts.
+        try:
+            server_context(result)
+        except TLSFileError as exc:
+            c.bad(exc.message, where, p.loc(exc.setting))
+    return result
 
 
 def consul(p: Partial, env: Mapping[str, str], c: Checker) -> Consul:

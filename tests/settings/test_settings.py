@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -44,6 +45,14 @@ def write(directory: Path, name: str, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(src(text))
     return path
+
+
+def copy_certs(**targets: Path) -> None:
+    """Put the fixture certificates (cert, key, ca) where a test's configuration names them."""
+    names = {"cert": "cts_cert.pem", "key": "cts_key.pem", "ca": "ca_cert.pem"}
+    for which, target in targets.items():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(FIXTURES / "cts" / "certs" / names[which], target)
 
 
 def load(*paths: str | Path, env: dict[str, str] | None = None) -> Settings:
@@ -268,9 +277,17 @@ def test_full_cts_config_loads_unchanged() -> None:
     ]
     assert s.tasks[0].spec.condition == ServicesCondition(names=("web", "api"))
     assert s.tasks[0].file == str(FIXTURES / "cts" / "cts.hcl")
-    assert [w.message.startswith("the 'service' block is deprecated") for w in s.warnings] == [
-        True,
-        True,
+    deprecated = [w for w in s.warnings if w.message.startswith("the 'service' block is")]
+    assert len(deprecated) == 2
+    unsupported = [w.message.split(" is not supported")[0] for w in s.warnings]
+    assert sorted(u for u in unsupported if "deprecated" not in u) == [
+        "buffer_period",
+        "consul",
+        'driver "terraform" version',
+        "id",
+        "service",
+        "syslog",
+        "vault",
     ]
 
 
@@ -476,6 +493,7 @@ def test_relative_paths_resolve_against_the_config_file(
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     conf = tmp_path / "etc" / "cts"
+    copy_certs(cert=conf / "certs/api.pem", key=tmp_path / "etc/keys/api.key")
     for arg in ("../etc/cts/cts.hcl", "../etc/cts", str(conf / "cts.hcl")):
         s = load(arg)
         assert s.working_dir == conf / "work"
@@ -989,12 +1007,15 @@ def test_deprecations_are_warnings(tmp_path: Path) -> None:
         (9, ('task "t"',)),
         (10, ('task "t"',)),
         (13, ('task "t"',)),
+        (1, ()),  # and the service block has no effect
     ]
     assert s.working_dir == tmp_path / "old"  # used when the top-level one is not set
     assert s.tasks[0].spec.module == "m"
 
 
 def test_tls_ca_cert_and_ca_path_is_a_warning(tmp_path: Path) -> None:
+    copy_certs(cert=tmp_path / "c", key=tmp_path / "k", ca=tmp_path / "ca.pem")
+    copy_certs(ca=tmp_path / "cas" / "ca.pem")
     s = load(
         write(
             tmp_path,
@@ -1363,3 +1384,121 @@ def test_git_source_option_errors(tmp_path: Path) -> None:
     text = str(err.value)
     assert 'cts.hcl:3: source "git": "push_retry" must be a whole number or "background"' in text
     assert 'cts.hcl:4: source "git": "token_env" must name an environment variable' in text
+
+
+# --- TLS files are checked at load -------------------------------------------------------------
+
+
+def test_tls_files_are_loaded_and_named_with_their_setting(tmp_path: Path) -> None:
+    copy_certs(cert=tmp_path / "certs/api.pem", key=tmp_path / "certs/api.key")
+    copy_certs(ca=tmp_path / "cas/one.pem")
+    base = 'tls {\n  cert = "certs/api.pem"\n  key  = "certs/api.key"\n'
+    ok = write(tmp_path, "ok.hcl", base + '  verify_incoming = true\n  ca_path = "cas"\n}\n')
+    assert load(ok).tls.ca_path == tmp_path / "cas"
+
+    missing = write(tmp_path, "missing.hcl", 'tls {\n  cert = "nope.pem"\n  key = "no.key"\n}\n')
+    assert located(missing) == [
+        (2, f'tls: cert "{tmp_path / "nope.pem"}" does not exist'),
+        (3, f'tls: key "{tmp_path / "no.key"}" does not exist'),
+    ]
+    no_ca = write(
+        tmp_path, "no_ca.hcl", base + '  verify_incoming = true\n  ca_path = "certs/api.pem"\n}\n'
+    )
+    assert located(no_ca) == [
+        (5, f'tls: ca_path "{tmp_path / "certs/api.pem"}" is not a directory')
+    ]
+
+    # A key file that holds no key, a CA file that holds no certificate.
+    copy_certs(cert=tmp_path / "certs/other.key")
+    wrong_key = write(tmp_path, "wrong.hcl", base.replace("api.key", "other.key") + "}\n")
+    [(line, message)] = located(wrong_key)
+    assert line == 2 and message.startswith(f'tls: cannot load cert "{tmp_path / "certs/api.pem"}"')
+    (tmp_path / "cas/notes.txt").write_text("not a certificate\n")
+    bad_ca = write(
+        tmp_path, "bad_ca.hcl", base + '  verify_incoming = true\n  ca_path = "cas"\n}\n'
+    )
+    [(line, message)] = located(bad_ca)
+    assert line == 5
+    assert message.startswith(
+        f'tls: cannot load CA certificates from "{tmp_path / "cas/notes.txt"}"'
+    )
+
+
+def test_tls_ca_without_verify_incoming_is_a_warning(tmp_path: Path) -> None:
+    copy_certs(cert=tmp_path / "c", key=tmp_path / "k", ca=tmp_path / "ca.pem")
+    s = load(
+        write(tmp_path, "cts.hcl", 'tls {\n  cert = "c"\n  key = "k"\n  ca_cert = "ca.pem"\n}\n')
+    )
+    [warning] = s.warnings
+    assert warning.location == Location(str(tmp_path / "cts.hcl"), 4)
+    assert "used only with verify_incoming = true" in warning.message
+
+
+# --- settings nothing acts on are reported, never silently ignored ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "setting"),
+    [
+        pytest.param('id = "cts-01"\n', 1, "id", id="id"),
+        pytest.param('client_type = "dev"\n', 1, "client_type", id="client_type"),
+        pytest.param('syslog {\n  facility = "local2"\n}\n', 1, "syslog", id="syslog"),
+        pytest.param('buffer_period {\n  min = "1s"\n}\n', 1, "buffer_period", id="buffer"),
+        pytest.param('consul {\n  address = "c:8500"\n}\n', 1, "consul", id="consul"),
+        pytest.param('vault {\n  address = "https://v"\n}\n', 1, "vault", id="vault"),
+        pytest.param('port = 1\nservice {\n  name = "web"\n}\n', 2, "service", id="service"),
+        pytest.param(
+            'driver "terraform" {\n  version = "1.5.7"\n}\n',
+            2,
+            'driver "terraform" version',
+            id="driver-version",
+        ),
+    ],
+)
+def test_a_setting_nothing_acts_on_is_a_warning_naming_it(
+    tmp_path: Path, text: str, line: int, setting: str
+) -> None:
+    path = write(tmp_path, "cts.hcl", text)
+    s = load(path)
+    [warning] = [w for w in s.warnings if "is not supported" in w.message]
+    assert warning.message.startswith(f"{setting} is not supported and has no effect: ")
+    assert warning.location == Location(str(path), line)
+    assert str(warning).startswith(f"{path}:{line}: {setting} is not supported")
+
+
+def test_settings_the_daemon_acts_on_are_not_reported(tmp_path: Path) -> None:
+    copy_certs(cert=tmp_path / "c", key=tmp_path / "k")
+    path = write(
+        tmp_path,
+        "cts.hcl",
+        """
+        log_level    = "debug"
+        port         = 8600
+        bind_address = "127.0.0.1"
+        working_dir  = "work"
+        tls {
+          cert = "c"
+          key  = "k"
+        }
+        driver "terraform" {
+          log     = true
+          workers = 2
+        }
+        terraform_provider "null" {}
+        source "directory" {
+          path = "tasks"
+        }
+    """,
+    )
+    assert load(path).warnings == ()
+
+
+def test_validate_prints_the_unsupported_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reconciler.cli.main import EXIT_OK, validate
+
+    path = write(tmp_path, "cts.hcl", "syslog {\n  enabled = true\n}\n")
+    assert validate([str(path)]) == EXIT_OK
+    err = capsys.readouterr().err
+    assert f"warning: {path}:1: syslog is not supported and has no effect" in err

@@ -1,0 +1,20 @@
+"""The daemon names, when it starts, every setting it reads but does not act on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from helpers import wait_for
+from serverkit import daemon_process, wait_listening
+
+
+def test_unsupported_settings_are_logged_at_start(tmp_path: Path) -> None:
+    extra = 'syslog {\n  enabled = true\n}\nbuffer_period {\n  min = "1s"\n}\n'
+    log = tmp_path / "daemon.log"
+    with daemon_process(tmp_path, extra) as (proc, port):
+        wait_listening(port, proc)
+        wait_for(lambda: "serving the API" in log.read_text(), timeout=30, what="start-up")
+    text = log.read_text()
+    config = tmp_path / "config.hcl"
+    assert f"{config}:7: syslog is not supported and has no effect" in text
+    assert f"{config}:10: buffer_period is not supported and has no effect" in text

@@ -1,0 +1,148 @@
+"""Servers for the HTTP-level tests: the daemon in its own process, or the API server
+configuration (TLS, limits) embedded in the test's event loop around a small app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from reconciler.api.inputs import read_body
+from reconciler.daemon.httpguard import HttpLimits
+from reconciler.daemon.server import server_config
+from reconciler.settings import TLS
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def raise_nofile() -> int:
+    """Raise this process's soft open-file limit to the hard one; the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    return soft
+
+
+@contextlib.contextmanager
+def daemon_process(
+    tmp_path: Path, extra_config: str = "", *, port: int | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`reconciler start` on a free port with an empty task directory; stopped at the end.
+    Standard error goes to `tmp_path/daemon.log` (a pipe nobody reads could fill up)."""
+    port = port or free_port()
+    (tmp_path / "tasks").mkdir(exist_ok=True)
+    config = tmp_path / "config.hcl"
+    config.write_text(
+        f'port = {port}\nworking_dir = "state"\n'
+        f'source "directory" {{\n  path = "tasks"\n  allow_empty = true\n}}\n' + extra_config
+    )
+    with open(tmp_path / "daemon.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "reconciler.cli.main", "start", f"-config-file={config}"],
+            cwd=tmp_path,
+            stderr=log,
+        )
+        try:
+            yield proc, port
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Until the port accepts connections (the daemon listens once every task is loaded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, f"the daemon exited with {proc.returncode}"
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"nothing listens on port {port} after {timeout}s") from None
+            time.sleep(0.05)
+
+
+# --- the server configuration, embedded -----------------------------------------------------
+
+
+async def _health(request: Request) -> JSONResponse:
+    return JSONResponse({})
+
+
+async def _echo(request: Request) -> JSONResponse:
+    body = await read_body(request)
+    return JSONResponse({"size": len(body)})
+
+
+def small_app(extra: list[Route] | None = None) -> Starlette:
+    """/v1/health, and POST /echo that reads its body as the API does (with its limit)."""
+    from reconciler.api.errors import ApiError
+
+    async def api_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return JSONResponse({"error": {"message": exc.message}}, status_code=exc.status)
+
+    routes = [Route("/v1/health", _health), Route("/echo", _echo, methods=["POST"])]
+    return Starlette(routes=routes + (extra or []), exception_handlers={ApiError: api_error})
+
+
+class _Embedded(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def embedded_server(
+    app: Callable[..., Any],
+    *,
+    limits: HttpLimits | None = None,
+    tls: TLS | None = None,
+) -> AsyncIterator[int]:
+    """The daemon's server configuration around `app` on a free loopback port; its port."""
+    config = server_config(app, host="127.0.0.1", port=0, tls=tls or TLS(), limits=limits)
+    server = _Embedded(config)
+    serving = asyncio.create_task(server.serve())
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert not serving.done(), "the server stopped before it started"
+            assert time.monotonic() < deadline, "the server did not start"
+            await asyncio.sleep(0.01)
+        yield int(server.servers[0].sockets[0].getsockname()[1])
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(serving, 30)
