@@ -17,6 +17,7 @@ import asyncio
 import base64
 import contextlib
 import re
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -84,11 +85,13 @@ class FakeConsul:
         port: int = 0,
         token: str | None = None,
         namespaces: bool = False,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.datacenter = datacenter
         self.port = port
         self.token = token  # when set, requests must carry it in X-Consul-Token
         self.namespaces = namespaces  # Enterprise: ns= is accepted
+        self.tls = tls  # serve HTTPS with this context
         self.index = 1
         self.leader = "127.0.0.1:8300"  # "" = no cluster leader
         self.omit_index = False
@@ -112,7 +115,7 @@ class FakeConsul:
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
-            self._connection, "127.0.0.1", self.port, reuse_address=True
+            self._connection, "127.0.0.1", self.port, reuse_address=True, ssl=self.tls
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -253,7 +256,7 @@ class FakeConsul:
                 head += [f"{k}: {v}" for k, v in extra.items()]
                 writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
                 await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             return
         except asyncio.CancelledError:
             # stop() cuts this connection. Ending normally keeps asyncio's stream
