@@ -2,6 +2,7 @@
 watchers with hcat's rules, shared between subscribers, and conversions of Consul's
 answers into the module-input data model."""
 
+from reconciler.triggers.consul.catalog import ConsulCatalog
 from reconciler.triggers.consul.client import (
     ConsulClient,
     ConsulError,
@@ -20,6 +21,7 @@ from reconciler.triggers.consul.queries import (
     health_queries,
     kv_query,
 )
+from reconciler.triggers.consul.regexp import RegexpServicesWatch
 from reconciler.triggers.consul.retry import Pacing, RetryPolicy
 from reconciler.triggers.consul.watcher import WatchState, WatchStatus
 from reconciler.triggers.consul.watchers import ConsulWatchers, Subscription, Update
@@ -27,6 +29,7 @@ from reconciler.triggers.consul.watchers import ConsulWatchers, Subscription, Up
 __all__ = [
     "CatalogServicesQuery",
     "ClientConfig",
+    "ConsulCatalog",
     "ConsulClient",
     "ConsulConfigError",
     "ConsulError",
@@ -41,6 +44,7 @@ __all__ = [
     "LeaderWait",
     "Pacing",
     "Query",
+    "RegexpServicesWatch",
     "RetryPolicy",
     "Subscription",
     "Update",

@@ -142,10 +142,11 @@ class Watcher:
                 pass
         except asyncio.CancelledError:
             raise
-        except Exception:  # a bug, not a Consul problem: say so instead of dying silently
+        except Exception as err:  # a bug, not a Consul problem: say so, tell subscribers
             log.exception("consul watch %s: stopped by an unexpected error", self.query.id)
             self.status = WatchStatus.FAILED
-            raise
+            self.error = ConsulError(f"{self.query.id}: internal error: {err!r}")
+            self._on_failure(self, self.error)
 
     async def _step(self) -> bool:
         """One request and what follows it; False when the watcher must stop."""
