@@ -102,6 +102,7 @@ class FakeConsul:
         self.requests: list[Request] = []
         self.faults: list[Fault] = []
         self.in_flight = 0  # blocked long polls right now
+        self._epoch = 0  # bumped by a snapshot restore
         self._changed = asyncio.Condition()
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
@@ -213,6 +214,7 @@ class FakeConsul:
     async def restore_snapshot(self, index: int) -> None:
         """The index goes backwards, as after restoring an older snapshot."""
         self.index = index
+        self._epoch += 1
         async with self._changed:
             self._changed.notify_all()
 
@@ -249,7 +251,7 @@ class FakeConsul:
                     headers,
                 )
                 self.requests.append(req)
-                status, body, extra = await self._answer(req)
+                status, body, extra = await self._answer(req, reader)
                 payload = body if isinstance(body, bytes) else orjson.dumps(body)
                 head = [f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}"]
                 head += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
@@ -276,7 +278,9 @@ class FakeConsul:
             meta["X-Consul-Index"] = str(self.index)
         return meta
 
-    async def _answer(self, req: Request) -> tuple[int, Any, dict[str, str]]:
+    async def _answer(
+        self, req: Request, reader: asyncio.StreamReader
+    ) -> tuple[int, Any, dict[str, str]]:
         if self.token is not None and req.headers.get("x-consul-token") != self.token:
             return 403, b"ACL not found", {}
         if req.path == "/v1/status/leader":
@@ -293,7 +297,7 @@ class FakeConsul:
                 b'Invalid query parameter: "ns" - Namespaces are a Consul Enterprise feature',
                 {},
             )
-        await self._block(req)
+        await self._block(req, reader)
         # Faults strike when the answer is due, so a woken long poll can fail too.
         for fault in self.faults:
             if fault.times > 0 and req.path.startswith(fault.path):
@@ -307,24 +311,36 @@ class FakeConsul:
             return self._kv(req, req.path.removeprefix("/v1/kv/"))
         return 404, b"unknown endpoint", {}
 
-    async def _block(self, req: Request) -> None:
+    async def _block(self, req: Request, reader: asyncio.StreamReader) -> None:
         """Consul's blocking query: hold the answer while the index is not past the
-        one asked for, up to `wait` (an index above the current one waits it out too)."""
+        one asked for, up to `wait` (an index above the current one waits it out too).
+        A snapshot restore wakes every blocked query (Consul abandons its watches), and
+        a client that hangs up ends its query (Consul cancels it with the connection)."""
         raw = req.param("index")
         if raw in (None, "0"):
             return
         assert raw is not None
-        wanted = int(raw)
+        wanted, epoch = int(raw), self._epoch
         wait = min(parse_duration(req.param("wait") or "") or DEFAULT_WAIT, MAX_WAIT)
-        self.in_flight += 1
-        try:
+
+        async def changed() -> None:
             async with self._changed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._changed.wait_for(lambda: self.index > wanted), timeout=wait
-                    )
+                await self._changed.wait_for(lambda: self.index > wanted or self._epoch != epoch)
+
+        self.in_flight += 1
+        woken = asyncio.ensure_future(changed())
+        hangup = asyncio.ensure_future(reader.read(1))
+        try:
+            done, _ = await asyncio.wait(
+                {woken, hangup}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             self.in_flight -= 1
+            for f in (woken, hangup):
+                f.cancel()
+            await asyncio.gather(woken, hangup, return_exceptions=True)
+        if hangup in done:
+            raise ConnectionResetError("the client hung up during a blocking query")
 
     def _entry(self, inst: Instance) -> dict[str, Any]:
         node = self.nodes[inst.node]

@@ -433,3 +433,76 @@ async def test_the_token_is_sent(consul: FakeConsul) -> None:
     finally:
         await good.aclose()
         await bad.aclose()
+
+
+async def test_invalid_queries_give_consuls_message(
+    consul: FakeConsul, watchers: ConsulWatchers, sleeps: RecordingSleep
+) -> None:
+    # OSS Consul rejects a namespace with a 400: reported at once, never retried.
+    seen = Seen()
+    ns = watchers.subscribe(KVQuery("k", namespace="team"), seen, on_error=seen.error)
+    await async_wait_for(lambda: len(seen.errors) == 1, what="the namespace error")
+    assert "Namespaces are a Consul Enterprise feature" in str(seen.errors[0][1])
+    state = ns.state()
+    assert state is not None and state.status is WatchStatus.FAILED
+    # An unknown datacenter is a 500: retried (the datacenter may join), reset each time.
+    dc = watchers.subscribe(KVQuery("k", datacenter="mars"), seen, on_error=seen.error)
+    await async_wait_for(lambda: len([s for s in sleeps.calls if s >= 1]) >= 2, what="retries")
+    state = dc.state()
+    assert state is not None and state.status is WatchStatus.RETRYING
+    assert "No path to datacenter" in state.error
+    assert all(r.param("index") is None for r in consul.requests if r.param("dc") == "mars")
+
+
+async def test_a_new_subscriber_asks_again_after_a_rejection(
+    consul: FakeConsul, watchers: ConsulWatchers
+) -> None:
+    consul.fail(400, "Invalid query", path="/v1/health/service/web")
+    first = Seen()
+    watchers.subscribe(WEB, first, on_error=first.error)
+    await async_wait_for(lambda: len(first.errors) == 1, what="the rejection")
+    await consul.register("web", port=80)
+    second = Seen()
+    sub = watchers.subscribe(WEB, second)
+    await async_wait_for(lambda: len(second.updates) == 1, what="a fresh answer")
+    assert len(watchers) == 1 and len(first.updates) == 1  # both share the new watcher
+    state = sub.state()
+    assert state is not None and state.status is WatchStatus.WATCHING
+
+
+async def test_losing_the_leader_for_a_while(
+    consul: FakeConsul, watchers: ConsulWatchers, sleeps: RecordingSleep
+) -> None:
+    await consul.register("web", port=80)
+    seen = Seen()
+    sub = watchers.subscribe(WEB, seen)
+    await async_wait_for(lambda: len(seen.updates) == 1, what="the first data")
+    await async_wait_for(lambda: consul.in_flight == 1, what="a long poll")
+    consul.leader = ""
+    await consul.touch()  # the poll wakes into "No cluster leader" (a 500)
+    await async_wait_for(lambda: len([s for s in sleeps.calls if s >= 1]) >= 2, what="retries")
+    state = sub.state()
+    assert state is not None and "No cluster leader" in state.error
+    consul.leader = "127.0.0.1:8300"
+    await consul.register("web", id="web-2", port=81)
+    await async_wait_for(lambda: len(seen.updates) == 2, what="the change after the election")
+    last_change = sub.state().last_change  # type: ignore[union-attr]
+    await consul.touch()
+    target = consul.index
+    await async_wait_for(lambda: sub.state().index == target, what="the unrelated bump")  # type: ignore[union-attr]
+    assert sub.state().last_change == last_change  # type: ignore[union-attr]
+
+
+async def test_a_failing_subscriber_does_not_stop_the_others(
+    consul: FakeConsul, watchers: ConsulWatchers
+) -> None:
+    def broken(update: Update) -> None:
+        raise RuntimeError("subscriber bug")
+
+    await consul.register("web", port=80)
+    seen = Seen()
+    watchers.subscribe(WEB, broken)
+    watchers.subscribe(WEB, seen)
+    await async_wait_for(lambda: len(seen.updates) == 1, what="the first data")
+    await consul.register("web", id="web-2", port=81)
+    await async_wait_for(lambda: len(seen.updates) == 2, what="the next change")
