@@ -8,9 +8,13 @@ newTransport/newDialer).
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import socket
 import ssl
+import urllib.request
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import httpx2
 
@@ -158,6 +162,23 @@ def _socket_options(config: ClientConfig) -> list[tuple[int, int, int]]:
     return options
 
 
+def environment_proxy(config: ClientConfig) -> str | None:
+    """The proxy Go's http.ProxyFromEnvironment would pick (hcat's transport uses it):
+    HTTPS_PROXY or HTTP_PROXY by scheme, NO_PROXY honoured, loopback never proxied."""
+    if config.uds:
+        return None
+    host = urlsplit(config.base_url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return None
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    proxies = urllib.request.getproxies_environment()
+    if urllib.request.proxy_bypass_environment(host, proxies):
+        return None
+    return proxies.get("https" if config.tls else "http")
+
+
 def http_client(config: ClientConfig) -> httpx2.AsyncClient:
     """The one AsyncClient every query of this Consul shares."""
     verify: ssl.SSLContext | bool = ssl_context(config) if config.tls else True
@@ -169,7 +190,11 @@ def http_client(config: ClientConfig) -> httpx2.AsyncClient:
         keepalive_expiry=config.keepalive_expiry,
     )
     transport = httpx2.AsyncHTTPTransport(
-        verify=verify, limits=limits, uds=config.uds, socket_options=_socket_options(config)
+        verify=verify,
+        limits=limits,
+        uds=config.uds,
+        socket_options=_socket_options(config),
+        proxy=environment_proxy(config),
     )
     headers = {"X-Consul-Token": config.token} if config.token else {}
     return httpx2.AsyncClient(

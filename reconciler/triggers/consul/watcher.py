@@ -162,7 +162,9 @@ class Watcher:
         if self.status in (WatchStatus.RETRYING, WatchStatus.FAILING):
             log.info("consul watch %s: Consul answers again", self.query.id)
         self.status = WatchStatus.WATCHING if self.has_data else WatchStatus.STARTING
-        if answer.index is None:
+        if not answer.index:
+            # No header, or 0, which Consul never sends (it answers at least 1): either
+            # way there is nothing to block on.
             return await self._unindexed(answer.data)
         self.blocking = True
         if answer.index == self.index:

@@ -136,3 +136,23 @@ def test_unreadable_tls_files_are_configuration_errors(tmp_path: Path) -> None:
     config = client_config(Consul(tls=ConsulTLS(enabled=True, ca_cert=missing)))
     with pytest.raises(ConsulConfigError, match=r"consul\.tls: .*No such file"):
         ssl_context(config)
+
+
+async def test_proxy_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reconciler.triggers.consul.config import environment_proxy
+
+    async with FakeConsul() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", f"http://{proxy.address}")
+        monkeypatch.setenv("NO_PROXY", "skip.internal")
+        remote = client_config(Consul(address="consul.internal:8500"))
+        assert environment_proxy(remote) == f"http://{proxy.address}"
+        for direct in ("127.0.0.1:8500", "localhost:8500", "skip.internal:8500"):
+            assert environment_proxy(client_config(Consul(address=direct))) is None
+        # The request really goes through the proxy (here the in-test server, which
+        # answers the absolute-URI request itself).
+        client = ConsulClient(remote)
+        try:
+            assert await client.leader() == "127.0.0.1:8300"
+        finally:
+            await client.aclose()
+        assert proxy.requests[0].path == "/v1/status/leader"
