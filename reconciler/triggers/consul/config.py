@@ -174,7 +174,7 @@ def environment_proxy(config: ClientConfig) -> str | None:
         if ipaddress.ip_address(host).is_loopback:
             return None
     proxies = urllib.request.getproxies_environment()
-    if urllib.request.proxy_bypass_environment(host, proxies):
+    if urllib.request.proxy_bypass(host):
         return None
     return proxies.get("https" if config.tls else "http")
 
