@@ -97,7 +97,8 @@ class ConsulClient:
                 timeout=timeout or httpx2.USE_CLIENT_DEFAULT,
             )
         except httpx2.TransportError as err:
-            raise ConsulUnavailable(f"{what}: {type(err).__name__}: {err or 'no answer'}") from err
+            detail = str(err) or "no answer"
+            raise ConsulUnavailable(f"{what}: {type(err).__name__}: {detail}") from err
         headers = response.headers
         if response.status_code == 404 and not_found_ok:
             body: Any = None

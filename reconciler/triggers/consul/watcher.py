@@ -154,7 +154,7 @@ class Watcher:
         try:
             answer = await self.query.fetch(self._client, self.index)
         except (ConsulError, ConversionError) as err:
-            error = err if isinstance(err, ConsulError) else ConsulError(str(err))
+            error = err if isinstance(err, ConsulError) else ConsulError(f"{self.query.id}: {err}")
             return await self._failed(error)
         self.retries = 0
         self.error = None

@@ -506,3 +506,16 @@ async def test_a_failing_subscriber_does_not_stop_the_others(
     await async_wait_for(lambda: len(seen.updates) == 1, what="the first data")
     await consul.register("web", id="web-2", port=81)
     await async_wait_for(lambda: len(seen.updates) == 2, what="the next change")
+
+
+async def test_answers_that_are_not_consuls_shape_are_retried(
+    consul: FakeConsul, watchers: ConsulWatchers, sleeps: RecordingSleep
+) -> None:
+    await consul.register("web", port=80)
+    consul.fail(200, "<html>proxy error</html>", times=1)
+    consul.fail(200, '{"not": "a list"}', times=1)
+    seen = Seen()
+    watchers.subscribe(WEB, seen)
+    await async_wait_for(lambda: len(seen.updates) == 1, what="data after two bad answers")
+    assert len([s for s in sleeps.calls if s >= 1]) == 2
+    assert len(consul.requests_to("/v1/health/service/web")) >= 3
