@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -66,6 +67,7 @@ class Pacing:
     """Everything time-related a watcher does, in one injectable object."""
 
     sleep: Sleep = asyncio.sleep
+    monotonic: Callable[[], float] = time.monotonic  # measures how fast an answer came
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     rnd: random.Random = field(default_factory=random.Random)
     # A Consul answer without X-Consul-Index cannot block; poll it this often.

@@ -150,7 +150,7 @@ class Watcher:
 
     async def _step(self) -> bool:
         """One request and what follows it; False when the watcher must stop."""
-        start = time.monotonic()
+        start = self._pacing.monotonic()
         try:
             answer = await self.query.fetch(self._client, self.index)
         except (ConsulError, ConversionError) as err:
@@ -206,7 +206,7 @@ class Watcher:
         return True
 
     async def _gap(self, start: float) -> None:
-        elapsed = time.monotonic() - start
+        elapsed = self._pacing.monotonic() - start
         if elapsed < MIN_GAP:
             await self._pacing.sleep(min_gap_sleep(elapsed, self._pacing.rnd))
 
