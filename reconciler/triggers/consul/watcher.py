@@ -6,7 +6,9 @@ The loop, rule by rule as hcat has it (consul-client.md section 2):
 - the same index as before (the wait ran out): query again;
 - an index lower than before: "wrong index order, resetting" to 0, and query again;
 - after the first data, an answer that came in under 100 ms is followed by a sleep for the
-  rest of the 100 ms plus 0-20 ms (the minimum gap between queries);
+  rest of the 100 ms plus 0-20 ms (the minimum gap between queries). hcat sleeps before
+  handing the new data on; here the data goes out first and the sleep delays only the next
+  query: the same load on Consul, up to 120 ms less latency per change;
 - data equal to the previous data: no notification (Consul bumps indexes for changes
   that do not concern this query);
 - a 400 is not retried: the query is wrong and stays wrong, so the watcher stops and
@@ -173,14 +175,17 @@ class Watcher:
             # server cannot make this loop spin.
             await self._gap(start)
             return True
-        if self.has_data:
-            await self._gap(start)
+        had_data = self.has_data
         if answer.index < self.index:
             log.debug("consul watch %s: wrong index order, resetting", self.query.id)
             self.index = 0
+            if had_data:
+                await self._gap(start)
             return True
         self.index = answer.index
         self._take(answer.data)
+        if had_data:
+            await self._gap(start)
         return True
 
     def _take(self, data: object) -> None:
