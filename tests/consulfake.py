@@ -86,12 +86,21 @@ class FakeConsul:
         token: str | None = None,
         namespaces: bool = False,
         tls: ssl.SSLContext | None = None,
+        shared_index: bool = True,
     ) -> None:
         self.datacenter = datacenter
         self.port = port
         self.token = token  # when set, requests must carry it in X-Consul-Token
         self.namespaces = namespaces  # Enterprise: ns= is accepted
         self.tls = tls  # serve HTTPS with this context
+        # True: every endpoint reports the raft index, so any change wakes every blocking
+        # query (with unchanged data for most). False: each query reports and blocks on
+        # its own index, as Consul does per service, per key and for the service list.
+        self.shared_index = shared_index
+        self._service_index: dict[str, int] = {}
+        self._catalog_index = 1
+        self._kv_index: dict[str, int] = {}  # modify index; a deleted key's is its tombstone
+        self._kv_table = 1
         self.index = 1
         self.leader = "127.0.0.1:8300"  # "" = no cluster leader
         self.omit_index = False
@@ -143,8 +152,12 @@ class FakeConsul:
 
     # --- the catalog, from tests ---------------------------------------------------
 
-    async def _bump(self) -> None:
+    async def _bump(self, service: str | None = None, *, catalog: bool = False) -> None:
         self.index += 1
+        if service is not None:
+            self._service_index[service] = self.index
+        if catalog:
+            self._catalog_index = self.index
         async with self._changed:
             self._changed.notify_all()
 
@@ -184,28 +197,32 @@ class FakeConsul:
             status=status,
         )
         self.instances[(node, inst.id)] = inst
-        await self._bump()
+        await self._bump(name, catalog=True)
         return inst
 
     async def deregister(self, id: str, node: str = "node-1") -> None:
-        del self.instances[(node, id)]
-        await self._bump()
+        inst = self.instances.pop((node, id))
+        await self._bump(inst.name, catalog=True)
 
     async def set_status(self, id: str, status: str, node: str = "node-1") -> None:
         self.instances[(node, id)].status = status
-        await self._bump()
+        await self._bump(self.instances[(node, id)].name)
 
     async def kv_put(self, key: str, value: str | bytes) -> None:
         data = value.encode() if isinstance(value, str) else value
         self.index += 1
         create = self.kv[key][1] if key in self.kv else self.index
         self.kv[key] = (data, create, self.index)
+        self._kv_index[key] = self._kv_table = self.index
         async with self._changed:
             self._changed.notify_all()
 
     async def kv_delete(self, key: str) -> None:
         del self.kv[key]
-        await self._bump()
+        self.index += 1
+        self._kv_index[key] = self._kv_table = self.index
+        async with self._changed:
+            self._changed.notify_all()
 
     async def touch(self) -> None:
         """A change that concerns no query here (another table, say): the index moves."""
@@ -214,6 +231,10 @@ class FakeConsul:
     async def restore_snapshot(self, index: int) -> None:
         """The index goes backwards, as after restoring an older snapshot."""
         self.index = index
+        self._service_index = {k: min(v, index) for k, v in self._service_index.items()}
+        self._kv_index = {k: min(v, index) for k, v in self._kv_index.items()}
+        self._catalog_index = min(self._catalog_index, index)
+        self._kv_table = min(self._kv_table, index)
         self._epoch += 1
         async with self._changed:
             self._changed.notify_all()
@@ -269,13 +290,32 @@ class FakeConsul:
             self._connections.discard(task)
             writer.close()
 
-    def _meta(self) -> dict[str, str]:
+    def _query_index(self, req: Request) -> int:
+        """The index a query reports and blocks on (Consul never reports less than 1)."""
+        if self.shared_index:
+            return self.index
+        path = req.path
+        if path.startswith("/v1/health/service/"):
+            name = path.removeprefix("/v1/health/service/")
+            index = self._service_index.get(name, self._catalog_index)
+        elif path.startswith("/v1/kv/"):
+            key = path.removeprefix("/v1/kv/")
+            if "recurse" in req.params:
+                under = [v for k, v in self._kv_index.items() if k.startswith(key)]
+                index = max(under, default=self._kv_table)
+            else:
+                index = self._kv_index.get(key, self._kv_table)
+        else:
+            index = self._catalog_index
+        return max(1, index)
+
+    def _meta(self, req: Request) -> dict[str, str]:
         meta = {"X-Consul-KnownLeader": "true" if self.leader else "false"}
         meta["X-Consul-LastContact"] = "0"
         if self.bad_index is not None:
             meta["X-Consul-Index"] = self.bad_index
         elif not self.omit_index:
-            meta["X-Consul-Index"] = str(self.index)
+            meta["X-Consul-Index"] = str(self._query_index(req))
         return meta
 
     async def _answer(
@@ -306,7 +346,7 @@ class FakeConsul:
         if req.path.startswith("/v1/health/service/"):
             return self._health(req, req.path.removeprefix("/v1/health/service/"))
         if req.path == "/v1/catalog/services":
-            return 200, self._catalog(req), self._meta()
+            return 200, self._catalog(req), self._meta(req)
         if req.path.startswith("/v1/kv/"):
             return self._kv(req, req.path.removeprefix("/v1/kv/"))
         return 404, b"unknown endpoint", {}
@@ -325,7 +365,9 @@ class FakeConsul:
 
         async def changed() -> None:
             async with self._changed:
-                await self._changed.wait_for(lambda: self.index > wanted or self._epoch != epoch)
+                await self._changed.wait_for(
+                    lambda: self._query_index(req) > wanted or self._epoch != epoch
+                )
 
         self.in_flight += 1
         woken = asyncio.ensure_future(changed())
@@ -411,7 +453,7 @@ class FakeConsul:
                 body = f"Failed to create boolean expression evaluator: {err}"
                 return 400, body.encode(), {}
             entries = [e for e in entries if match(e)]
-        return 200, entries, self._meta()
+        return 200, entries, self._meta(req)
 
     def _catalog(self, req: Request) -> dict[str, list[str]]:
         wanted = [m.split(":", 1) for m in req.params.get("node-meta", [])]
@@ -428,7 +470,7 @@ class FakeConsul:
         else:
             keys = [key] if key in self.kv else []
         if not keys:
-            return 404, b"", self._meta()
+            return 404, b"", self._meta(req)
         pairs = []
         for k in keys:
             value, create, modify = self.kv[k]
@@ -442,7 +484,7 @@ class FakeConsul:
                     "ModifyIndex": modify,
                 }
             )
-        return 200, pairs, self._meta()
+        return 200, pairs, self._meta(req)
 
 
 def parse_duration(text: str) -> float | None:

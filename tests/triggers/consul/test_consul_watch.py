@@ -532,3 +532,31 @@ async def test_answers_that_are_not_consuls_shape_are_retried(
     await async_wait_for(lambda: len(seen.updates) == 1, what="data after two bad answers")
     assert len([s for s in sleeps.calls if s >= 1]) == 2
     assert len(consul.requests_to("/v1/health/service/web")) >= 3
+
+
+async def test_per_query_indexes_wake_only_the_query_that_changed(pacing: Pacing) -> None:
+    async with FakeConsul(shared_index=False) as consul:
+        other = make_client(consul)
+        watchers = ConsulWatchers(other, pacing=pacing)
+        try:
+            await consul.register("web", port=80)
+            await consul.register("db", port=5432)
+            web, db = Seen(), Seen()
+            watchers.subscribe(WEB, web)
+            watchers.subscribe(HealthServiceQuery("db"), db)
+            await async_wait_for(lambda: consul.in_flight == 2, what="two long polls")
+            web_polls = len(consul.requests_to("/v1/health/service/web"))
+            for n in range(3):
+                await consul.register("db", id=f"db-{n}", port=n)
+                await async_wait_for(lambda n=n: len(db.updates) == n + 2, what="db's change")
+            await consul.kv_put("unrelated", "x")
+            await async_wait_for(lambda: consul.in_flight == 2, what="both polling again")
+            # web's long poll was never woken: no new request, the same index.
+            assert len(consul.requests_to("/v1/health/service/web")) == web_polls
+            assert len(web.updates) == 1
+            web_state, db_state = watchers.state(WEB), watchers.state(HealthServiceQuery("db"))
+            assert web_state is not None and db_state is not None
+            assert web_state.index < db_state.index == consul.index - 1
+        finally:
+            await watchers.aclose()
+            await other.aclose()
