@@ -1,0 +1,540 @@
+"""An in-test server that speaks the part of Consul's HTTP API the client reads.
+
+A real HTTP/1.1 server on a loopback port (plain asyncio, so that stopping it can cut
+long polls off exactly as a dying agent does). It holds a mutable catalog and KV store;
+every change bumps one raft-like index, which every endpoint reports, so that unrelated
+changes wake blocking queries with the same data (as Consul does). Faults on demand:
+injected error statuses, answers without X-Consul-Index, an index that goes backwards
+(a restored snapshot), no leader, and stop / start on the same port.
+
+JSON field names are Consul's own (consul/api ServiceEntry, Node, AgentService,
+HealthCheck, KVPair).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import re
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import orjson
+
+REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found"}
+REASONS |= {429: "Too Many Requests", 500: "Internal Server Error", 503: "Unavailable"}
+MAX_WAIT = 600.0  # Consul caps wait at 10 minutes
+DEFAULT_WAIT = 300.0
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    params: dict[str, list[str]]
+    headers: dict[str, str]
+
+    def param(self, name: str) -> str | None:
+        values = self.params.get(name)
+        return values[0] if values else None
+
+    @property
+    def blocking(self) -> bool:
+        return self.param("index") not in (None, "0")
+
+
+@dataclass
+class Fault:
+    status: int
+    body: str
+    path: str  # applies to requests whose path starts with this
+    times: int
+
+
+@dataclass
+class Instance:
+    id: str
+    name: str
+    node: str
+    address: str = ""
+    port: int = 0
+    tags: list[str] = field(default_factory=list)
+    meta: dict[str, str] = field(default_factory=dict)
+    kind: str = ""
+    namespace: str = ""
+    status: str = "passing"  # the service check's status
+
+
+@dataclass
+class NodeInfo:
+    name: str
+    id: str
+    address: str
+    meta: dict[str, str]
+    status: str = "passing"  # serfHealth
+
+
+class FakeConsul:
+    def __init__(
+        self,
+        *,
+        datacenter: str = "dc1",
+        port: int = 0,
+        token: str | None = None,
+        namespaces: bool = False,
+        tls: ssl.SSLContext | None = None,
+        shared_index: bool = True,
+    ) -> None:
+        self.datacenter = datacenter
+        self.port = port
+        self.token = token  # when set, requests must carry it in X-Consul-Token
+        self.namespaces = namespaces  # Enterprise: ns= is accepted
+        self.tls = tls  # serve HTTPS with this context
+        # True: every endpoint reports the raft index, so any change wakes every blocking
+        # query (with unchanged data for most). False: each query reports and blocks on
+        # its own index, as Consul does per service, per key and for the service list.
+        self.shared_index = shared_index
+        self._service_index: dict[str, int] = {}
+        self._catalog_index = 1
+        self._kv_index: dict[str, int] = {}  # modify index; a deleted key's is its tombstone
+        self._kv_table = 1
+        self.index = 1
+        self.leader = "127.0.0.1:8300"  # "" = no cluster leader
+        self.omit_index = False
+        self.bad_index: str | None = None  # sent as X-Consul-Index instead of the index
+        self.instances: dict[tuple[str, str], Instance] = {}
+        self.nodes: dict[str, NodeInfo] = {}
+        self.kv: dict[str, tuple[bytes, int, int]] = {}  # key -> (value, create, modify)
+        self.requests: list[Request] = []
+        self.faults: list[Fault] = []
+        self.in_flight = 0  # blocked long polls right now
+        self._epoch = 0  # bumped by a snapshot restore
+        self._changed = asyncio.Condition()
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._connection, "127.0.0.1", self.port, reuse_address=True, ssl=self.tls
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Die as an agent does: listening stops, open connections are cut."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+        for task in list(self._connections):
+            task.cancel()
+        for task in list(self._connections):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.in_flight = 0
+
+    async def __aenter__(self) -> FakeConsul:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- the catalog, from tests ---------------------------------------------------
+
+    async def _bump(self, service: str | None = None, *, catalog: bool = False) -> None:
+        self.index += 1
+        if service is not None:
+            self._service_index[service] = self.index
+        if catalog:
+            self._catalog_index = self.index
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def register(
+        self,
+        name: str,
+        *,
+        id: str | None = None,
+        node: str = "node-1",
+        address: str = "",
+        port: int = 0,
+        tags: list[str] | None = None,
+        meta: dict[str, str] | None = None,
+        status: str = "passing",
+        kind: str = "",
+        namespace: str = "",
+        node_address: str = "127.0.0.1",
+        node_meta: dict[str, str] | None = None,
+    ) -> Instance:
+        if node not in self.nodes:
+            self.nodes[node] = NodeInfo(
+                name=node,
+                id=f"00000000-0000-0000-0000-{len(self.nodes) + 1:012d}",
+                address=node_address,
+                meta=node_meta or {"consul-network-segment": ""},
+            )
+        inst = Instance(
+            id=id or name,
+            name=name,
+            node=node,
+            address=address,
+            port=port,
+            tags=list(tags or []),
+            meta=dict(meta or {}),
+            kind=kind,
+            namespace=namespace,
+            status=status,
+        )
+        self.instances[(node, inst.id)] = inst
+        await self._bump(name, catalog=True)
+        return inst
+
+    async def deregister(self, id: str, node: str = "node-1") -> None:
+        inst = self.instances.pop((node, id))
+        await self._bump(inst.name, catalog=True)
+
+    async def set_status(self, id: str, status: str, node: str = "node-1") -> None:
+        self.instances[(node, id)].status = status
+        await self._bump(self.instances[(node, id)].name)
+
+    async def kv_put(self, key: str, value: str | bytes) -> None:
+        data = value.encode() if isinstance(value, str) else value
+        self.index += 1
+        create = self.kv[key][1] if key in self.kv else self.index
+        self.kv[key] = (data, create, self.index)
+        self._kv_index[key] = self._kv_table = self.index
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def kv_delete(self, key: str) -> None:
+        del self.kv[key]
+        self.index += 1
+        self._kv_index[key] = self._kv_table = self.index
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def touch(self) -> None:
+        """A change that concerns no query here (another table, say): the index moves."""
+        await self._bump()
+
+    async def restore_snapshot(self, index: int) -> None:
+        """The index goes backwards, as after restoring an older snapshot."""
+        self.index = index
+        self._service_index = {k: min(v, index) for k, v in self._service_index.items()}
+        self._kv_index = {k: min(v, index) for k, v in self._kv_index.items()}
+        self._catalog_index = min(self._catalog_index, index)
+        self._kv_table = min(self._kv_table, index)
+        self._epoch += 1
+        async with self._changed:
+            self._changed.notify_all()
+
+    def fail(self, status: int, body: str = "injected", *, path: str = "/", times: int = 1) -> None:
+        self.faults.append(Fault(status, body, path, times))
+
+    def requests_to(self, path: str) -> list[Request]:
+        return [r for r in self.requests if r.path == path]
+
+    # --- HTTP ----------------------------------------------------------------------
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        self._writers.add(writer)
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    return
+                method, target, _ = line.decode("latin-1").split(" ", 2)
+                headers: dict[str, str] = {}
+                while (h := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    k, _, v = h.decode("latin-1").partition(":")
+                    headers[k.strip().lower()] = v.strip()
+                if n := int(headers.get("content-length", "0")):
+                    await reader.readexactly(n)
+                url = urlsplit(target)
+                req = Request(
+                    method,
+                    unquote(url.path),
+                    parse_qs(url.query, keep_blank_values=True),
+                    headers,
+                )
+                self.requests.append(req)
+                status, body, extra = await self._answer(req, reader)
+                payload = body if isinstance(body, bytes) else orjson.dumps(body)
+                head = [f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}"]
+                head += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
+                head += [f"{k}: {v}" for k, v in extra.items()]
+                writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            return
+        except asyncio.CancelledError:
+            # stop() cuts this connection. Ending normally keeps asyncio's stream
+            # callback from logging the cancellation as an error.
+            return
+        finally:
+            self._writers.discard(writer)
+            self._connections.discard(task)
+            writer.close()
+
+    def _query_index(self, req: Request) -> int:
+        """The index a query reports and blocks on (Consul never reports less than 1)."""
+        if self.shared_index:
+            return self.index
+        path = req.path
+        if path.startswith("/v1/health/service/"):
+            name = path.removeprefix("/v1/health/service/")
+            index = self._service_index.get(name, self._catalog_index)
+        elif path.startswith("/v1/kv/"):
+            key = path.removeprefix("/v1/kv/")
+            if "recurse" in req.params:
+                under = [v for k, v in self._kv_index.items() if k.startswith(key)]
+                index = max(under, default=self._kv_table)
+            else:
+                index = self._kv_index.get(key, self._kv_table)
+        else:
+            index = self._catalog_index
+        return max(1, index)
+
+    def _meta(self, req: Request) -> dict[str, str]:
+        meta = {"X-Consul-KnownLeader": "true" if self.leader else "false"}
+        meta["X-Consul-LastContact"] = "0"
+        if self.bad_index is not None:
+            meta["X-Consul-Index"] = self.bad_index
+        elif not self.omit_index:
+            meta["X-Consul-Index"] = str(self._query_index(req))
+        return meta
+
+    async def _answer(
+        self, req: Request, reader: asyncio.StreamReader
+    ) -> tuple[int, Any, dict[str, str]]:
+        if self.token is not None and req.headers.get("x-consul-token") != self.token:
+            return 403, b"ACL not found", {}
+        if req.path == "/v1/status/leader":
+            return 200, self.leader, {}
+        if not self.leader:
+            return 500, b"No cluster leader", {}
+        dc = req.param("dc")
+        if dc not in (None, "", self.datacenter):
+            return 500, b"No path to datacenter", {}
+        ns = req.param("ns")
+        if ns and not self.namespaces:
+            return (
+                400,
+                b'Invalid query parameter: "ns" - Namespaces are a Consul Enterprise feature',
+                {},
+            )
+        await self._block(req, reader)
+        # Faults strike when the answer is due, so a woken long poll can fail too.
+        for fault in self.faults:
+            if fault.times > 0 and req.path.startswith(fault.path):
+                fault.times -= 1
+                return fault.status, fault.body.encode(), {}
+        if req.path.startswith("/v1/health/service/"):
+            return self._health(req, req.path.removeprefix("/v1/health/service/"))
+        if req.path == "/v1/catalog/services":
+            return 200, self._catalog(req), self._meta(req)
+        if req.path.startswith("/v1/kv/"):
+            return self._kv(req, req.path.removeprefix("/v1/kv/"))
+        return 404, b"unknown endpoint", {}
+
+    async def _block(self, req: Request, reader: asyncio.StreamReader) -> None:
+        """Consul's blocking query: hold the answer while the index is not past the
+        one asked for, up to `wait` (an index above the current one waits it out too).
+        A snapshot restore wakes every blocked query (Consul abandons its watches), and
+        a client that hangs up ends its query (Consul cancels it with the connection)."""
+        raw = req.param("index")
+        if raw in (None, "0"):
+            return
+        assert raw is not None
+        wanted, epoch = int(raw), self._epoch
+        wait = min(parse_duration(req.param("wait") or "") or DEFAULT_WAIT, MAX_WAIT)
+
+        async def changed() -> None:
+            async with self._changed:
+                await self._changed.wait_for(
+                    lambda: self._query_index(req) > wanted or self._epoch != epoch
+                )
+
+        self.in_flight += 1
+        woken = asyncio.ensure_future(changed())
+        hangup = asyncio.ensure_future(reader.read(1))
+        try:
+            done, _ = await asyncio.wait(
+                {woken, hangup}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            self.in_flight -= 1
+            for f in (woken, hangup):
+                f.cancel()
+            await asyncio.gather(woken, hangup, return_exceptions=True)
+        if hangup in done:
+            raise ConnectionResetError("the client hung up during a blocking query")
+
+    def _entry(self, inst: Instance) -> dict[str, Any]:
+        node = self.nodes[inst.node]
+        tagged = {
+            "lan": node.address,
+            "lan_ipv4": node.address,
+            "wan": node.address,
+            "wan_ipv4": node.address,
+        }
+        service: dict[str, Any] = {
+            "Kind": inst.kind,
+            "ID": inst.id,
+            "Service": inst.name,
+            "Tags": inst.tags or None,  # Consul sends null for no tags
+            "Address": inst.address,
+            "Meta": inst.meta or None,
+            "Port": inst.port,
+            "Weights": {"Passing": 1, "Warning": 1},
+            "EnableTagOverride": False,
+            "CreateIndex": 10,
+            "ModifyIndex": 10,
+        }
+        if inst.namespace:
+            service["Namespace"] = inst.namespace
+        checks = [
+            {
+                "Node": node.name,
+                "CheckID": "serfHealth",
+                "Name": "Serf Health Status",
+                "Status": node.status,
+                "ServiceID": "",
+                "ServiceName": "",
+            },
+            {
+                "Node": node.name,
+                "CheckID": f"service:{inst.id}",
+                "Name": f"Service '{inst.name}' check",
+                "Status": inst.status,
+                "ServiceID": inst.id,
+                "ServiceName": inst.name,
+            },
+        ]
+        return {
+            "Node": {
+                "ID": node.id,
+                "Node": node.name,
+                "Address": node.address,
+                "Datacenter": self.datacenter,
+                "TaggedAddresses": tagged,
+                "Meta": node.meta,
+                "CreateIndex": 5,
+                "ModifyIndex": 5,
+            },
+            "Service": service,
+            "Checks": checks,
+        }
+
+    def _health(self, req: Request, name: str) -> tuple[int, Any, dict[str, str]]:
+        entries = [self._entry(i) for i in self.instances.values() if i.name == name]
+        passing = req.param("passing")
+        if passing is not None and passing.lower() not in ("false", "0"):
+            entries = [e for e in entries if all(c["Status"] == "passing" for c in e["Checks"])]
+        expr = req.param("filter")
+        if expr:
+            try:
+                match = compile_filter(expr)
+            except FilterError as err:
+                body = f"Failed to create boolean expression evaluator: {err}"
+                return 400, body.encode(), {}
+            entries = [e for e in entries if match(e)]
+        return 200, entries, self._meta(req)
+
+    def _catalog(self, req: Request) -> dict[str, list[str]]:
+        wanted = [m.split(":", 1) for m in req.params.get("node-meta", [])]
+        out: dict[str, set[str]] = {}
+        for inst in self.instances.values():
+            meta = self.nodes[inst.node].meta
+            if all(meta.get(k) == v for k, v in wanted):
+                out.setdefault(inst.name, set()).update(inst.tags)
+        return {name: sorted(tags) for name, tags in sorted(out.items())}
+
+    def _kv(self, req: Request, key: str) -> tuple[int, Any, dict[str, str]]:
+        if "recurse" in req.params:
+            keys = sorted(k for k in self.kv if k.startswith(key))
+        else:
+            keys = [key] if key in self.kv else []
+        if not keys:
+            return 404, b"", self._meta(req)
+        pairs = []
+        for k in keys:
+            value, create, modify = self.kv[k]
+            pairs.append(
+                {
+                    "LockIndex": 0,
+                    "Key": k,
+                    "Flags": 0,
+                    "Value": base64.b64encode(value).decode() if value else None,
+                    "CreateIndex": create,
+                    "ModifyIndex": modify,
+                }
+            )
+        return 200, pairs, self._meta(req)
+
+
+def parse_duration(text: str) -> float | None:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)", text)
+    if not m:
+        return None
+    return float(m[1]) * {"ms": 0.001, "s": 1.0, "m": 60.0}[m[2]]
+
+
+class FilterError(ValueError):
+    pass
+
+
+_CLAUSE = re.compile(r'\s*([A-Za-z.\-_]+)\s+(==|!=|not contains|contains)\s+"((?:[^"\\]|\\.)*)"\s*')
+_SELECTORS = ("Service.", "Node.", "Checks.")
+
+
+def compile_filter(expr: str) -> Any:
+    """The bit of go-bexpr the tests use: `Selector op "value"` clauses joined by `and`;
+    a selector over Checks matches when any check does."""
+    clauses = []
+    for part in expr.split(" and "):
+        m = _CLAUSE.fullmatch(part)
+        if not m:
+            raise FilterError(f"1:1 (0): no match found, expected a clause in {part!r}")
+        selector, op, value = m[1], m[2], m[3]
+        if not selector.startswith(_SELECTORS):
+            raise FilterError(f'Selector "{selector}" is not valid')
+        clauses.append((selector.split("."), op, value))
+
+    def values(entry: dict[str, Any], path: list[str]) -> list[Any]:
+        if path[0] == "Checks":
+            return [c.get(path[1]) for c in entry["Checks"]]
+        cur: Any = entry
+        for p in path:
+            cur = cur.get(p) if isinstance(cur, dict) else None
+        return [cur]
+
+    def match(entry: dict[str, Any]) -> bool:
+        for path, op, value in clauses:
+            got = values(entry, path)
+            if op == "==":
+                ok = any(str(g) == value for g in got if g is not None)
+            elif op == "!=":
+                ok = any(str(g) != value for g in got if g is not None)
+            else:
+                inside = any(value in (g or []) for g in got)
+                ok = inside if op == "contains" else not inside
+            if not ok:
+                return False
+        return True
+
+    return match
