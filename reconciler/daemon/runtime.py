@@ -92,11 +92,16 @@ class Daemon:
         self.reconciler = Reconciler(self.registry, self.cache)
         self.processes = ProcessRunner()
         self.status = StatusStore(state / "events.json")
+        # The real driver owns a pool of Terraform workers: started before READY=1, closed
+        # at shutdown.
+        self.terraform: Terraform | None = None
+        if driver is None:
+            driver = self.terraform = Terraform(settings.driver, self.processes)
         self.scheduler = Scheduler(
             self.registry,
             self.status,
             Workspaces(settings.working_dir, settings.driver, settings.terraform_providers),
-            driver or Terraform(settings.driver, self.processes),
+            driver,
             workers=workers or settings.driver.workers,
             eager_init=eager_init,
         )
@@ -190,7 +195,9 @@ class Daemon:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        warm = asyncio.create_task(self._start_driver(), name="terraform-pool")
         await self.load()
+        await warm
         app = create_app(self.app_context())
         app.router.routes.extend(
             webhook_routes({secret: _fetcher(loops) for secret, loops in self.hooks.items()})
@@ -250,7 +257,18 @@ class Daemon:
         """Let running Terraform jobs finish (at most `grace` seconds, less on a second
         signal), then stop whatever is left: no child process outlives the daemon."""
         await self.scheduler.shutdown(grace, self._force)
+        if self.terraform is not None:
+            await self.terraform.close()
         await self.processes.stop_all(grace=0)
+
+    async def _start_driver(self) -> None:
+        """Warm the Terraform workers while the tasks load (a failure is logged: the
+        commands that need a worker then report it)."""
+        if self.terraform is not None:
+            try:
+                await self.terraform.start()
+            except ReconcilerError as exc:
+                log.error("%s", exc.message)
 
     async def _notify_when_started(self) -> None:
         assert self.server is not None
