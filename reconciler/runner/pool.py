@@ -151,7 +151,7 @@ class WorkerPool:
         self._lanes = _Lanes(size)
         self._workers: set[_Worker] = set()  # every live worker, starting ones included
         self._idle: list[_Worker] = []  # not running a command (maybe still starting)
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()  # workers being stopped
         self._env: dict[str, str] | None = None  # what replacements are started with
         self._closing = False
         self.started_workers = 0
@@ -162,7 +162,7 @@ class WorkerPool:
     @property
     def pids(self) -> list[int]:
         """Process ids (= process group ids) of the live workers."""
-        return sorted(w.pid for w in self._workers if w.alive)
+        return sorted(w.pid for w in self._workers if w.alive and w.proc is not None)
 
     @property
     def busy(self) -> int:
@@ -192,12 +192,11 @@ class WorkerPool:
     async def close(self) -> None:
         """Stop every worker, running or not: no process of the pool is left."""
         self._closing = True
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
         workers = list(self._workers)
         self._idle.clear()
         await asyncio.gather(*(self._kill(w) for w in workers))
+        # Workers already on their way out (replaced, recycled): wait until they are gone.
+        await asyncio.gather(*self._background, return_exceptions=True)
 
     # --- running a command -----------------------------------------------------------
 
@@ -464,6 +463,8 @@ class WorkerPool:
         finally:
             if pump is not None:
                 pump.cancel()
+            if worker.proc is not None and worker.proc.stdin is not None:
+                worker.proc.stdin.close()
 
     async def _pump_stderr(self, worker: _Worker, stream: asyncio.StreamReader) -> None:
         while raw := await stream.readline():

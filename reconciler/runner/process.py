@@ -193,6 +193,8 @@ class ProcessRunner:
             await self._stop(proc, grace)
         finally:
             self._live.discard(proc)
+            if proc.stdin is not None:
+                proc.stdin.close()  # else its transport outlives the process (and the loop)
 
     async def _stop(self, proc: asyncio.subprocess.Process, grace: float | None = None) -> None:
         """SIGTERM to the group, SIGKILL after `grace` if the leader is still there.
