@@ -22,6 +22,7 @@ from bench.load import bench_load
 from bench.report import Section, render
 from bench.runner import REPO
 from bench.runner_overhead import bench_runner_overhead
+from bench.terraform_daemon import bench_terraform_daemon
 from bench.workspace import Settings, Workspace
 
 BENCHMARKS: dict[str, Callable[[Workspace], Section]] = {
@@ -30,6 +31,7 @@ BENCHMARKS: dict[str, Callable[[Workspace], Section]] = {
     "git": bench_git,
     "runner": bench_runner_overhead,
     "api": bench_api,
+    "terraform": bench_terraform_daemon,
 }
 
 
