@@ -241,6 +241,9 @@ class WorkerPool:
                     log_file,
                     on_line,
                 )
+            except PoolError:  # the command could not start (its directory is missing)
+                self._checkin(worker)
+                raise
             except BaseException:
                 self._replace(worker)
                 raise

