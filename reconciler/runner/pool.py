@@ -217,7 +217,6 @@ class WorkerPool:
         """Run `terraform <args>` in `cwd` on a worker; same result and logging as
         `ProcessRunner.run`. A timeout kills the worker's process group and returns with
         `timed_out`; cancellation interrupts the command, then propagates."""
-        started = time.monotonic()
         await self._lanes.acquire(priority)
         try:
             worker = self._checkout(env)
@@ -229,6 +228,7 @@ class WorkerPool:
             except PoolError:
                 self._discard(worker)
                 raise
+            started = time.monotonic()  # the command's own time, as a timeout counts it
             try:
                 result = await self._execute(
                     worker,
@@ -400,11 +400,14 @@ class WorkerPool:
         if worker in self._workers and not self._closing:
             self._idle.append(worker)
 
-    def _discard(self, worker: _Worker) -> None:
-        """Forget a worker and stop it in the background."""
+    def _forget(self, worker: _Worker) -> None:
         self._workers.discard(worker)
         with contextlib.suppress(ValueError):
             self._idle.remove(worker)
+
+    def _discard(self, worker: _Worker) -> None:
+        """Forget a worker and stop it in the background."""
+        self._forget(worker)
         self._in_background(self._kill(worker))
 
     def _replace(self, worker: _Worker) -> None:
@@ -449,6 +452,7 @@ class WorkerPool:
                 await self.processes.stop(proc, grace=0)
                 await asyncio.wait_for(asyncio.shield(pump), 5)
                 worker.ready.set_exception(PoolError(f"cannot start Terraform: {worker.death()}"))
+                self._forget(worker)
                 return
             await proc.wait()
             await asyncio.wait_for(asyncio.shield(pump), 5)

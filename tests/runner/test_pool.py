@@ -200,6 +200,19 @@ async def test_a_missing_directory_is_an_error_and_the_worker_stays(tmp_path: Pa
         await pool.close()
 
 
+async def test_a_worker_that_cannot_start_is_a_clear_error(tmp_path: Path) -> None:
+    broken = [sys.executable, "-c", "import sys; sys.exit('no Terraform library here')"]
+    pool = WorkerPool(1, command=broken)
+    try:
+        with pytest.raises(OSError, match=r"cannot start Terraform: .*no Terraform library here"):
+            await pool.start(ENV)
+        with pytest.raises(OSError, match=r"cannot start Terraform: .*no Terraform library here"):
+            await asyncio.wait_for(pool.run(["validate"], cwd=tmp_path, env=ENV), 60)
+        assert pool.pids == []
+    finally:
+        await pool.close()
+
+
 async def test_workers_are_recycled_after_n_commands_or_above_the_memory_limit(
     tmp_path: Path,
 ) -> None:
