@@ -23,6 +23,7 @@ from bench.report import Section, render
 from bench.runner import REPO
 from bench.runner_overhead import bench_runner_overhead
 from bench.soak import bench_soak
+from bench.terraform_daemon import bench_terraform_daemon
 from bench.workspace import Settings, Workspace
 
 BENCHMARKS: dict[str, Callable[[Workspace], Section]] = {
@@ -32,6 +33,7 @@ BENCHMARKS: dict[str, Callable[[Workspace], Section]] = {
     "runner": bench_runner_overhead,
     "api": bench_api,
     "soak": bench_soak,
+    "terraform": bench_terraform_daemon,
 }
 # Run only when asked for with --only (about 10 minutes; 60 s with --quick).
 OPT_IN = frozenset({"soak"})

@@ -31,6 +31,7 @@ from reconciler.reconcile.loop import SourceLoop
 from reconciler.registry.store import Registry
 from reconciler.runner.driver import Driver
 from reconciler.runner.process import ProcessRunner
+from reconciler.runner.terraform import Terraform
 from reconciler.settings import Settings, global_defaults, load_settings
 from reconciler.triggers.scheduler import Scheduler
 
@@ -70,6 +71,11 @@ class Daemon:
         self.settings = settings
         self.config_paths = list(config_paths)
         self.processes = ProcessRunner()
+        # The real driver owns a pool of Terraform workers: started before READY=1, closed
+        # at shutdown.
+        self.terraform: Terraform | None = None
+        if driver is None:
+            driver = self.terraform = Terraform(settings.driver, self.processes)
         self.core = core_from_settings(
             settings,
             driver=driver,
@@ -110,7 +116,9 @@ class Daemon:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        warm = asyncio.create_task(self._start_driver(), name="terraform-pool")
         await self.load()
+        await warm
         app = create_app(self.app_context())
         app.router.routes.extend(
             webhook_routes({secret: _fetcher(loops) for secret, loops in self.core.hooks.items()})
@@ -163,7 +171,18 @@ class Daemon:
         """Let running Terraform jobs finish (at most `grace` seconds, less on a second
         signal), then stop whatever is left: no child process outlives the daemon."""
         await self.scheduler.shutdown(grace, self._force)
+        if self.terraform is not None:
+            await self.terraform.close()
         await self.processes.stop_all(grace=0)
+
+    async def _start_driver(self) -> None:
+        """Warm the Terraform workers while the tasks load (a failure is logged: the
+        commands that need a worker then report it)."""
+        if self.terraform is not None:
+            try:
+                await self.terraform.start()
+            except ReconcilerError as exc:
+                log.error("%s", exc.message)
 
     async def _notify_when_started(self) -> None:
         assert self.server is not None

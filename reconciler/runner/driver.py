@@ -8,6 +8,7 @@ run: that is the scheduler's job.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Protocol
 
 from reconciler._core.errors import ReconcilerError
@@ -34,6 +35,16 @@ class ModuleError(RunError):
     reason = "ModuleInvalid"
 
 
+class Priority(IntEnum):
+    """Which command gets the next free Terraform worker: the lower value first.
+
+    A user waiting on an API call (create-time init, run=inspect, run=now) goes ahead of
+    start-up and triggered runs, so a POST during a storm waits for one command at most."""
+
+    API = 0
+    BACKGROUND = 1
+
+
 @dataclass(frozen=True)
 class Plan:
     changes_present: bool
@@ -46,10 +57,14 @@ class Driver(Protocol):
         """Names the Terraform in use; a change of it re-initialises every workspace."""
         ...
 
-    async def init(self, workspace: Workspace) -> None:
+    async def init(self, workspace: Workspace, *, priority: Priority = Priority.BACKGROUND) -> None:
         """`init` and `validate` the workspace's root module (raises RunError)."""
         ...
 
-    async def plan(self, workspace: Workspace) -> Plan: ...
+    async def plan(
+        self, workspace: Workspace, *, priority: Priority = Priority.BACKGROUND
+    ) -> Plan: ...
 
-    async def apply(self, workspace: Workspace) -> None: ...
+    async def apply(
+        self, workspace: Workspace, *, priority: Priority = Priority.BACKGROUND
+    ) -> None: ...

@@ -161,6 +161,41 @@ class ProcessRunner:
             timed_out,
         )
 
+    async def spawn(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        line_limit: int = 2**24,
+    ) -> asyncio.subprocess.Process:
+        """Start a long-lived child (a pool worker) in a session of its own, with pipes on
+        its stdin, stdout and stderr. The caller talks to it and ends it with `stop`;
+        `stop_all` ends it too, so a shutdown leaves nothing behind."""
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=cwd,
+            env=dict(env),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+            limit=line_limit,
+        )
+        self._live.add(proc)
+        if self.on_spawn is not None:
+            self.on_spawn(argv, cwd)
+        return proc
+
+    async def stop(self, proc: asyncio.subprocess.Process, grace: float | None = None) -> None:
+        """Stop a child started with `spawn`, and its whole process group."""
+        try:
+            await self._stop(proc, grace)
+        finally:
+            self._live.discard(proc)
+            if proc.stdin is not None:
+                proc.stdin.close()  # else its transport outlives the process (and the loop)
+
     async def _stop(self, proc: asyncio.subprocess.Process, grace: float | None = None) -> None:
         """SIGTERM to the group, SIGKILL after `grace` if the leader is still there.
 

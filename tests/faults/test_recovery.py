@@ -197,7 +197,13 @@ def test_terraform_killed_mid_apply(tmp_path: Path) -> None:
         # The start-up run: wait until its provisioner is running, then kill Terraform's
         # whole process group, as the OOM killer or an operator might.
         wait_for(lambda: runs_log.exists(), 120, "the start-up apply to start")
-        [shim] = [p for p in children(daemon.pid) if b"tfshim" in _cmdline(p)]
+        # The Terraform process running the apply: a warm pool worker (or a shim) whose
+        # provisioner is a child of it.
+        [shim] = [
+            p
+            for p in children(daemon.pid)
+            if (b"tfworker" in _cmdline(p) or b"tfshim" in _cmdline(p)) and children(p)
+        ]
         pgid = os.getpgid(shim)
         assert pgid != os.getpgid(daemon.pid)
         os.killpg(pgid, signal.SIGKILL)
