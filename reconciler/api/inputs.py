@@ -3,6 +3,7 @@ parameters that may appear at most once."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -21,22 +22,27 @@ def _too_large() -> ApiError:
     return ApiError(413, f"request body is larger than the {MAX_BODY_BYTES} byte limit")
 
 
-async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The whole body, refusing (413) as soon as it is known to exceed `limit`: from
-    Content-Length when given, else while the chunks of a chunked body arrive."""
+async def read_body(
+    request: Request,
+    limit: int = MAX_BODY_BYTES,
+    too_large: Callable[[], ApiError] = _too_large,
+) -> bytes:
+    """The whole body, refusing (`too_large`, a 413) as soon as it is known to exceed
+    `limit`: from Content-Length when given, else while the chunks of a chunked body
+    arrive."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.strip().isdigit():
             raise bad_request(f"invalid Content-Length header {declared!r}")
         if int(declared) > limit:
-            raise _too_large()
+            raise too_large()
     chunks: list[bytes] = []
     size = 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise _too_large()
+                raise too_large()
             chunks.append(chunk)
     except ClientDisconnect:
         # The client went away, or the server closed a body that came too slowly: an

@@ -15,11 +15,12 @@ import hmac
 import logging
 from collections.abc import Callable, Mapping
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from reconciler.api.errors import ApiError, ORJSONResponse, request_id
+from reconciler.api.inputs import read_body
 
 log = logging.getLogger(__name__)
 
@@ -53,23 +54,6 @@ def _too_large() -> ApiError:
     return ApiError(413, f"the webhook body is larger than {MAX_BODY} bytes")
 
 
-async def _read_capped(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large()
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _too_large()
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise ApiError(400, "the client went away before sending the whole body") from None
-    return b"".join(chunks)
-
-
 def webhook_routes(
     triggers: Mapping[str, Trigger], *, path: str = WEBHOOK_PATH, max_body: int = MAX_BODY
 ) -> list[Route]:
@@ -81,7 +65,7 @@ def webhook_routes(
 
     async def webhook(request: Request) -> Response:
         claimed = _signature(request)
-        body = await _read_capped(request, max_body)
+        body = await read_body(request, max_body, _too_large)
         matched = [
             trigger
             for key, trigger in keys
