@@ -4,6 +4,7 @@ answers into the module-input data model."""
 
 from reconciler.triggers.consul.catalog import ConsulCatalog
 from reconciler.triggers.consul.client import (
+    ConsulAPI,
     ConsulClient,
     ConsulError,
     ConsulHTTPError,
@@ -29,6 +30,7 @@ from reconciler.triggers.consul.watchers import ConsulWatchers, Subscription, Up
 __all__ = [
     "CatalogServicesQuery",
     "ClientConfig",
+    "ConsulAPI",
     "ConsulCatalog",
     "ConsulClient",
     "ConsulConfigError",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx2
 import orjson
@@ -57,6 +57,25 @@ def parse_index(value: str | None, what: str) -> int | None:
         raise ConsulProtocolError(f"{what}: Failed to parse X-Consul-Index: {value!r}")
     index = int(value)
     return index
+
+
+class ConsulAPI(Protocol):
+    """What queries, watchers and the leader wait read Consul through: a Consul agent over
+    HTTP (ConsulClient), or anything else that answers Consul's HTTP API with its blocking
+    semantics (the index, X-Consul-Index, 400 for a bad query, 404 for a missing key)."""
+
+    async def get(
+        self,
+        path: str,
+        params: Params = (),
+        *,
+        index: int = 0,
+        wait: float | None = None,
+        not_found_ok: bool = False,
+        what: str = "",
+    ) -> Response: ...
+
+    async def leader(self) -> str: ...
 
 
 class ConsulClient:

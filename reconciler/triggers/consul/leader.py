@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from reconciler.triggers.consul.client import ConsulClient, ConsulError
+from reconciler.triggers.consul.client import ConsulAPI, ConsulError
 from reconciler.triggers.consul.retry import Sleep
 
 log = logging.getLogger("reconciler.consul")
@@ -48,7 +48,7 @@ class LeaderState:
 class LeaderWait:
     def __init__(
         self,
-        client: ConsulClient,
+        client: ConsulAPI,
         *,
         sleep: Sleep = asyncio.sleep,
         now: Callable[[], float] = time.time,

@@ -22,7 +22,7 @@ from reconciler.config.model import (
 from reconciler.runner.inputs import ServiceInstance
 from reconciler.triggers.consul import convert
 from reconciler.triggers.consul.client import (
-    ConsulClient,
+    ConsulAPI,
     datacenter_params,
     node_meta_params,
 )
@@ -44,7 +44,7 @@ class Query(Protocol):
         """A human-readable identity, for logs and status."""
         ...
 
-    async def fetch(self, client: ConsulClient, index: int) -> Answer: ...
+    async def fetch(self, client: ConsulAPI, index: int) -> Answer: ...
 
 
 def _freeze(meta: Mapping[str, str] | None) -> NodeMeta:
@@ -80,7 +80,7 @@ class HealthServiceQuery:
             out.append(("filter", self.filter))
         return out
 
-    async def fetch(self, client: ConsulClient, index: int) -> Answer:
+    async def fetch(self, client: ConsulAPI, index: int) -> Answer:
         r = await client.get(
             f"/v1/health/service/{quote(self.name, safe='')}",
             self.params(),
@@ -112,7 +112,7 @@ class CatalogServicesQuery:
             dict(self.node_meta)
         )
 
-    async def fetch(self, client: ConsulClient, index: int) -> Answer:
+    async def fetch(self, client: ConsulAPI, index: int) -> Answer:
         r = await client.get("/v1/catalog/services", self.params(), index=index, what=self.id)
         return Answer(convert.catalog_entries(r.body), r.index)
 
@@ -144,7 +144,7 @@ class KVQuery:
         out = [("recurse", "")] if self.recurse else []
         return out + datacenter_params(self.datacenter, self.namespace)
 
-    async def fetch(self, client: ConsulClient, index: int) -> Answer:
+    async def fetch(self, client: ConsulAPI, index: int) -> Answer:
         r = await client.get(
             f"/v1/kv/{quote(self.path, safe='/')}",
             self.params(),

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from reconciler.triggers.consul.client import (
-    ConsulClient,
+    ConsulAPI,
     ConsulError,
     ConsulHTTPError,
     ConsulUnavailable,
@@ -85,7 +85,7 @@ class Watcher:
     def __init__(
         self,
         query: Query,
-        client: ConsulClient,
+        client: ConsulAPI,
         *,
         on_change: Changed,
         on_failure: Failed,

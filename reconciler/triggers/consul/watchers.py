@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from reconciler.triggers.consul.client import ConsulClient, ConsulError
+from reconciler.triggers.consul.client import ConsulAPI, ConsulError
 from reconciler.triggers.consul.queries import Query
 from reconciler.triggers.consul.retry import Pacing
 from reconciler.triggers.consul.watcher import Gate, Watcher, WatchState, WatchStatus
@@ -102,7 +102,7 @@ class ConsulWatchers:
 
     def __init__(
         self,
-        client: ConsulClient,
+        client: ConsulAPI,
         *,
         pacing: Pacing | None = None,
         gate: Gate | None = None,
