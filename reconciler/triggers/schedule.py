@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from reconciler.config.cron import cron_iterator, next_fire
@@ -101,6 +101,17 @@ class CronSource:
 
     def watching(self) -> dict[str, str]:
         return {name: expr for name, (expr, timer) in self._timers.items() if not timer.done()}
+
+    def describe(self, name: str) -> Mapping[str, object] | None:
+        current = self._timers.get(name)
+        if current is None or current[1].done():
+            return None
+        expr = current[0]
+        try:
+            upcoming: str | None = next_fire(expr, self.clock()).isoformat()
+        except (ValueError, KeyError):
+            upcoming = None
+        return {"cron": expr, "next_fire": upcoming}
 
     async def close(self) -> None:
         self._closed = True

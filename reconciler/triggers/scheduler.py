@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from reconciler._core.errors import DuplicateTaskError, NotFoundError
@@ -295,6 +295,15 @@ class Scheduler:
         for source in self.sources:
             if isinstance(source, CronSource):
                 out.update(source.watching())
+        return out
+
+    def waiting_on(self, name: str) -> dict[str, Mapping[str, object]]:
+        """Source name -> what the task waits on there (its status)."""
+        out: dict[str, Mapping[str, object]] = {}
+        for source in self.sources:
+            described = source.describe(name)
+            if described is not None:
+                out[source.name] = described
         return out
 
     def busy(self, name: str) -> bool:

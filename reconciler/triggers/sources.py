@@ -13,7 +13,7 @@ concerns it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -59,6 +59,11 @@ class TriggerSource(Protocol):
 
     def watching(self) -> dict[str, str]:
         """Task name -> what is watched for it, for status and tests."""
+        ...
+
+    def describe(self, name: str) -> Mapping[str, object] | None:
+        """What the task waits on in this source, as JSON-ready data for its status (None
+        when the source does not concern the task)."""
         ...
 
     async def close(self) -> None:

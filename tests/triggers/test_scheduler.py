@@ -254,6 +254,8 @@ async def test_schedule_fires_on_its_cron_and_applies_only_changes(tmp_path: Pat
     every_second = ScheduleCondition(cron="* * * * * * *")  # cronexpr: seconds first
     task = live(spec("s", condition=every_second))
     create(registry, task)
+    waits = scheduler.waiting_on("s")["schedule"]
+    assert waits["cron"] == "* * * * * * *" and isinstance(waits["next_fire"], str)
     await async_wait_for(lambda: len(scheduler.status.events("s")) >= 2, timeout=5)
     # Ticks record an event every time, but apply only when the inputs changed (CTS).
     assert fake.ops("s", "apply") == ["apply"]
@@ -262,6 +264,7 @@ async def test_schedule_fires_on_its_cron_and_applies_only_changes(tmp_path: Pat
     registry.apply(RegistryChange(deleted=(task,)))
     await asyncio.sleep(0)
     assert scheduler.schedules() == {}  # the schedule stopped with the task
+    assert scheduler.waiting_on("s") == {}
 
 
 async def test_a_disabled_schedule_records_nothing(tmp_path: Path) -> None:
