@@ -32,6 +32,8 @@ class FakeDriver:
     changes_present: bool = True
     active: int = 0
     max_active: int = 0
+    # task name -> the terraform.tfvars each of its applies ran with
+    tfvars: dict[str, list[str]] = field(default_factory=dict)
 
     def ops(self, name: str, op: str | None = None) -> list[str]:
         return [o for n, o in self.calls if n == name and (op is None or o == op)]
@@ -50,6 +52,10 @@ class FakeDriver:
 
     async def apply(self, workspace: Workspace) -> None:
         self.calls.append((workspace.name, "apply"))
+        tfvars = workspace.directory / "terraform.tfvars"
+        self.tfvars.setdefault(workspace.name, []).append(
+            tfvars.read_text() if tfvars.exists() else ""
+        )
         self.active += 1
         self.max_active = max(self.max_active, self.active)
         try:

@@ -158,9 +158,9 @@ def start(paths: list[str], *, mode: str = "daemon", tasks: Sequence[str] = ()) 
             log.warning("%s", warning)
         settings.working_dir.mkdir(parents=True, exist_ok=True)
         if mode == "once":
-            daemon = Daemon(settings, paths, workers=1)
+            daemon = Daemon(settings, paths, workers=1, watch=False)
             return EXIT_OK if asyncio.run(run_once(daemon)) else EXIT_ERROR
-        daemon = Daemon(settings, paths, eager_init=False)
+        daemon = Daemon(settings, paths, eager_init=False, watch=False)
         ok = asyncio.run(run_inspect(daemon, tasks, print))
         return EXIT_OK if ok else EXIT_ERROR
     except ConfigError as exc:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler._core.errors import ConfigError, Problem
 from reconciler.commands import Gate, TaskCommands
 from reconciler.config.load import gc_paused
 from reconciler.reconcile.cache import ParseCache
@@ -40,8 +41,13 @@ from reconciler.settings.model import ConfiguredTask
 from reconciler.settings.model import DirectorySource as DirectorySettings
 from reconciler.sources.base import Source
 from reconciler.sources.directory import DirectorySource
+from reconciler.triggers.consul.config import ConsulConfigError
+from reconciler.triggers.consul.source import NoConsulSource, consul_condition
+from reconciler.triggers.consul.trigger import ConsulTrigger
 from reconciler.triggers.execute import exponential_backoff
+from reconciler.triggers.schedule import CronSource
 from reconciler.triggers.scheduler import Scheduler
+from reconciler.triggers.sources import TriggerSource
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +75,8 @@ class RunPlan:
     catalog: Catalog | None = None
     retry_delay: Callable[[int], float] = exponential_backoff
     eager_init: bool = True
+    # What fires runs besides cron schedules (Consul conditions), and what owns them.
+    consul: ConsulTrigger | None = None
 
 
 class Core:
@@ -84,16 +92,23 @@ class Core:
         self.cache = cache or ParseCache()
         self.reconciler = Reconciler(self.registry, self.cache)
         self.scheduler: Scheduler | None = None
+        self.consul = runs.consul if runs is not None else None
         if runs is not None:
+            triggers: list[TriggerSource] = [CronSource()]
+            if runs.consul is None:
+                triggers.append(NoConsulSource())
+            elif runs.consul.source is not None:
+                triggers.append(runs.consul.source)
             self.scheduler = Scheduler(
                 self.registry,
                 runs.status,
                 runs.workspaces,
                 runs.driver,
-                catalog=runs.catalog,
+                catalog=runs.consul.catalog if runs.consul is not None else runs.catalog,
                 workers=runs.workers,
                 retry_delay=runs.retry_delay,
                 eager_init=runs.eager_init,
+                sources=triggers,
                 gate=gate,
             )
         self.loops: dict[str, SourceLoop] = {}
@@ -165,12 +180,16 @@ class Core:
         ]
         if self.scheduler is not None:
             self._background.append(asyncio.create_task(self.scheduler.run(), name="runner"))
+        if self.consul is not None:
+            self.consul.start()
         return list(self._background)
 
     async def close(self, grace: float = 0.0, force: asyncio.Event | None = None) -> None:
         """Stop the runs (running jobs get `grace` seconds), the loops, their sources."""
         if self.scheduler is not None:
             await self.scheduler.shutdown(grace, force)
+        if self.consul is not None:
+            await self.consul.aclose()
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -221,16 +240,20 @@ def core_from_settings(
     workers: int | None = None,
     eager_init: bool = True,
     gate: Gate | None = None,
+    watch: bool = True,
 ) -> Core:
     """The daemon's core: its sources, Terraform as configured (`driver` overrides it),
-    the parse cache and events kept under `<working_dir>/.reconciler/`."""
+    the parse cache and events kept under `<working_dir>/.reconciler/`, Consul when the
+    configuration has a consul block (`watch` False: its data is read, nothing fires)."""
     state = Path(settings.working_dir) / ".reconciler"
+    consul = consul_trigger(settings, watch=watch)
     runs = RunPlan(
         Workspaces(settings.working_dir, settings.driver, settings.terraform_providers),
         driver or Terraform(settings.driver, processes),
         StatusStore(state / "events.json"),
         workers=workers or settings.driver.workers,
         eager_init=eager_init,
+        consul=consul,
     )
     return Core(
         source_plans(settings),
@@ -238,3 +261,22 @@ def core_from_settings(
         cache=ParseCache(state / "parse-cache.json"),
         gate=gate,
     )
+
+
+def consul_trigger(settings: Settings, *, watch: bool = True) -> ConsulTrigger | None:
+    """Consul as the configuration asks: an agent when there is a consul block, else
+    nothing (tasks with Consul conditions are then never triggered: see
+    `unwatched_consul_tasks`)."""
+    if not settings.consul_configured:
+        return None
+    try:
+        return ConsulTrigger.from_settings(settings.consul, watch=watch)
+    except ConsulConfigError as exc:
+        raise ConfigError(Problem(str(exc), ("consul",))) from None
+
+
+def unwatched_consul_tasks(core: Core) -> list[str]:
+    """Tasks with a Consul condition that nothing will trigger (no Consul configured)."""
+    if core.consul is not None:
+        return []
+    return sorted(t.spec.name for t in core.registry if consul_condition(t.spec) is not None)

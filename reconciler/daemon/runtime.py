@@ -23,8 +23,9 @@ import uvicorn
 
 from reconciler._core.errors import ConfigError, ReconcilerError
 from reconciler.api.app import ApiContext, create_app
+from reconciler.api.status import source_problems
 from reconciler.api.webhooks import webhook_routes
-from reconciler.daemon.core import core_from_settings
+from reconciler.daemon.core import core_from_settings, unwatched_consul_tasks
 from reconciler.daemon.notify import sd_notify
 from reconciler.daemon.server import GuardedEventLoop, raise_open_file_limit, server_config
 from reconciler.reconcile.loop import SourceLoop
@@ -67,7 +68,9 @@ class Daemon:
         driver: Driver | None = None,
         workers: int | None = None,
         eager_init: bool = True,
+        watch: bool = True,
     ) -> None:
+        """`watch`: Consul conditions fire runs (off in the one-shot modes)."""
         self.settings = settings
         self.config_paths = list(config_paths)
         self.processes = ProcessRunner()
@@ -82,6 +85,7 @@ class Daemon:
             processes=self.processes,
             workers=workers,
             eager_init=eager_init,
+            watch=watch,
         )
         self.server: _Server | None = None
         self._stopping = 0
@@ -101,6 +105,13 @@ class Daemon:
 
     async def load(self) -> None:
         await self.core.load(self.settings.tasks)
+        unwatched = unwatched_consul_tasks(self.core)
+        if unwatched:
+            log.warning(
+                "no consul block is configured: nothing will trigger the tasks with Consul "
+                "conditions (%s)",
+                ", ".join(unwatched),
+            )
         # The loaded tasks live as long as the daemon: keep them out of future collections,
         # which otherwise stall the loop (~200 ms at 10,000 tasks).
         gc.freeze()
@@ -112,7 +123,14 @@ class Daemon:
         )
 
     def app_context(self) -> ApiContext:
-        return ApiContext(self.core.commands, defaults=global_defaults(self.settings))
+        return ApiContext(
+            self.core.commands, defaults=global_defaults(self.settings), health=self._health
+        )
+
+    def _health(self) -> list[str]:
+        problems = source_problems(self.core.reconciler)
+        consul = self.core.consul.health() if self.core.consul is not None else None
+        return [*problems, consul] if consul else problems
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()

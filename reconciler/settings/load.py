@@ -104,6 +104,7 @@ def _resolve(
         syslog=r.syslog(top.block("syslog")),
         tls=tls,
         consul=consul,
+        consul_configured="consul" in top.blocks,
         driver=driver,
         terraform_providers=tuple(providers),
         vault=vault,

@@ -227,6 +227,9 @@ class Settings:
     syslog: Syslog = Syslog()
     tls: TLS = TLS()
     consul: Consul = Consul()
+    # A `consul` block was written: the daemon connects to Consul (without one, the
+    # defaults above only feed a driver "terraform" backend "consul").
+    consul_configured: bool = False
     driver: TerraformDriver = TerraformDriver()
     terraform_providers: tuple[TerraformProvider, ...] = ()
     vault: Mapping[str, Any] | None = None  # None: no vault block

@@ -20,9 +20,9 @@ NOT_ACTED_ON: dict[tuple[str, ...], str] = {
     ("client_type",): "it selects a Consul client, and this daemon has none",
     ("syslog",): "logs go to standard error (the journal, under systemd)",
     ("buffer_period",): "task runs are not buffered: a trigger runs its task at once",
-    ("consul",): "this daemon does not connect to Consul: tasks get services = {}, Consul "
-    "conditions never fire, and nothing is registered. The block only supplies the defaults "
-    'of a driver "terraform" backend "consul"',
+    ("consul", "service_registration"): "this daemon does not register itself in Consul",
+    ("consul", "kv_namespace"): "it only applies to CTS's own state in Consul KV, which "
+    "this daemon does not keep",
     ("vault",): "Vault templates in terraform_provider blocks are not rendered",
     ("service",): "the deprecated service blocks do not change any task's services",
     ("driver", "version"): "nothing is installed: the Terraform bundled with the daemon "

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from reconciler.config.cron import cron_iterator, next_fire
-from reconciler.config.model import ScheduleCondition
+from reconciler.config.model import ScheduleCondition, TaskSpec
 from reconciler.registry.store import LiveTask
 from reconciler.triggers.sources import Fire, ReportError, Trigger
 
@@ -64,6 +64,9 @@ class CronSource:
 
     def start(self, fire: Fire, report: ReportError) -> None:
         self._fire, self._report = fire, report
+
+    def owns_start(self, spec: TaskSpec) -> bool:
+        return False
 
     def track(self, task: LiveTask) -> None:
         name, c = task.spec.name, task.spec.condition

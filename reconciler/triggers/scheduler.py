@@ -184,8 +184,11 @@ class Scheduler:
         return True
 
     def trigger_all(self, *, retry: bool = False) -> None:
-        """Run every enabled task once (the daemon's start, as CTS's once-mode)."""
+        """Run every enabled task once (the daemon's start, as CTS's once-mode), except the
+        tasks whose first run comes from a trigger source when their data arrives."""
         for st in list(self._tasks.values()):
+            if any(source.owns_start(st.spec) for source in self.sources):
+                continue
             if st.live is not None and not st.deleting and st.spec.is_enabled:
                 self.queue.request(st, Request(run=True, retry=retry, reason="start"))
 

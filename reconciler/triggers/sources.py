@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from reconciler.config.model import TaskSpec
 from reconciler.registry.store import LiveTask
 from reconciler.runner.inputs import ModuleInputs
 
@@ -46,6 +47,11 @@ class TriggerSource(Protocol):
 
     def start(self, fire: Fire, report: ReportError) -> None:
         """Begin handing triggers to `fire`."""
+        ...
+
+    def owns_start(self, spec: TaskSpec) -> bool:
+        """The task's start-up run comes from this source (its first data), not from the
+        scheduler's run of every task at start."""
         ...
 
     def track(self, task: LiveTask) -> None:

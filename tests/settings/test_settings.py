@@ -282,7 +282,8 @@ def test_full_cts_config_loads_unchanged() -> None:
     unsupported = [w.message.split(" is not supported")[0] for w in s.warnings]
     assert sorted(u for u in unsupported if "deprecated" not in u) == [
         "buffer_period",
-        "consul",
+        "consul kv_namespace",
+        "consul service_registration",
         'driver "terraform" version',
         "id",
         "service",
@@ -1444,7 +1445,12 @@ def test_tls_ca_without_verify_incoming_is_a_warning(tmp_path: Path) -> None:
         pytest.param('client_type = "dev"\n', 1, "client_type", id="client_type"),
         pytest.param('syslog {\n  facility = "local2"\n}\n', 1, "syslog", id="syslog"),
         pytest.param('buffer_period {\n  min = "1s"\n}\n', 1, "buffer_period", id="buffer"),
-        pytest.param('consul {\n  address = "c:8500"\n}\n', 1, "consul", id="consul"),
+        pytest.param(
+            'consul {\n  address = "c:8500"\n  kv_namespace = "ns"\n}\n',
+            3,
+            "consul kv_namespace",
+            id="consul-kv-namespace",
+        ),
         pytest.param('vault {\n  address = "https://v"\n}\n', 1, "vault", id="vault"),
         pytest.param('port = 1\nservice {\n  name = "web"\n}\n', 2, "service", id="service"),
         pytest.param(

@@ -3,13 +3,14 @@ backoff), trigger sources behind their protocol, and the revision each run recor
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 from helpers import async_wait_for
 from runfakes import create, live, make_scheduler, spec
 
-from reconciler.config.model import ScheduleCondition
+from reconciler.config.model import ScheduleCondition, TaskSpec
 from reconciler.registry.store import LiveTask, RegistryChange
 from reconciler.runner.inputs import ModuleInputs, ServiceInstance
 from reconciler.triggers.requests import TaskBusyError
@@ -62,8 +63,14 @@ class ManualSource:
     def start(self, fire: Fire, report: ReportError) -> None:
         self.fire, self.report = fire, report
 
+    def owns_start(self, spec: TaskSpec) -> bool:
+        return False
+
     def track(self, task: LiveTask) -> None:
         self.tracked[task.spec.name] = task.provenance.revision
+
+    def describe(self, name: str) -> Mapping[str, object] | None:
+        return None
 
     def forget(self, name: str) -> None:
         self.tracked.pop(name, None)

@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 
 from reconciler.runner.inputs import ServiceInstance
-from reconciler.triggers.consul.queries import CatalogServicesQuery, HealthServiceQuery
+from reconciler.triggers.consul.queries import CatalogServicesQuery, HealthServiceQuery, Query
 from reconciler.triggers.consul.watchers import (
     ConsulWatchers,
     ErrorCallback,
@@ -56,6 +56,11 @@ class RegexpServicesWatch:
             project=self._matching,
             on_error=self._on_error,
         )
+
+    def queries(self) -> list[Query]:
+        """The catalog query and the health query of every matching service."""
+        out: list[Query] = [self._catalog.query] if self._catalog is not None else []
+        return out + [sub.query for sub in self._health.values()]
 
     def _matching(self, data: object) -> tuple[str, ...]:
         assert isinstance(data, tuple)

@@ -1,0 +1,64 @@
+"""Consul, assembled for the daemon: a leader wait, the shared watchers, the catalog that
+module inputs are read from, and the trigger source.
+
+`ConsulTrigger` takes any `ConsulAPI`: an agent over HTTP (`from_settings`), or anything
+else that answers Consul's HTTP API, so every backend goes through the same watchers,
+conversions and trigger rules.
+"""
+
+from __future__ import annotations
+
+from reconciler.settings.model import Consul
+from reconciler.triggers.consul.catalog import ConsulCatalog
+from reconciler.triggers.consul.client import ConsulAPI, ConsulClient
+from reconciler.triggers.consul.config import client_config
+from reconciler.triggers.consul.leader import LeaderState, LeaderStatus, LeaderWait
+from reconciler.triggers.consul.source import ConsulSource
+from reconciler.triggers.consul.watchers import ConsulWatchers
+
+
+class ConsulTrigger:
+    def __init__(
+        self, api: ConsulAPI, *, watch: bool = True, client: ConsulClient | None = None
+    ) -> None:
+        """`watch`: build the trigger source (off for the one-shot modes, which read the
+        catalog but react to nothing). `client`: closed with the rest."""
+        self.api = api
+        self._client = client
+        self.leader = LeaderWait(api)
+        self.watchers = ConsulWatchers(api, gate=self._leader_ready)
+        self.catalog = ConsulCatalog(self.watchers)
+        self.source: ConsulSource | None = ConsulSource(self.watchers) if watch else None
+        self._started = False
+
+    @classmethod
+    def from_settings(cls, consul: Consul, *, watch: bool = True) -> ConsulTrigger:
+        """Raises ConsulConfigError for a block that cannot make a client."""
+        client = ConsulClient(client_config(consul))
+        return cls(client, watch=watch, client=client)
+
+    async def _leader_ready(self) -> None:
+        self.start()
+        await self.leader.wait_ready()
+
+    def start(self) -> None:
+        """Ask for a leader in the background; the watchers wait for one."""
+        if not self._started:
+            self._started = True
+            self.leader.start()
+
+    def health(self) -> str | None:
+        """Why Consul is not usable yet (None when it is)."""
+        state: LeaderState = self.leader.state()
+        if state.status is LeaderStatus.READY:
+            return None
+        detail = f": {state.error}" if state.error else ""
+        return f"consul: waiting for a leader{detail}"
+
+    async def aclose(self) -> None:
+        if self.source is not None:
+            await self.source.close()
+        await self.watchers.aclose()
+        await self.leader.stop()
+        if self._client is not None:
+            await self._client.aclose()

@@ -1,0 +1,122 @@
+"""Consul conditions end to end: `reconciler start` as a child process, the in-test Consul
+server, and the real Terraform bundled with the daemon. A registration makes the module
+see the instance, a critical instance leaves, a deregistration is gone; `-once` records
+one event per task."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from consulfake import FakeConsul
+from helpers import wait_for
+from serverkit import daemon_process, wait_listening
+
+MODULES = Path(__file__).resolve().parents[1] / "fixtures" / "modules"
+T = TypeVar("T")
+
+
+class ThreadedConsul:
+    """The in-test Consul server on an event loop of its own, for a test that is not
+    async (the daemon is another process)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.fake = FakeConsul()
+        self.run(self.fake.start())
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
+
+    def close(self) -> None:
+        self.run(self.fake.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def consul() -> Iterator[ThreadedConsul]:
+    server = ThreadedConsul()
+    yield server
+    server.close()
+
+
+def task(name: str, condition: str = 'condition "services" {\n    names = ["web"]\n  }') -> str:
+    return f'task {{\n  name = "{name}"\n  module = "./services-file"\n  {condition}\n}}\n'
+
+
+def get(port: int, path: str) -> Any:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+        return json.loads(response.read())
+
+
+def output(tmp_path: Path, name: str) -> str | None:
+    path = tmp_path / "state" / name / "services.txt"
+    return path.read_text() if path.exists() else None
+
+
+def test_services_condition_drives_real_terraform(tmp_path: Path, consul: ThreadedConsul) -> None:
+    shutil.copytree(MODULES / "services-file", tmp_path / "tasks" / "services-file")
+    (tmp_path / "tasks" / "web.hcl").write_text(task("web"))
+    consul.run(consul.fake.register("web", id="web-1", address="10.0.0.1", port=80))
+    consul.run(consul.fake.register("db", id="db-1", address="10.0.0.9", port=5432))
+    extra = f'consul {{\n  address = "{consul.fake.address}"\n}}\n'
+    with daemon_process(tmp_path, extra) as (proc, port):
+        wait_listening(port, proc)
+        log = tmp_path / "daemon.log"
+
+        def shows(text: str | None) -> bool:
+            return output(tmp_path, "web") == text
+
+        # Started by the first answer: the module wrote the instance it watches.
+        wait_for(lambda: shows("web web-1 10.0.0.1:80\n"), timeout=60, what=log.read_text())
+        consul.run(consul.fake.register("web", id="web-2", address="10.0.0.2", port=80))
+        wait_for(
+            lambda: shows("web web-1 10.0.0.1:80\nweb web-2 10.0.0.2:80\n"),
+            timeout=60,
+            what=log.read_text(),
+        )
+        consul.run(consul.fake.set_status("web-1", "critical"))
+        wait_for(lambda: shows("web web-2 10.0.0.2:80\n"), timeout=60, what=log.read_text())
+        consul.run(consul.fake.deregister("web-2"))
+        wait_for(lambda: shows(""), timeout=60, what=log.read_text())
+
+        status = get(port, "/v1/status/tasks/web")["web"]
+        assert status["status"] == "successful"
+        assert get(port, "/v1/health") == {}
+        # One run at start and one per change; the unwatched db service ran nothing.
+        events = get(port, "/v1/status/tasks/web?include=events")["web"]["events"]
+        assert len(events) == 4 and all(e["success"] for e in events)
+
+
+def test_once_mode_records_one_event_per_task(tmp_path: Path, consul: ThreadedConsul) -> None:
+    shutil.copytree(MODULES / "services-file", tmp_path / "tasks" / "services-file")
+    (tmp_path / "tasks" / "a.hcl").write_text(task("a"))
+    (tmp_path / "tasks" / "b.hcl").write_text(task("b"))
+    consul.run(consul.fake.register("web", id="web-1", address="10.0.0.1", port=80))
+    config = tmp_path / "config.hcl"
+    config.write_text(
+        'working_dir = "state"\nsource "directory" {\n  path = "tasks"\n}\n'
+        f'consul {{\n  address = "{consul.fake.address}"\n}}\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "reconciler.cli.main", "start", "-once", f"-config-file={config}"],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert output(tmp_path, "a") == output(tmp_path, "b") == "web web-1 10.0.0.1:80\n"
+    stored = json.loads((tmp_path / "state" / ".reconciler" / "events.json").read_text())
+    assert {name: len(events) for name, events in stored["tasks"].items()} == {"a": 1, "b": 1}
