@@ -8,12 +8,11 @@ are sorted; `variables` values are HCL literal source strings (cts-spec 3.6); an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from reconciler.config.buffer import EffectiveBuffer, effective_buffer
 from reconciler.config.durations import format_duration
 from reconciler.config.model import (
-    BufferPeriodConfig,
     CatalogServicesCondition,
     ConsulKVCondition,
     ConsulKVInput,
@@ -27,43 +26,7 @@ from reconciler.config.write import render_key, render_string, render_value
 
 JSON = dict[str, Any]
 
-# CTS's built-in minimum, used when a task sets only `max` and the global period is off.
-DEFAULT_BUFFER_MIN = 5_000_000_000
-
-
-@dataclass(frozen=True)
-class EffectiveBuffer:
-    enabled: bool
-    min: int  # nanoseconds
-    max: int
-
-
-_OFF = EffectiveBuffer(False, 0, 0)
-
-
-def effective_buffer(spec: TaskSpec, defaults: GlobalDefaults) -> EffectiveBuffer:
-    """The buffer period a task runs with (CTS config/buffer_period.go, cts-spec 6)."""
-    if isinstance(spec.condition, ScheduleCondition):
-        return _OFF
-    bp = spec.buffer_period or BufferPeriodConfig()
-    if bp.enabled is False:
-        return _OFF
-    if bp.enabled is None and bp.min is None and bp.max is None:
-        if not defaults.buffer_enabled:
-            return _OFF
-        return _clamped(defaults.buffer_min, defaults.buffer_max)
-    # Something was set: the period is on; a missing max is 4 x min, not the global max.
-    lo = bp.min
-    if lo is None:
-        lo = defaults.buffer_min if defaults.buffer_enabled else DEFAULT_BUFFER_MIN
-    hi = bp.max if bp.max is not None else 4 * lo
-    return _clamped(lo, hi)
-
-
-def _clamped(lo: int, hi: int) -> EffectiveBuffer:
-    # CTS silently corrects min > max to max = min.
-    return EffectiveBuffer(True, lo, max(lo, hi))
-
+__all__ = ["EffectiveBuffer", "effective_buffer"]
 
 # --- variables -----------------------------------------------------------------------------
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler._core.errors import ConfigError, Problem
 from reconciler.commands import Gate, TaskCommands
 from reconciler.config.load import gc_paused
+from reconciler.config.model import GlobalDefaults
 from reconciler.reconcile.cache import ParseCache
 from reconciler.reconcile.configtasks import ConfigTasks
 from reconciler.reconcile.engine import Reconciler
@@ -36,11 +37,12 @@ from reconciler.runner.inputs import Catalog
 from reconciler.runner.process import ProcessRunner
 from reconciler.runner.terraform import Terraform
 from reconciler.runner.workspace import Workspaces
-from reconciler.settings import Settings
+from reconciler.settings import Settings, global_defaults
 from reconciler.settings.model import ConfiguredTask
 from reconciler.settings.model import DirectorySource as DirectorySettings
 from reconciler.sources.base import Source
 from reconciler.sources.directory import DirectorySource
+from reconciler.triggers.buffer import buffered
 from reconciler.triggers.consul.config import ConsulConfigError
 from reconciler.triggers.consul.source import NoConsulSource, consul_condition
 from reconciler.triggers.consul.trigger import ConsulTrigger
@@ -77,6 +79,7 @@ class RunPlan:
     eager_init: bool = True
     # What fires runs besides cron schedules (Consul conditions), and what owns them.
     consul: ConsulTrigger | None = None
+    defaults: GlobalDefaults = field(default_factory=GlobalDefaults)  # inherited buffer period
 
 
 class Core:
@@ -98,7 +101,7 @@ class Core:
             if runs.consul is None:
                 triggers.append(NoConsulSource())
             elif runs.consul.source is not None:
-                triggers.append(runs.consul.source)
+                triggers.append(buffered(runs.consul.source, runs.defaults))
             self.scheduler = Scheduler(
                 self.registry,
                 runs.status,
@@ -254,6 +257,7 @@ def core_from_settings(
         workers=workers or settings.driver.workers,
         eager_init=eager_init,
         consul=consul,
+        defaults=global_defaults(settings),
     )
     return Core(
         source_plans(settings),

@@ -19,7 +19,6 @@ NOT_ACTED_ON: dict[tuple[str, ...], str] = {
     "availability, neither of which is implemented",
     ("client_type",): "it selects a Consul client, and this daemon has none",
     ("syslog",): "logs go to standard error (the journal, under systemd)",
-    ("buffer_period",): "task runs are not buffered: a trigger runs its task at once",
     ("consul", "service_registration"): "this daemon does not register itself in Consul",
     ("consul", "kv_namespace"): "it only applies to CTS's own state in Consul KV, which "
     "this daemon does not keep",

@@ -33,6 +33,8 @@ class Trigger:
     # successful apply (CTS's schedule ticks); an event is recorded either way.
     only_if_changed: bool = False
     retry: bool = True  # a failed apply is retried with backoff (CTS: triggered runs)
+    # Held back by the task's buffer period; a task's first run is not (CTS).
+    buffered: bool = True
 
 
 Fire = Callable[[Trigger], None]

@@ -71,7 +71,10 @@ def test_services_condition_drives_real_terraform(tmp_path: Path, consul: Thread
     (tmp_path / "tasks" / "web.hcl").write_text(task("web"))
     consul.run(consul.fake.register("web", id="web-1", address="10.0.0.1", port=80))
     consul.run(consul.fake.register("db", id="db-1", address="10.0.0.9", port=5432))
-    extra = f'consul {{\n  address = "{consul.fake.address}"\n}}\n'
+    extra = (
+        f'consul {{\n  address = "{consul.fake.address}"\n}}\n'
+        'buffer_period {\n  min = "100ms"\n  max = "500ms"\n}\n'
+    )
     with daemon_process(tmp_path, extra) as (proc, port):
         wait_listening(port, proc)
         log = tmp_path / "daemon.log"

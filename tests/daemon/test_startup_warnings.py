@@ -9,7 +9,7 @@ from serverkit import daemon_process, wait_listening
 
 
 def test_unsupported_settings_are_logged_at_start(tmp_path: Path) -> None:
-    extra = 'syslog {\n  enabled = true\n}\nbuffer_period {\n  min = "1s"\n}\n'
+    extra = 'syslog {\n  enabled = true\n}\nclient_type = "dev"\n'
     log = tmp_path / "daemon.log"
     with daemon_process(tmp_path, extra) as (proc, port):
         wait_listening(port, proc)
@@ -17,4 +17,4 @@ def test_unsupported_settings_are_logged_at_start(tmp_path: Path) -> None:
     text = log.read_text()
     config = tmp_path / "config.hcl"
     assert f"{config}:7: syslog is not supported and has no effect" in text
-    assert f"{config}:10: buffer_period is not supported and has no effect" in text
+    assert f"{config}:10: client_type is not supported and has no effect" in text

@@ -281,7 +281,6 @@ def test_full_cts_config_loads_unchanged() -> None:
     assert len(deprecated) == 2
     unsupported = [w.message.split(" is not supported")[0] for w in s.warnings]
     assert sorted(u for u in unsupported if "deprecated" not in u) == [
-        "buffer_period",
         "consul kv_namespace",
         "consul service_registration",
         'driver "terraform" version',
@@ -1444,7 +1443,6 @@ def test_tls_ca_without_verify_incoming_is_a_warning(tmp_path: Path) -> None:
         pytest.param('id = "cts-01"\n', 1, "id", id="id"),
         pytest.param('client_type = "dev"\n', 1, "client_type", id="client_type"),
         pytest.param('syslog {\n  facility = "local2"\n}\n', 1, "syslog", id="syslog"),
-        pytest.param('buffer_period {\n  min = "1s"\n}\n', 1, "buffer_period", id="buffer"),
         pytest.param(
             'consul {\n  address = "c:8500"\n  kv_namespace = "ns"\n}\n',
             3,

@@ -194,10 +194,11 @@ class ConsulSource:
         watch.waiting.discard(answered)
         if watch.waiting:
             return  # the task starts once every query it watches has answered
-        reason = "start" if not watch.started else f"{_what(update)} changed"
+        first = not watch.started
         watch.started = True
         if self._fire is not None:
-            self._fire(Trigger(name, reason))
+            reason = "start" if first else f"{_what(update)} changed"
+            self._fire(Trigger(name, reason, buffered=not first))
 
     def forget(self, name: str) -> None:
         watch = self._tasks.pop(name, None)
