@@ -115,6 +115,8 @@ class StatusEndpoints:
             "desired_revision": where.revision,
             "last_attempted_revision": self.ctx.status.last_attempted_revision(spec.name),
             "last_applied_revision": self.ctx.status.last_applied_revision(spec.name),
+            # What would make it run: its queries, buffer deadline or next cron time.
+            "waiting_on": runs.waiting_on(spec.name) if runs is not None else {},
         }
         if include_events:
             out["events"] = [e.to_json() for e in events]

@@ -59,6 +59,7 @@ async def test_task_statuses(core: Core) -> None:
         "desired_revision": live.provenance.revision,
         "last_attempted_revision": None,
         "last_applied_revision": None,
+        "waiting_on": {},
     }
     assert body["b"]["enabled"] is False
 

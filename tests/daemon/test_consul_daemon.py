@@ -97,6 +97,10 @@ def test_services_condition_drives_real_terraform(tmp_path: Path, consul: Thread
 
         status = get(port, "/v1/status/tasks/web")["web"]
         assert status["status"] == "successful"
+        waits = status["waiting_on"]["consul"]
+        [query] = waits["queries"]
+        assert query["query"] == "health.service(web)" and query["status"] == "watching"
+        assert waits["buffer_period"] == {"enabled": True, "min": "100ms", "max": "500ms"}
         assert get(port, "/v1/health") == {}
         # One run at start and one per change; the unwatched db service ran nothing.
         events = get(port, "/v1/status/tasks/web?include=events")["web"]["events"]

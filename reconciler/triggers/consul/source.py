@@ -260,16 +260,16 @@ NO_CONSUL = (
 
 class NoConsulSource:
     """Stands in for Consul when none is configured: every task with a Consul condition
-    says in its status that nothing will trigger it."""
+    says in its status (`waiting_on`) that nothing will trigger it. Not an error: the task
+    still runs at start and on run=now."""
 
     name = "consul"
 
     def __init__(self) -> None:
-        self._report: ReportError | None = None
         self._tasks: dict[str, str] = {}
 
     def start(self, fire: Fire, report: ReportError) -> None:
-        self._report = report
+        pass
 
     def owns_start(self, spec: TaskSpec) -> bool:
         return False
@@ -277,15 +277,12 @@ class NoConsulSource:
     def track(self, task: LiveTask) -> None:
         condition = consul_condition(task.spec)
         if condition is None:
-            self.forget(task.spec.name)
-            return
-        self._tasks[task.spec.name] = condition.type
-        if self._report is not None:
-            self._report(task.spec.name, NO_CONSUL.format(type=condition.type))
+            self._tasks.pop(task.spec.name, None)
+        else:
+            self._tasks[task.spec.name] = condition.type
 
     def forget(self, name: str) -> None:
-        if self._tasks.pop(name, None) is not None and self._report is not None:
-            self._report(name, None)
+        self._tasks.pop(name, None)
 
     def watching(self) -> dict[str, str]:
         return {name: "nothing (no consul block)" for name in self._tasks}
@@ -293,7 +290,7 @@ class NoConsulSource:
     def describe(self, name: str) -> Mapping[str, object] | None:
         if name not in self._tasks:
             return None
-        return {"condition": self._tasks[name], "error": NO_CONSUL.format(type=self._tasks[name])}
+        return {"condition": self._tasks[name], "note": NO_CONSUL.format(type=self._tasks[name])}
 
     async def close(self) -> None:
         self._tasks.clear()

@@ -265,8 +265,9 @@ async def test_a_rejected_datacenter_is_shown_as_the_tasks_error(
 async def test_without_consul_a_consul_task_says_nothing_triggers_it(tmp_path: Path) -> None:
     registry, scheduler, _ = make_scheduler(tmp_path, sources=[CronSource(), NoConsulSource()])
     create(registry, live(spec("t", condition=ServicesCondition(names=("web",)))))
-    error = scheduler.state("t").init_error
-    assert error is not None and "no consul block is configured" in error
+    assert scheduler.state("t").init_error is None  # a note, not an error
+    note = scheduler.waiting_on("t")["consul"]["note"]
+    assert isinstance(note, str) and "no consul block is configured" in note
     registry.apply(RegistryChange(deleted=(live(spec("t")),)))
     assert scheduler.waiting_on("t") == {}
     await scheduler.shutdown(0)
