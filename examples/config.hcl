@@ -3,14 +3,21 @@ log_level   = "INFO"
 port        = 8558
 working_dir = "../sync-tasks"   # relative to this file
 
+# A change runs the tasks that watch it once it has settled for `min` (never later than
+# `max` after the first change). CTS's defaults are 5s and 20s.
 buffer_period {
   enabled = true
-  min     = "5s"
-  max     = "20s"
+  min     = "1s"
+  max     = "5s"
 }
 
-consul {
-  address = "localhost:8500"
+# The embedded catalog: service instances and KV entries kept as files, watched like the
+# task files. To read a Consul agent instead, replace this block with
+#   consul {
+#     address = "localhost:8500"
+#   }
+catalog "directory" {
+  path = "catalog"
 }
 
 driver "terraform" {

@@ -44,6 +44,7 @@ from reconciler.sources.base import Source
 from reconciler.sources.directory import DirectorySource
 from reconciler.triggers.buffer import buffered
 from reconciler.triggers.consul.config import ConsulConfigError
+from reconciler.triggers.consul.directory import default_catalog_path
 from reconciler.triggers.consul.source import NoConsulSource, consul_condition
 from reconciler.triggers.consul.trigger import ConsulTrigger
 from reconciler.triggers.execute import exponential_backoff
@@ -146,6 +147,8 @@ class Core:
     async def load(self, config_tasks: Iterable[ConfiguredTask] = ()) -> None:
         """The first pass of every source (the configuration's tasks first, as CTS
         reads them first); the parse cache and the events are loaded before."""
+        if self.consul is not None:
+            await self.consul.open()
         with gc_paused():  # bulk parsing: avoid repeated full passes over young objects
             self.cache.load()
             if self.status is not None:
@@ -268,15 +271,22 @@ def core_from_settings(
 
 
 def consul_trigger(settings: Settings, *, watch: bool = True) -> ConsulTrigger | None:
-    """Consul as the configuration asks: an agent when there is a consul block, else
-    nothing (tasks with Consul conditions are then never triggered: see
-    `unwatched_consul_tasks`)."""
-    if not settings.consul_configured:
+    """Where Consul conditions and module inputs read from: the Consul agent of a consul
+    block; else the embedded catalog of a `catalog "directory"` block, or of a `catalog`
+    directory next to the configuration when there is one; else nothing (tasks with Consul
+    conditions are then never triggered: see `unwatched_consul_tasks`)."""
+    if settings.consul_configured:
+        try:
+            return ConsulTrigger.from_settings(settings.consul, watch=watch)
+        except ConsulConfigError as exc:
+            raise ConfigError(Problem(str(exc), ("consul",))) from None
+    path = settings.catalog_path
+    if path is None:
+        default = default_catalog_path(settings.config_files)
+        path = default if default is not None and default.is_dir() else None
+    if path is None:
         return None
-    try:
-        return ConsulTrigger.from_settings(settings.consul, watch=watch)
-    except ConsulConfigError as exc:
-        raise ConfigError(Problem(str(exc), ("consul",))) from None
+    return ConsulTrigger.from_directory(path, watch=watch)
 
 
 def unwatched_consul_tasks(core: Core) -> list[str]:

@@ -105,6 +105,10 @@ class Daemon:
 
     async def load(self) -> None:
         await self.core.load(self.settings.tasks)
+        if self.core.consul is not None:
+            log.info(
+                "Consul conditions and module inputs read from %s", self.core.consul.description
+            )
         unwatched = unwatched_consul_tasks(self.core)
         if unwatched:
             log.warning(

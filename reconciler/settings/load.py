@@ -76,6 +76,7 @@ def _resolve(
         c.bad('"working_dir" must not be empty', (), top.loc("working_dir"))
 
     consul = r.consul(top.block("consul"), env, c)
+    catalog_path = r.catalog_path(top, c)
     vault_block = top.blocks.get("vault")
     vault = {k: f.value for k, f in vault_block.fields.items()} if vault_block else None
     providers = [p for d in decoded for p in d.providers]
@@ -105,6 +106,7 @@ def _resolve(
         tls=tls,
         consul=consul,
         consul_configured="consul" in top.blocks,
+        catalog_path=catalog_path,
         driver=driver,
         terraform_providers=tuple(providers),
         vault=vault,

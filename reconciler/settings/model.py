@@ -230,6 +230,8 @@ class Settings:
     # A `consul` block was written: the daemon connects to Consul (without one, the
     # defaults above only feed a driver "terraform" backend "consul").
     consul_configured: bool = False
+    # `catalog "directory" { path }`: the embedded catalog; None when no block sets it.
+    catalog_path: Path | None = None
     driver: TerraformDriver = TerraformDriver()
     terraform_providers: tuple[TerraformProvider, ...] = ()
     vault: Mapping[str, Any] | None = None  # None: no vault block

@@ -91,6 +91,27 @@ def buffer_period(p: Partial, c: Checker) -> BufferPeriod:
     return BufferPeriod(True, low, max(low, high))
 
 
+def catalog_path(top: Partial, c: Checker) -> Path | None:
+    """`catalog "directory" { path }`: the embedded catalog, which stands in for Consul."""
+    block = top.blocks.get("catalog")
+    if block is None:
+        return None
+    where = ('catalog "directory"',)
+    if "consul" in top.blocks:
+        c.bad(
+            'a catalog "directory" block and a consul block cannot both be configured: '
+            "tasks read either Consul or the embedded catalog",
+            where,
+            block.at,
+        )
+        return None
+    path = block.get("path")
+    if not path:
+        c.bad('"path" is required', where, block.at)
+        return None
+    return Path(path)
+
+
 def syslog(p: Partial) -> Syslog:
     enabled = p.get("enabled")
     if enabled is None:

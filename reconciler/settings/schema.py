@@ -97,6 +97,7 @@ DRIVER = BlockSpec(
     },
 )
 VAULT = BlockSpec(free_form=True)
+CATALOG = BlockSpec({"path": P}, label="directory")
 
 TOP = BlockSpec(
     {"log_level": S, "port": N, "bind_address": S, "working_dir": P, "id": S, "client_type": S},
@@ -107,6 +108,7 @@ TOP = BlockSpec(
         "consul": CONSUL,
         "driver": DRIVER,
         "vault": VAULT,
+        "catalog": CATALOG,
     },
     hints={
         "provider": "'provider' is an invalid key for Consul-Terraform-Sync (CTS) "

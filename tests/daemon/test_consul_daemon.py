@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import pytest
 from consulfake import FakeConsul
 from helpers import wait_for
-from serverkit import daemon_process, wait_listening
+from serverkit import daemon_process, free_port, wait_listening
 
 MODULES = Path(__file__).resolve().parents[1] / "fixtures" / "modules"
 T = TypeVar("T")
@@ -127,3 +127,51 @@ def test_once_mode_records_one_event_per_task(tmp_path: Path, consul: ThreadedCo
     assert output(tmp_path, "a") == output(tmp_path, "b") == "web web-1 10.0.0.1:80\n"
     stored = json.loads((tmp_path / "state" / ".reconciler" / "events.json").read_text())
     assert {name: len(events) for name, events in stored["tasks"].items()} == {"a": 1, "b": 1}
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_the_examples_embedded_catalog_drives_real_terraform(tmp_path: Path) -> None:
+    """`make run`'s configuration: editing the catalog's files runs the example task."""
+    shutil.copytree(EXAMPLES, tmp_path / "examples")
+    config = tmp_path / "examples" / "config.hcl"
+    port = free_port()
+    text = config.read_text().replace("port        = 8558", f"port        = {port}")
+    config.write_text(text.replace('min     = "1s"', 'min     = "100ms"'))
+    out = tmp_path / "sync-tasks" / "web" / "services.txt"
+    catalog = tmp_path / "examples" / "catalog"
+    log = tmp_path / "daemon.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "reconciler.cli.main", "start", f"-config-file={config}"],
+            cwd=tmp_path,
+            stderr=err,
+        )
+    try:
+        wait_listening(port, proc)
+
+        def lines() -> list[str]:
+            return sorted(out.read_text().splitlines()) if out.exists() else []
+
+        wait_for(lambda: lines() == ["web web-1 10.0.0.1:80"], timeout=60, what=log.read_text())
+        (catalog / "web-2.hcl").write_text(
+            'service {\n  name    = "web"\n  id      = "web-2"\n'
+            '  address = "10.0.0.2"\n  port    = 8080\n}\n'
+        )
+        wait_for(
+            lambda: lines() == ["web web-1 10.0.0.1:80", "web web-2 10.0.0.2:8080"],
+            timeout=60,
+            what=log.read_text(),
+        )
+        text = (catalog / "web.hcl").read_text()
+        (catalog / "web.hcl").write_text(
+            text.replace("port    = 80", 'port = 80\n  status = "critical"')
+        )
+        wait_for(lambda: lines() == ["web web-2 10.0.0.2:8080"], timeout=60, what=log.read_text())
+        (catalog / "web-2.hcl").unlink()
+        wait_for(lambda: lines() == [], timeout=60, what=log.read_text())
+        assert 'catalog "directory" at' in log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -1506,3 +1506,28 @@ def test_validate_prints_the_unsupported_settings(
     assert validate([str(path)]) == EXIT_OK
     err = capsys.readouterr().err
     assert f"warning: {path}:1: syslog is not supported and has no effect" in err
+
+
+# --- the embedded catalog ----------------------------------------------------------------------
+
+
+def test_a_catalog_block_names_a_directory_relative_to_its_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "conf/cts.hcl", 'catalog "directory" {\n  path = "cat"\n}\n')
+    s = load(path)
+    assert s.catalog_path == tmp_path / "conf" / "cat"
+    assert not s.consul_configured and s.warnings == ()
+    assert load(write(tmp_path, "none.hcl", "port = 1\n")).catalog_path is None
+
+
+def test_a_catalog_block_needs_a_path_and_excludes_a_consul_block(tmp_path: Path) -> None:
+    both = write(
+        tmp_path,
+        "both.hcl",
+        'consul {\n  address = "c:8500"\n}\ncatalog "directory" {\n  path = "cat"\n}\n',
+    )
+    [(line, problem)] = located(both)
+    assert line == 4 and "cannot both be configured" in problem
+    [problem] = problems_of(write(tmp_path, "empty.hcl", 'catalog "directory" {\n}\n'))
+    assert '"path" is required' in problem
+    [problem] = problems_of(write(tmp_path, "other.hcl", 'catalog "consul" {\n  path = "x"\n}\n'))
+    assert "consul" in problem

@@ -8,10 +8,13 @@ conversions and trigger rules.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from reconciler.settings.model import Consul
 from reconciler.triggers.consul.catalog import ConsulCatalog
 from reconciler.triggers.consul.client import ConsulAPI, ConsulClient
 from reconciler.triggers.consul.config import client_config
+from reconciler.triggers.consul.directory import DirectoryCatalog
 from reconciler.triggers.consul.leader import LeaderState, LeaderStatus, LeaderWait
 from reconciler.triggers.consul.source import ConsulSource
 from reconciler.triggers.consul.watchers import ConsulWatchers
@@ -19,12 +22,19 @@ from reconciler.triggers.consul.watchers import ConsulWatchers
 
 class ConsulTrigger:
     def __init__(
-        self, api: ConsulAPI, *, watch: bool = True, client: ConsulClient | None = None
+        self,
+        api: ConsulAPI,
+        *,
+        watch: bool = True,
+        client: ConsulClient | None = None,
+        directory: DirectoryCatalog | None = None,
     ) -> None:
         """`watch`: build the trigger source (off for the one-shot modes, which read the
-        catalog but react to nothing). `client`: closed with the rest."""
+        catalog but react to nothing). `client` / `directory`: the backend behind `api`,
+        opened and closed with the rest."""
         self.api = api
         self._client = client
+        self.directory = directory
         self.leader = LeaderWait(api)
         self.watchers = ConsulWatchers(api, gate=self._leader_ready)
         self.catalog = ConsulCatalog(self.watchers)
@@ -36,6 +46,23 @@ class ConsulTrigger:
         """Raises ConsulConfigError for a block that cannot make a client."""
         client = ConsulClient(client_config(consul))
         return cls(client, watch=watch, client=client)
+
+    @classmethod
+    def from_directory(cls, path: Path, *, watch: bool = True) -> ConsulTrigger:
+        catalog = DirectoryCatalog(path)
+        return cls(catalog, watch=watch, directory=catalog)
+
+    async def open(self) -> None:
+        """Read the embedded catalog (if that is the backend) before any task is tracked:
+        the tasks' first runs see its data."""
+        if self.directory is not None:
+            await self.directory.start()
+
+    @property
+    def description(self) -> str:
+        if self.directory is not None:
+            return f'catalog "directory" at {self.directory.root}'
+        return "consul"
 
     async def _leader_ready(self) -> None:
         self.start()
@@ -62,3 +89,5 @@ class ConsulTrigger:
         await self.leader.stop()
         if self._client is not None:
             await self._client.aclose()
+        if self.directory is not None:
+            await self.directory.aclose()
