@@ -30,6 +30,7 @@ from reconciler.runner.driver import Driver
 from reconciler.runner.inputs import Catalog
 from reconciler.runner.workspace import Workspaces
 from reconciler.sources.directory import DirectorySource
+from reconciler.triggers.consul.trigger import ConsulTrigger
 from reconciler.triggers.scheduler import Scheduler
 
 SECOND = 1_000_000_000
@@ -74,6 +75,7 @@ async def running_core(
     work: Path | None = None,
     catalog: Catalog | None = None,
     workers: int = 4,
+    consul: ConsulTrigger | None = None,
 ) -> AsyncIterator[Core]:
     """The core behind the API; with a `driver`, tasks run (workspaces under `work`)."""
     root.mkdir(parents=True, exist_ok=True)
@@ -87,6 +89,7 @@ async def running_core(
             workers=workers,
             catalog=catalog,
             retry_delay=lambda attempt: 0.01,
+            consul=consul,
         )
     source = DirectorySource(root, display_base=root.parent)
     core = DaemonCore([SourcePlan(source)], runs=runs)

@@ -16,7 +16,7 @@ anything: it returns None to allow, or the reason it refuses.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from reconciler._core.errors import (
@@ -67,6 +67,10 @@ def validation_message(spec: TaskSpec) -> str | None:
     return "; ".join(": ".join([label, *inv.where, inv.message]) for inv in invalid)
 
 
+# Asked about a task being created: a problem message, or None.
+Check = Callable[[TaskSpec], Awaitable[str | None]]
+
+
 class TaskCommands:
     def __init__(
         self,
@@ -75,13 +79,17 @@ class TaskCommands:
         runs: Scheduler | None = None,
         *,
         gate: Gate | None = None,
+        check: Check | None = None,
     ) -> None:
-        """`runs` None: the commands only change files; `run=...` is refused."""
+        """`runs` None: the commands only change files; `run=...` is refused. `check`:
+        asked about a new task after file validation (Consul's view of its datacenter and
+        namespace); a message refuses it."""
         self.reconciler = reconciler
         self.registry: Registry = reconciler.registry
         self.writeback = writeback
         self.runs = runs
         self.gate = gate
+        self.check = check
 
     # --- views ---------------------------------------------------------------------------
 
@@ -139,6 +147,8 @@ class TaskCommands:
         # The name is checked first (identifier, length): it becomes a file name, so
         # nothing is written or reserved for a name that fails.
         problem = validation_message(spec)
+        if problem is None and self.check is not None:
+            problem = await self.check(spec)
         if problem is not None:
             raise InvalidTaskError(problem)
         runs = self._scheduler(run) if run is not None else self.runs

@@ -24,7 +24,7 @@ from pathlib import Path
 from reconciler._core.errors import ConfigError, Problem
 from reconciler.commands import Gate, TaskCommands
 from reconciler.config.load import gc_paused
-from reconciler.config.model import GlobalDefaults
+from reconciler.config.model import GlobalDefaults, TaskSpec
 from reconciler.reconcile.cache import ParseCache
 from reconciler.reconcile.configtasks import ConfigTasks
 from reconciler.reconcile.engine import Reconciler
@@ -47,6 +47,7 @@ from reconciler.triggers.consul.config import ConsulConfigError
 from reconciler.triggers.consul.directory import default_catalog_path
 from reconciler.triggers.consul.source import NoConsulSource, consul_condition
 from reconciler.triggers.consul.trigger import ConsulTrigger
+from reconciler.triggers.consul.validate import scope_problem
 from reconciler.triggers.execute import exponential_backoff
 from reconciler.triggers.schedule import CronSource
 from reconciler.triggers.scheduler import Scheduler
@@ -133,10 +134,20 @@ class Core:
                 self.hooks.setdefault(plan.webhook_secret, []).append(loop)
         # API-created tasks go to the first writable source.
         self.writeback = WriteBack(self.reconciler, dict(self.loops), next(iter(writable), None))
-        self.commands = TaskCommands(self.reconciler, self.writeback, self.scheduler, gate=gate)
+        self.commands = TaskCommands(
+            self.reconciler,
+            self.writeback,
+            self.scheduler,
+            gate=gate,
+            check=self._consul_check if self.consul is not None else None,
+        )
         self.config_tasks: ConfigTasks | None = None
         self.config_loop: SourceLoop | None = None
         self._background: list[asyncio.Task[None]] = []
+
+    async def _consul_check(self, spec: TaskSpec) -> str | None:
+        assert self.consul is not None
+        return await scope_problem(self.consul.api, spec)
 
     @property
     def status(self) -> StatusStore | None:
