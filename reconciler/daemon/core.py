@@ -82,6 +82,7 @@ class RunPlan:
     # What fires runs besides cron schedules (Consul conditions), and what owns them.
     consul: ConsulTrigger | None = None
     defaults: GlobalDefaults = field(default_factory=GlobalDefaults)  # inherited buffer period
+    apply_on_start: str = "changed"
 
 
 class Core:
@@ -115,6 +116,7 @@ class Core:
                 eager_init=runs.eager_init,
                 sources=triggers,
                 gate=gate,
+                apply_on_start=runs.apply_on_start,
             )
         self.loops: dict[str, SourceLoop] = {}
         self.hooks: dict[str, list[SourceLoop]] = {}
@@ -272,6 +274,7 @@ def core_from_settings(
         eager_init=eager_init,
         consul=consul,
         defaults=global_defaults(settings),
+        apply_on_start=settings.driver.apply_on_start,
     )
     return Core(
         source_plans(settings),

@@ -66,6 +66,10 @@ class Event:
     # the commit sha for a git source (the task's provenance). Kept with the event on
     # disk; CTS's event JSON has no such field, so `to_json` leaves it out.
     revision: str = ""
+    # Digest of what a successful run applied (definition, rendered inputs, local module):
+    # a later trigger with the same digest has nothing to apply. Not shown in the API; the
+    # store keeps the newest one per task.
+    digest: str = field(default="", compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -125,6 +129,9 @@ class StatusStore:
         # Task name -> revision of its newest successful run. Kept apart from the 5 events:
         # after five failures the revision still running is still known.
         self._applied: dict[str, str] = {}
+        # Task name -> digest of its newest successful apply (written in the same atomic
+        # write as the event, so it never claims an apply whose event was not kept).
+        self._digests: dict[str, str] = {}
         self.version = 0  # bumped on every change, for cached views
         self._dirty = False
         self._saving: asyncio.Task[None] | None = None
@@ -156,7 +163,16 @@ class StatusStore:
         kept.appendleft(event)
         if event.success and event.revision:
             self._applied[event.task_name] = event.revision
+        if event.success and event.digest:
+            self._digests[event.task_name] = event.digest
+        elif not event.success:
+            self._digests.pop(event.task_name, None)  # a failed apply may have changed things
         self._changed()
+
+    def applied_digest(self, name: str) -> str | None:
+        """The digest of the task's newest successful apply, if it is still the newest
+        apply (a failure since forgets it)."""
+        return self._digests.get(name)
 
     def carry_applied(self, name: str, old: str, new: str) -> None:
         """A new revision with the same definition (a commit that changed other files, a
@@ -166,6 +182,7 @@ class StatusStore:
             self._changed()
 
     def forget(self, name: str) -> None:
+        self._digests.pop(name, None)
         applied = self._applied.pop(name, None)
         if self._events.pop(name, None) is not None or applied is not None:
             self._changed()
@@ -203,6 +220,7 @@ class StatusStore:
             return
         self._events.clear()
         self._applied.clear()
+        self._digests.clear()
         for name, events in (data.get("tasks") or {}).items():
             try:
                 parsed = [Event.from_json(e) for e in events][:KEEP]
@@ -213,11 +231,16 @@ class StatusStore:
         applied = data.get("applied") or {}
         if isinstance(applied, dict):
             self._applied = {str(k): str(v) for k, v in applied.items() if v}
+        digests = data.get("digests") or {}
+        if isinstance(digests, dict):
+            self._digests = {str(k): str(v) for k, v in digests.items() if v}
         self.version += 1
 
     def _snapshot(self) -> bytes:
         tasks = {name: [e.to_record() for e in events] for name, events in self._events.items()}
-        return orjson.dumps({"format": _FORMAT, "tasks": tasks, "applied": self._applied})
+        return orjson.dumps(
+            {"format": _FORMAT, "tasks": tasks, "applied": self._applied, "digests": self._digests}
+        )
 
     def save(self) -> None:
         if self.path is None:

@@ -105,6 +105,26 @@ class Workspace:
             h.update(f"\0{name}\0{text}".encode())
         return h.hexdigest()
 
+    def module_digest(self) -> str:
+        """The content of a local module's files (a remote module is named by its source
+        and version, already in main.tf): an edit of the module is a change to apply."""
+        source = self.module.source
+        if not is_local_module(source):
+            return ""
+        root = (self.directory / source).resolve()
+        h = hashlib.sha256()
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                path = Path(dirpath) / name
+                try:
+                    data = path.read_bytes()
+                except OSError:
+                    continue
+                h.update(f"\0{path.relative_to(root)}\0".encode())
+                h.update(data)
+        return h.hexdigest()
+
     def write(self) -> None:
         self.directory.mkdir(mode=0o750, parents=True, exist_ok=True)
         for name, text in self.files().items():

@@ -116,6 +116,9 @@ class TerraformDriver:
     log: bool = False
     persist_log: bool = False
     workers: int = 4  # at most this many Terraform runs at once
+    # "changed": at start, a task whose definition and inputs equal its last successful
+    # apply is not applied again; "always": every task is (CTS).
+    apply_on_start: str = "changed"
     required_providers: Mapping[str, Any] = field(default_factory=dict)
     # Exactly one backend type; when none is configured, `local` (state per task in its
     # workspace) where CTS defaults to consul. A configured consul backend gets CTS's

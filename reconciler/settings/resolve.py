@@ -264,6 +264,9 @@ def _service_registration(p: Partial, c: Checker) -> ServiceRegistration:
     )
 
 
+APPLY_ON_START = ("changed", "always")
+
+
 def driver(p: Partial, consul_settings: Consul, c: Checker) -> TerraformDriver:
     where = ('driver "terraform"',)
     version = p.get("version") or None
@@ -271,6 +274,14 @@ def driver(p: Partial, consul_settings: Consul, c: Checker) -> TerraformDriver:
         problem = terraform_version_problem(version)
         if problem:
             c.bad(problem, where, p.loc("version"))
+    apply_on_start = p.get("apply_on_start", TerraformDriver.apply_on_start)
+    if apply_on_start not in APPLY_ON_START:
+        c.bad(
+            f'"apply_on_start" must be "changed" or "always", not "{apply_on_start}"',
+            where,
+            p.loc("apply_on_start"),
+        )
+        apply_on_start = TerraformDriver.apply_on_start
     workers = p.get("workers", TerraformDriver.workers)
     if workers < 1:
         c.bad('"workers" must be at least 1', where, p.loc("workers"))
@@ -296,6 +307,7 @@ def driver(p: Partial, consul_settings: Consul, c: Checker) -> TerraformDriver:
         log=p.get("log", False),
         persist_log=p.get("persist_log", False),
         workers=workers,
+        apply_on_start=apply_on_start,
         required_providers=p.get("required_providers") or {},
         backend=backend,
     )

@@ -86,6 +86,7 @@ DRIVER = BlockSpec(
         "log": B,
         "persist_log": B,
         "workers": N,
+        "apply_on_start": S,
         "working_dir": P,
         "required_providers": Kind.MAP,
         "backend": Kind.BACKEND,

@@ -9,6 +9,8 @@ failing task cannot starve the others.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import logging
 import random
 from collections.abc import Callable
@@ -31,6 +33,10 @@ TRIGGERED_RETRIES = 2  # CTS retries a triggered apply twice (controller/daemon.
 DISABLED_PLAN = "Task is disabled, inspection was skipped."
 
 Slot = Callable[[], AbstractAsyncContextManager[None]]
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
 def exponential_backoff(attempt: int) -> float:
@@ -117,9 +123,18 @@ class Executor:
                     return self.event(st, spec, started, None, ran=False)
                 return None
             inputs = await self._inputs(spec, request.inputs)
-            digest = ws.digest(self.driver.identity) + ws.write_inputs(inputs)
+            digest = _digest(
+                ws.digest(self.driver.identity), ws.write_inputs(inputs), ws.module_digest()
+            )
             if request.only_if_changed and st.applied == digest:
                 return self.event(st, spec, started, None, ran=True)
+            if request.skip_unchanged and st.applied == digest:
+                log.info(
+                    "task %s: %s: nothing changed since its last apply, not run",
+                    st.name,
+                    request.reason or "triggered",
+                )
+                return None
             attempts = 1 + (TRIGGERED_RETRIES if request.retry else 0)
             error = await self._apply(st, ws, 0, attempts)
         for attempt in range(1, attempts):
@@ -132,7 +147,10 @@ class Executor:
         if error is None:
             st.applied = digest
             log.info("task %s: applied (%s)", st.name, request.reason or "requested")
-        return self.event(st, spec, started, error, ran=True)
+        else:
+            st.applied = None
+        event = self.event(st, spec, started, error, ran=True)
+        return dataclasses.replace(event, digest=digest) if error is None else event
 
     async def _apply(self, st: TaskRuns, ws: Workspace, attempt: int, of: int) -> str | None:
         try:

@@ -36,6 +36,9 @@ class Request:
     run: bool = False
     retry: bool = False
     only_if_changed: bool = False  # schedule ticks: apply only if inputs changed
+    # Triggers and start-up runs: nothing changed since the last successful apply -> run
+    # nothing, record nothing.
+    skip_unchanged: bool = False
     record_disabled: bool = False  # record an event even when the task is disabled
     reason: str = ""  # why it runs ("schedule", "run=now", ...), for the log
     # The module inputs a trigger source handed over; None: ask the catalog at run time.
@@ -47,6 +50,7 @@ class Request:
         self.force_init |= other.force_init
         if other.run:
             self.only_if_changed = other.only_if_changed and (self.only_if_changed or not self.run)
+            self.skip_unchanged = other.skip_unchanged and (self.skip_unchanged or not self.run)
             self.run = True
             self.retry |= other.retry
             self.record_disabled |= other.record_disabled

@@ -93,7 +93,7 @@ class CronSource:
     async def _run(self, name: str, expr: str) -> None:
         def tick() -> None:
             if self._fire is not None:
-                self._fire(Trigger(name, "schedule", only_if_changed=True))
+                self._fire(Trigger(name, "schedule", only_if_changed=True, skip_unchanged=False))
 
         try:
             await run_schedule(name, expr, tick, clock=self.clock)

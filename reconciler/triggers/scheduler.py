@@ -54,16 +54,20 @@ class Scheduler:
         eager_init: bool = True,
         sources: Sequence[TriggerSource] | None = None,
         gate: Gate | None = None,
+        apply_on_start: str = "changed",
     ) -> None:
         """`eager_init`: initialise a task's workspace as soon as the task appears or
         changes (the daemon); off, workspaces are initialised when first used.
         `sources`: the trigger sources (default: cron schedules). `gate`: asked before
-        any job starts (None lets everything through)."""
+        any job starts (None lets everything through). `apply_on_start`: "changed" (a
+        task whose definition and inputs equal its last successful apply is not applied at
+        start) or "always" (CTS)."""
         self.registry = registry
         self.status = status
         self.executor = Executor(workspaces, driver, catalog=catalog, retry_delay=retry_delay)
         self.queue = RunQueue(self.executor, status, workers=workers, gate=gate)
         self.eager_init = eager_init
+        self.apply_on_start = apply_on_start
         self.sources: list[TriggerSource] = (
             list(sources) if sources is not None else [CronSource(clock=clock)]
         )
@@ -104,6 +108,8 @@ class Scheduler:
             self.queue.undelete(st)
         else:
             st = self._tasks[live.spec.name] = TaskRuns(live.spec, None)
+            # What the task's last successful apply was, across restarts.
+            st.applied = self.status.applied_digest(live.spec.name)
         st.adopt(live)
         if self.eager_init:
             self.queue.request(st, Request(init=True))
@@ -165,6 +171,8 @@ class Scheduler:
                 run=True,
                 retry=trigger.retry,
                 only_if_changed=trigger.only_if_changed,
+                skip_unchanged=trigger.skip_unchanged
+                and not (trigger.start and self.apply_on_start == "always"),
                 reason=trigger.reason,
                 inputs=trigger.inputs,
             ),
@@ -190,7 +198,13 @@ class Scheduler:
             if any(source.owns_start(st.spec) for source in self.sources):
                 continue
             if st.live is not None and not st.deleting and st.spec.is_enabled:
-                self.queue.request(st, Request(run=True, retry=retry, reason="start"))
+                request = Request(
+                    run=True,
+                    retry=retry,
+                    reason="start",
+                    skip_unchanged=self.apply_on_start != "always",
+                )
+                self.queue.request(st, request)
 
     # --- asked for by the task commands and the daemon ---------------------------------
 

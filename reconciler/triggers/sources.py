@@ -35,6 +35,12 @@ class Trigger:
     retry: bool = True  # a failed apply is retried with backoff (CTS: triggered runs)
     # Held back by the task's buffer period; a task's first run is not (CTS).
     buffered: bool = True
+    # Run nothing (and record nothing) when the definition and inputs equal those of the
+    # task's last successful apply (data that changed and changed back, a restart).
+    skip_unchanged: bool = True
+    # The task's start-up run (its first data): applied again even when unchanged if the
+    # driver says apply_on_start = "always".
+    start: bool = False
 
 
 Fire = Callable[[Trigger], None]

@@ -198,7 +198,7 @@ class ConsulSource:
         watch.started = True
         if self._fire is not None:
             reason = "start" if first else f"{_what(update)} changed"
-            self._fire(Trigger(name, reason, buffered=not first))
+            self._fire(Trigger(name, reason, buffered=not first, start=first))
 
     def forget(self, name: str) -> None:
         watch = self._tasks.pop(name, None)
