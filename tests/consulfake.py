@@ -36,6 +36,7 @@ class Request:
     path: str
     params: dict[str, list[str]]
     headers: dict[str, str]
+    body: bytes = b""
 
     def param(self, name: str) -> str | None:
         values = self.params.get(name)
@@ -110,6 +111,7 @@ class FakeConsul:
         self.kv: dict[str, tuple[bytes, int, int]] = {}  # key -> (value, create, modify)
         self.requests: list[Request] = []
         self.faults: list[Fault] = []
+        self.agent_services: dict[str, Any] = {}  # registered through the agent API
         self.in_flight = 0  # blocked long polls right now
         self._epoch = 0  # bumped by a snapshot restore
         self._changed = asyncio.Condition()
@@ -262,14 +264,16 @@ class FakeConsul:
                 while (h := await reader.readline()) not in (b"\r\n", b"\n", b""):
                     k, _, v = h.decode("latin-1").partition(":")
                     headers[k.strip().lower()] = v.strip()
+                content = b""
                 if n := int(headers.get("content-length", "0")):
-                    await reader.readexactly(n)
+                    content = await reader.readexactly(n)
                 url = urlsplit(target)
                 req = Request(
                     method,
                     unquote(url.path),
                     parse_qs(url.query, keep_blank_values=True),
                     headers,
+                    content,
                 )
                 self.requests.append(req)
                 status, body, extra = await self._answer(req, reader)
@@ -327,6 +331,8 @@ class FakeConsul:
             return 200, self.leader, {}
         if not self.leader:
             return 500, b"No cluster leader", {}
+        if req.method == "PUT" and req.path.startswith("/v1/agent/service/"):
+            return self._agent(req)
         dc = req.param("dc")
         if dc not in (None, "", self.datacenter):
             return 500, b"No path to datacenter", {}
@@ -454,6 +460,21 @@ class FakeConsul:
                 return 400, body.encode(), {}
             entries = [e for e in entries if match(e)]
         return 200, entries, self._meta(req)
+
+    def _agent(self, req: Request) -> tuple[int, Any, dict[str, str]]:
+        """PUT /v1/agent/service/register and /deregister/<id>."""
+        for fault in self.faults:
+            if fault.times > 0 and req.path.startswith(fault.path):
+                fault.times -= 1
+                return fault.status, fault.body.encode(), {}
+        if req.path == "/v1/agent/service/register":
+            service = orjson.loads(req.body)
+            self.agent_services[service["ID"]] = service
+            return 200, b"", {}
+        id = req.path.removeprefix("/v1/agent/service/deregister/")
+        if self.agent_services.pop(id, None) is None:
+            return 404, f'Unknown service ID "{id}"'.encode(), {}
+        return 200, b"", {}
 
     def _catalog(self, req: Request) -> dict[str, list[str]]:
         wanted = [m.split(":", 1) for m in req.params.get("node-meta", [])]

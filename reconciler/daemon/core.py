@@ -291,7 +291,9 @@ def consul_trigger(settings: Settings, *, watch: bool = True) -> ConsulTrigger |
     conditions are then never triggered: see `unwatched_consul_tasks`)."""
     if settings.consul_configured:
         try:
-            return ConsulTrigger.from_settings(settings.consul, watch=watch)
+            return ConsulTrigger.from_settings(
+                settings.consul, watch=watch, register=settings if watch else None
+            )
         except ConsulConfigError as exc:
             raise ConfigError(Problem(str(exc), ("consul",))) from None
     path = settings.catalog_path

@@ -215,6 +215,8 @@ class Daemon:
             "serving the API on %s://%s:%d", scheme, self.settings.bind_address, self.settings.port
         )
         sd_notify(f"READY=1\nSTATUS=serving {len(self.registry)} tasks")
+        if self.core.consul is not None:
+            self.core.consul.serving()
 
     async def _save_cache_periodically(self) -> None:
         while True:

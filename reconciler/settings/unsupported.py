@@ -15,11 +15,8 @@ from reconciler.settings.partial import Partial
 
 # (path of the setting: blocks then the key, what happens instead)
 NOT_ACTED_ON: dict[tuple[str, ...], str] = {
-    ("id",): "it names this instance in Consul's service registration and in high "
-    "availability, neither of which is implemented",
     ("client_type",): "it selects a Consul client, and this daemon has none",
     ("syslog",): "logs go to standard error (the journal, under systemd)",
-    ("consul", "service_registration"): "this daemon does not register itself in Consul",
     ("consul", "kv_namespace"): "it only applies to CTS's own state in Consul KV, which "
     "this daemon does not keep",
     ("vault",): "Vault templates in terraform_provider blocks are not rendered",

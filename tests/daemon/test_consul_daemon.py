@@ -95,6 +95,14 @@ def test_services_condition_drives_real_terraform(tmp_path: Path, consul: Thread
         consul.run(consul.fake.deregister("web-2"))
         wait_for(lambda: shows(""), timeout=60, what=log.read_text())
 
+        # The daemon registered itself, with CTS's check on /v1/health.
+        wait_for(lambda: bool(consul.fake.agent_services), timeout=30, what="registration")
+        [registered] = consul.fake.agent_services.values()
+        assert registered["Name"] == "consul-terraform-sync" and registered["Tags"] == ["cts"]
+        assert registered["Port"] == port
+        assert registered["Check"]["HTTP"] == f"http://localhost:{port}/v1/health"
+        # The module writes its file during the apply: the event comes once it has ended.
+        wait_for(lambda: not get(port, "/v1/status/tasks/web")["web"]["active"], timeout=30)
         status = get(port, "/v1/status/tasks/web")["web"]
         assert status["status"] == "successful"
         waits = status["waiting_on"]["consul"]
@@ -105,6 +113,9 @@ def test_services_condition_drives_real_terraform(tmp_path: Path, consul: Thread
         # One run at start and one per change; the unwatched db service ran nothing.
         events = get(port, "/v1/status/tasks/web?include=events")["web"]["events"]
         assert len(events) == 4 and all(e["success"] for e in events)
+        proc.terminate()
+        assert proc.wait(30) == 0
+    assert consul.fake.agent_services == {}  # deregistered on a clean stop
 
 
 def test_once_mode_records_one_event_per_task(tmp_path: Path, consul: ThreadedConsul) -> None:
@@ -172,6 +183,25 @@ def test_the_examples_embedded_catalog_drives_real_terraform(tmp_path: Path) -> 
         (catalog / "web-2.hcl").unlink()
         wait_for(lambda: lines() == [], timeout=60, what=log.read_text())
         assert 'catalog "directory" at' in log.read_text()
+        wait_for(lambda: not get(port, "/v1/status/tasks/web")["web"]["active"], timeout=30)
+        events = get(port, "/v1/status/tasks/web?include=events")["web"]["events"]
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+    # A restart with nothing changed applies nothing and records nothing.
+    with log.open("ab") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "reconciler.cli.main", "start", f"-config-file={config}"],
+            cwd=tmp_path,
+            stderr=err,
+        )
+    try:
+        wait_listening(port, proc)
+        skipped = "task web: start: nothing changed since its last apply, not run"
+        wait_for(lambda: skipped in log.read_text(), timeout=60, what=log.read_text())
+        again = get(port, "/v1/status/tasks/web?include=events")["web"]["events"]
+        assert [e["id"] for e in again] == [e["id"] for e in events]
     finally:
         proc.terminate()
         proc.wait(30)

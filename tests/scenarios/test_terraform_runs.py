@@ -290,14 +290,19 @@ def test_daemon_runs_tasks_at_start_and_keeps_events_across_restarts(repo: Path)
         current = status()
         return current is not None and len(current["events"]) == events and not current["active"]
 
-    for events in (1, 2):
+    base = config.read_text()
+    # The second start finds nothing changed and applies nothing (the end-to-end test of
+    # the embedded catalog checks its log line); the third asks for CTS's re-apply.
+    always = 'driver "terraform" {\n  apply_on_start = "always"\n}\n'
+    for events, extra in ((1, ""), (1, ""), (2, always)):
+        config.write_text(base + extra)
         proc = subprocess.Popen(
             [sys.executable, "-m", "reconciler.cli.main", "start", f"-config-file={config}"],
             cwd=repo,
             stderr=subprocess.DEVNULL,
         )
         try:
-            # The start-up run applies every enabled task; earlier events are still there.
+            # The start-up run applies the tasks; earlier events are still there.
             wait_for(lambda: settled(events), timeout=60, what=f"{events} event(s)")  # noqa: B023
             current = status()
             assert current is not None and current["status"] == "successful", current

@@ -282,9 +282,7 @@ def test_full_cts_config_loads_unchanged() -> None:
     unsupported = [w.message.split(" is not supported")[0] for w in s.warnings]
     assert sorted(u for u in unsupported if "deprecated" not in u) == [
         "consul kv_namespace",
-        "consul service_registration",
         'driver "terraform" version',
-        "id",
         "service",
         "syslog",
         "vault",
@@ -1440,7 +1438,6 @@ def test_tls_ca_without_verify_incoming_is_a_warning(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "line", "setting"),
     [
-        pytest.param('id = "cts-01"\n', 1, "id", id="id"),
         pytest.param('client_type = "dev"\n', 1, "client_type", id="client_type"),
         pytest.param('syslog {\n  facility = "local2"\n}\n', 1, "syslog", id="syslog"),
         pytest.param(

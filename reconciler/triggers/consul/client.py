@@ -134,6 +134,22 @@ class ConsulClient:
             known_leader=headers.get("X-Consul-KnownLeader", "true") == "true",
         )
 
+    async def put(self, path: str, body: Any = None, *, what: str = "") -> None:
+        """PUT `path` with a JSON body (the agent's register/deregister endpoints)."""
+        what = what or path
+        try:
+            response = await self._http.put(
+                path,
+                content=orjson.dumps(body) if body is not None else b"",
+                headers={"Content-Type": "application/json"},
+                extensions=self.config.request_extensions(),
+            )
+        except httpx2.TransportError as err:
+            detail = str(err) or "no answer"
+            raise ConsulUnavailable(f"{what}: {type(err).__name__}: {detail}") from err
+        if response.status_code != 200:
+            raise ConsulHTTPError(response.status_code, response.text, what)
+
     async def leader(self) -> str:
         """`GET /v1/status/leader`: the leader's address, "" while the cluster has none."""
         answer = await self.get("/v1/status/leader", what="status.leader")

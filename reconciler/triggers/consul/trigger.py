@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler.settings.model import Consul
+from reconciler.settings.model import Consul, Settings
 from reconciler.triggers.consul.catalog import ConsulCatalog
 from reconciler.triggers.consul.client import ConsulAPI, ConsulClient
 from reconciler.triggers.consul.config import client_config
 from reconciler.triggers.consul.directory import DirectoryCatalog
 from reconciler.triggers.consul.leader import LeaderState, LeaderStatus, LeaderWait
+from reconciler.triggers.consul.registration import SelfRegistration
 from reconciler.triggers.consul.source import ConsulSource
 from reconciler.triggers.consul.watchers import ConsulWatchers
 
@@ -28,6 +29,7 @@ class ConsulTrigger:
         watch: bool = True,
         client: ConsulClient | None = None,
         directory: DirectoryCatalog | None = None,
+        registration: SelfRegistration | None = None,
     ) -> None:
         """`watch`: build the trigger source (off for the one-shot modes, which read the
         catalog but react to nothing). `client` / `directory`: the backend behind `api`,
@@ -35,6 +37,7 @@ class ConsulTrigger:
         self.api = api
         self._client = client
         self.directory = directory
+        self.registration = registration
         self.leader = LeaderWait(api)
         self.watchers = ConsulWatchers(api, gate=self._leader_ready)
         self.catalog = ConsulCatalog(self.watchers)
@@ -42,10 +45,17 @@ class ConsulTrigger:
         self._started = False
 
     @classmethod
-    def from_settings(cls, consul: Consul, *, watch: bool = True) -> ConsulTrigger:
-        """Raises ConsulConfigError for a block that cannot make a client."""
+    def from_settings(
+        cls, consul: Consul, *, watch: bool = True, register: Settings | None = None
+    ) -> ConsulTrigger:
+        """Raises ConsulConfigError for a block that cannot make a client. `register`:
+        the daemon's settings, to register it as a service (when its
+        service_registration is enabled)."""
         client = ConsulClient(client_config(consul))
-        return cls(client, watch=watch, client=client)
+        registration = None
+        if register is not None and consul.service_registration.enabled:
+            registration = SelfRegistration(client, register)
+        return cls(client, watch=watch, client=client, registration=registration)
 
     @classmethod
     def from_directory(cls, path: Path, *, watch: bool = True) -> ConsulTrigger:
@@ -74,6 +84,11 @@ class ConsulTrigger:
             self._started = True
             self.leader.start()
 
+    def serving(self) -> None:
+        """The API serves: register the daemon in Consul (in the background)."""
+        if self.registration is not None:
+            self.registration.start()
+
     def health(self) -> str | None:
         """Why Consul is not usable yet (None when it is)."""
         state: LeaderState = self.leader.state()
@@ -83,6 +98,8 @@ class ConsulTrigger:
         return f"consul: waiting for a leader{detail}"
 
     async def aclose(self) -> None:
+        if self.registration is not None:
+            await self.registration.close()  # deregister while the client is open
         if self.source is not None:
             await self.source.close()
         await self.watchers.aclose()
