@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.api_throughput import bench_api
+from bench.consul_daemon import bench_consul_daemon
 from bench.git_latency import bench_git
 from bench.latency import bench_latency
 from bench.load import bench_load
@@ -34,6 +35,7 @@ BENCHMARKS: dict[str, Callable[[Workspace], Section]] = {
     "api": bench_api,
     "soak": bench_soak,
     "terraform": bench_terraform_daemon,
+    "consul": bench_consul_daemon,
 }
 # Run only when asked for with --only (about 10 minutes; 60 s with --quick).
 OPT_IN = frozenset({"soak"})
