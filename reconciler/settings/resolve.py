@@ -88,6 +88,12 @@ def buffer_period(p: Partial, c: Checker) -> BufferPeriod:
     if low < 0 or high < 0:
         c.bad("buffer_period: cannot be negative", (), p.loc("min" if low < 0 else "max"))
         return BufferPeriod()
+    if high < low:
+        c.warn(
+            "buffer_period: min is greater than max; max is raised to min (as CTS does)",
+            (),
+            p.loc("max"),
+        )
     return BufferPeriod(True, low, max(low, high))
 
 

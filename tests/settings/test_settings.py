@@ -1528,3 +1528,14 @@ def test_a_catalog_block_needs_a_path_and_excludes_a_consul_block(tmp_path: Path
     assert '"path" is required' in problem
     [problem] = problems_of(write(tmp_path, "other.hcl", 'catalog "consul" {\n  path = "x"\n}\n'))
     assert "consul" in problem
+
+
+def test_a_global_buffer_period_with_min_above_max_is_corrected_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "cts.hcl", 'buffer_period {\n  min = "30s"\n  max = "10s"\n}\n')
+    s = load(path)
+    assert (s.buffer_period.min, s.buffer_period.max) == (30 * 10**9, 30 * 10**9)
+    [warning] = s.warnings
+    assert warning.location == Location(str(path), 3)
+    assert "min is greater than max" in warning.message
