@@ -13,7 +13,7 @@ from pathlib import Path
 from reconciler.config.model import Provenance, ServicesCondition, TaskSpec
 from reconciler.registry.status import StatusStore
 from reconciler.registry.store import LiveTask, Registry, RegistryChange
-from reconciler.runner.driver import Plan, RunError
+from reconciler.runner.driver import Plan, Priority, RunError
 from reconciler.runner.inputs import ServiceInstance, ServicesQuery
 from reconciler.runner.workspace import Workspace, Workspaces
 from reconciler.triggers.scheduler import Scheduler
@@ -32,6 +32,8 @@ class FakeDriver:
     changes_present: bool = True
     active: int = 0
     max_active: int = 0
+    # (task name, command, priority) of every command
+    priorities: list[tuple[str, str, Priority]] = field(default_factory=list)
     # task name -> the terraform.tfvars each of its applies ran with
     tfvars: dict[str, list[str]] = field(default_factory=dict)
 
@@ -43,14 +45,19 @@ class FakeDriver:
         if op in self.failing.get(ws.name, set()):
             raise RunError(f"terraform {op} failed: fake failure of {ws.name}")
 
-    async def init(self, workspace: Workspace) -> None:
+    async def init(self, workspace: Workspace, *, priority: Priority = Priority.BACKGROUND) -> None:
+        self.priorities.append((workspace.name, "init", priority))
         self._check(workspace, "init")
 
-    async def plan(self, workspace: Workspace) -> Plan:
+    async def plan(self, workspace: Workspace, *, priority: Priority = Priority.BACKGROUND) -> Plan:
+        self.priorities.append((workspace.name, "plan", priority))
         self._check(workspace, "plan")
         return Plan(self.changes_present, f"plan of {workspace.name}")
 
-    async def apply(self, workspace: Workspace) -> None:
+    async def apply(
+        self, workspace: Workspace, *, priority: Priority = Priority.BACKGROUND
+    ) -> None:
+        self.priorities.append((workspace.name, "apply", priority))
         self.calls.append((workspace.name, "apply"))
         tfvars = workspace.directory / "terraform.tfvars"
         self.tfvars.setdefault(workspace.name, []).append(

@@ -21,7 +21,7 @@ from pathlib import Path
 from reconciler._core.errors import ReconcilerError
 from reconciler.config.model import TaskSpec
 from reconciler.registry.status import Event, EventConfig, now
-from reconciler.runner.driver import Driver, Plan, RunError
+from reconciler.runner.driver import Driver, Plan, Priority, RunError
 from reconciler.runner.inputs import Catalog, EmptyCatalog, ModuleInputs, gather_inputs
 from reconciler.runner.workspace import Workspace, Workspaces
 from reconciler.triggers.requests import Request, TaskRuns
@@ -61,7 +61,14 @@ class Executor:
     def workspace(self, st: TaskRuns) -> Workspace:
         return self.workspaces.for_task(st.spec, st.base_dir)
 
-    async def ensure_init(self, st: TaskRuns, ws: Workspace, *, force: bool = False) -> None:
+    async def ensure_init(
+        self,
+        st: TaskRuns,
+        ws: Workspace,
+        *,
+        force: bool = False,
+        priority: Priority = Priority.BACKGROUND,
+    ) -> None:
         """Write the root module and init it unless it is initialised as it is. The
         caller holds a slot."""
         identity = self.driver.identity
@@ -69,7 +76,7 @@ class Executor:
             ws.write()
             if force or not ws.is_initialized(identity):
                 ws.forget_initialized()
-                await self.driver.init(ws)
+                await self.driver.init(ws, priority=priority)
                 ws.mark_initialized(identity)
         except RunError as exc:
             st.init_error = exc.message
@@ -108,7 +115,7 @@ class Executor:
         async with slot():
             try:
                 ws = self.workspace(st)
-                await self.ensure_init(st, ws, force=request.force_init)
+                await self.ensure_init(st, ws, force=request.force_init, priority=request.priority)
             except ReconcilerError as exc:
                 if not isinstance(exc, RunError):
                     st.init_error = exc.message
@@ -136,14 +143,14 @@ class Executor:
                 )
                 return None
             attempts = 1 + (TRIGGERED_RETRIES if request.retry else 0)
-            error = await self._apply(st, ws, 0, attempts)
+            error = await self._apply(st, ws, 0, attempts, request.priority)
         for attempt in range(1, attempts):
             if error is None:
                 break
             # The slot is free while waiting: other tasks run meanwhile.
             await asyncio.sleep(self.retry_delay(attempt - 1))
             async with slot():
-                error = await self._apply(st, ws, attempt, attempts)
+                error = await self._apply(st, ws, attempt, attempts, request.priority)
         if error is None:
             st.applied = digest
             log.info("task %s: applied (%s)", st.name, request.reason or "requested")
@@ -152,20 +159,23 @@ class Executor:
         event = self.event(st, spec, started, error, ran=True)
         return dataclasses.replace(event, digest=digest) if error is None else event
 
-    async def _apply(self, st: TaskRuns, ws: Workspace, attempt: int, of: int) -> str | None:
+    async def _apply(
+        self, st: TaskRuns, ws: Workspace, attempt: int, of: int, priority: Priority
+    ) -> str | None:
         try:
-            await self.driver.apply(ws)
+            await self.driver.apply(ws, priority=priority)
         except RunError as exc:
             log.error("task %s: apply failed (attempt %d of %d)", st.name, attempt + 1, of)
             return exc.message
         return None
 
     async def plan(self, st: TaskRuns) -> Plan:
-        """Plan the task as it is; the caller holds its lock and a slot."""
+        """Plan the task as it is (for a command: API priority); the caller holds its
+        lock."""
         ws = self.workspace(st)
-        await self.ensure_init(st, ws)
+        await self.ensure_init(st, ws, priority=Priority.API)
         ws.write_inputs(await gather_inputs(st.spec, self.catalog))
-        return await self.driver.plan(ws)
+        return await self.driver.plan(ws, priority=Priority.API)
 
     async def plan_new(self, spec: TaskSpec, base_dir: Path | None, slot: Slot) -> Plan:
         """Plan a task that does not exist in a throwaway workspace: nothing of it remains
@@ -176,8 +186,8 @@ class Executor:
         try:
             async with slot():
                 ws.write()
-                await self.driver.init(ws)
+                await self.driver.init(ws, priority=Priority.API)
                 ws.write_inputs(await gather_inputs(spec, self.catalog))
-                return await self.driver.plan(ws)
+                return await self.driver.plan(ws, priority=Priority.API)
         finally:
             await asyncio.to_thread(ws.remove)

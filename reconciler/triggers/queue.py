@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 
 from reconciler.registry.status import Event, StatusStore
+from reconciler.runner.driver import Priority
 from reconciler.triggers.execute import Executor
 from reconciler.triggers.requests import (
     Request,
@@ -36,6 +37,9 @@ log = logging.getLogger("reconciler.triggers.scheduler")
 # A gate the queue asks before starting a job (e.g. leadership): None or a message why
 # work must not start now. The default lets everything through.
 Gate = Callable[[], str | None]
+
+
+_NO_SLOT = contextlib.nullcontext()
 
 
 class RunQueue:
@@ -75,13 +79,17 @@ class RunQueue:
         self.request(st, request)
         return await fut
 
-    def slot(self, st: TaskRuns) -> Callable[[], AbstractAsyncContextManager[None]]:
+    def slot(
+        self, st: TaskRuns, priority: Priority = Priority.BACKGROUND
+    ) -> Callable[[], AbstractAsyncContextManager[None]]:
         """A pool slot for one Terraform step of the task; the task counts as active
-        from its first slot until its worker finishes the request."""
+        from its first slot until its worker finishes the request. API work takes no
+        slot: it must not queue behind background runs (the Terraform pool serves it
+        ahead of them)."""
 
         @contextlib.asynccontextmanager
         async def take() -> AsyncIterator[None]:
-            async with self._pool:
+            async with self._pool if priority is Priority.BACKGROUND else _NO_SLOT:
                 # Deleted while waiting for the slot (or between retries): stop here.
                 if st.deleting or self.tasks.get(st.name) is not st:
                     raise TaskGoneError(f"task {st.name} was deleted")
@@ -103,7 +111,8 @@ class RunQueue:
                         continue
                     st.current = request
                     try:
-                        event = await self.executor.execute(st, request, self.slot(st))
+                        slot = self.slot(st, request.priority)
+                        event = await self.executor.execute(st, request, slot)
                     except TaskGoneError as exc:
                         fail(request.waiters, exc)
                         continue
@@ -125,9 +134,10 @@ class RunQueue:
 
     @contextlib.asynccontextmanager
     async def exclusive(self, st: TaskRuns) -> AsyncIterator[None]:
-        """The task's lock, then a pool slot, for work done on behalf of a command."""
+        """The task's lock, for work done on behalf of a command (API priority: no pool
+        slot)."""
         try:
-            async with st.lock, self.slot(st)():
+            async with st.lock, self.slot(st, Priority.API)():
                 try:
                     yield
                 finally:
@@ -136,8 +146,8 @@ class RunQueue:
             self.maybe_finish(st)
 
     def free_slot(self) -> AbstractAsyncContextManager[None]:
-        """A pool slot alone, for work that belongs to no task (a throwaway plan)."""
-        return self._pool
+        """For API work that belongs to no task (a throwaway plan): no pool slot."""
+        return _NO_SLOT
 
     # --- deletion ------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from reconciler._core.errors import ConflictError, NotFoundError
 from reconciler.config.model import TaskSpec
 from reconciler.registry.status import Event
 from reconciler.registry.store import LiveTask
+from reconciler.runner.driver import Priority
 from reconciler.runner.inputs import ModuleInputs
 
 
@@ -41,6 +42,8 @@ class Request:
     skip_unchanged: bool = False
     record_disabled: bool = False  # record an event even when the task is disabled
     reason: str = ""  # why it runs ("schedule", "run=now", ...), for the log
+    # API: asked for by a command that waits for it (run=now); ahead of background runs.
+    priority: Priority = Priority.BACKGROUND
     # The module inputs a trigger source handed over; None: ask the catalog at run time.
     inputs: ModuleInputs | None = None
     waiters: list[asyncio.Future[Event | None]] = field(default_factory=list)
@@ -48,6 +51,7 @@ class Request:
     def merge(self, other: Request) -> None:
         self.init |= other.init
         self.force_init |= other.force_init
+        self.priority = min(self.priority, other.priority)
         if other.run:
             self.only_if_changed = other.only_if_changed and (self.only_if_changed or not self.run)
             self.skip_unchanged = other.skip_unchanged and (self.skip_unchanged or not self.run)

@@ -25,7 +25,7 @@ from reconciler._core.errors import DuplicateTaskError, NotFoundError
 from reconciler.config.model import TaskSpec
 from reconciler.registry.status import Event, StatusStore
 from reconciler.registry.store import LiveTask, Registry, RegistryChange
-from reconciler.runner.driver import Driver, Plan
+from reconciler.runner.driver import Driver, Plan, Priority
 from reconciler.runner.inputs import Catalog
 from reconciler.runner.workspace import Workspaces
 from reconciler.triggers.execute import DISABLED_PLAN, Executor, exponential_backoff
@@ -218,7 +218,9 @@ class Scheduler:
         """Apply the task now, after anything it is already doing; no retry. The event
         is recorded (for a disabled task: a success without running, as CTS)."""
         st = self._live(name)
-        request = Request(init=True, run=True, record_disabled=True, reason="run=now")
+        request = Request(
+            init=True, run=True, record_disabled=True, reason="run=now", priority=Priority.API
+        )
         return await self.queue.wait_for(st, request)
 
     async def inspect(self, name: str, *, enabled: bool | None = None) -> Plan:
@@ -252,7 +254,9 @@ class Scheduler:
         st = self._reserve(spec, base_dir)
         try:
             async with self.queue.exclusive(st):
-                await self.executor.ensure_init(st, self.executor.workspace(st))
+                await self.executor.ensure_init(
+                    st, self.executor.workspace(st), priority=Priority.API
+                )
         except BaseException:
             self.release(spec.name)
             raise
@@ -266,9 +270,13 @@ class Scheduler:
         try:
             async with st.lock:
                 try:
-                    async with self.queue.slot(st)():
-                        await self.executor.ensure_init(st, self.executor.workspace(st))
-                    return await self.executor.execute(st, Request(run=True), self.queue.slot(st))
+                    slot = self.queue.slot(st, Priority.API)
+                    async with slot():
+                        await self.executor.ensure_init(
+                            st, self.executor.workspace(st), priority=Priority.API
+                        )
+                    request = Request(run=True, priority=Priority.API)
+                    return await self.executor.execute(st, request, slot)
                 finally:
                     st.working = False
         except BaseException:

@@ -16,6 +16,7 @@ from reconciler._core.errors import DuplicateTaskError
 from reconciler.config.model import ScheduleCondition
 from reconciler.registry.status import Event, StatusStore, now
 from reconciler.registry.store import RegistryChange
+from reconciler.runner.driver import Priority
 from reconciler.triggers.schedule import CronSource
 from reconciler.triggers.scheduler import TaskBusyError
 
@@ -334,3 +335,31 @@ def test_request_merge_keeps_every_ask() -> None:
     r.merge(Request(run=True, retry=True))
     assert r.retry and not r.only_if_changed
     assert dataclasses.replace(r, waiters=[]).init
+
+
+async def test_api_work_does_not_wait_behind_background_runs(tmp_path: Path) -> None:
+    registry, scheduler, fake = make_scheduler(tmp_path, workers=1)
+    fake.gates["bg1"] = gate1 = asyncio.Event()
+    fake.gates["bg2"] = asyncio.Event()
+    create(registry, live(spec("bg1")), live(spec("bg2")), live(spec("api")))
+    await scheduler.idle()
+    scheduler.trigger("bg1")
+    scheduler.trigger("bg2")
+    await async_wait_for(lambda: fake.active == 1)  # bg1 holds the only slot, bg2 waits
+    # run=now, run=inspect and a create go ahead, with API priority, while it is held.
+    before = len(fake.priorities)
+    event = await asyncio.wait_for(scheduler.run_now("api"), 10)
+    assert event is not None and event.success
+    plan = await asyncio.wait_for(scheduler.inspect("api"), 10)
+    assert plan.changes_present
+    await asyncio.wait_for(scheduler.prepare(spec("new"), tmp_path), 10)
+    scheduler.release("new")
+    api = [p for n, _, p in fake.priorities[before:] if n in ("api", "new")]
+    assert api and all(p is Priority.API for p in api)
+    assert {p for n, op, p in fake.priorities if n.startswith("bg") and op == "apply"} == {
+        Priority.BACKGROUND
+    }
+    gate1.set()
+    fake.gates["bg2"].set()
+    await scheduler.idle()
+    await scheduler.shutdown(0)
