@@ -154,12 +154,14 @@ class StatusEndpoints:
         for live in self.ctx.tasks():
             counts[self.ctx.status.status(live.spec.name)] += 1
             enabled["true" if live.spec.is_enabled else "false"] += 1
-        return ORJSONResponse(
-            {
-                "task_summary": {"status": counts, "enabled": enabled},
-                "sources": self._sources(),
-            }
-        )
+        runs = self.ctx.runs
+        body: dict[str, Any] = {
+            "task_summary": {"status": counts, "enabled": enabled},
+            "sources": self._sources(),
+        }
+        if runs is not None:
+            body["runs"] = runs.progress()
+        return ORJSONResponse(body)
 
     def _sources(self) -> dict[str, Any]:
         reconciler = self.ctx.reconciler

@@ -87,6 +87,7 @@ class Executor:
             log.error("task %s: %s", st.name, st.init_error)
             raise RunError(st.init_error) from None
         st.init_error = None
+        st.initialized = True
 
     def event(
         self, st: TaskRuns, spec: TaskSpec, start: datetime, error: str | None, *, ran: bool

@@ -81,6 +81,7 @@ class TaskRuns:
     # Created by a task command before its file exists (POST): not visible, not triggered.
     provisional: bool = False
     init_error: str | None = None
+    initialized: bool = False  # its workspace was initialised (or found so) since start
     # A trigger source cannot serve the task (a schedule with no next time): shown as
     # its init_error, since the task will never run on its own.
     trigger_error: str | None = None

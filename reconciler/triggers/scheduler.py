@@ -331,6 +331,21 @@ class Scheduler:
                 out[source.name] = described
         return out
 
+    def progress(self) -> dict[str, int]:
+        """How far the tasks are (a start-up of many tasks runs in the background):
+        initialised since start, applied (now or at an earlier start), and with work
+        queued or running."""
+        out = {"tasks": 0, "initialised": 0, "applied": 0, "pending": 0, "init_errors": 0}
+        for st in self._tasks.values():
+            if st.provisional or st.deleting:
+                continue
+            out["tasks"] += 1
+            out["initialised"] += st.initialized
+            out["applied"] += st.applied is not None
+            out["pending"] += st.pending is not None or st.current is not None
+            out["init_errors"] += st.init_error is not None
+        return out
+
     def busy(self, name: str) -> bool:
         st = self._tasks.get(name)
         return st is not None and st.busy

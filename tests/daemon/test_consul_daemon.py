@@ -166,6 +166,9 @@ def test_the_examples_embedded_catalog_drives_real_terraform(tmp_path: Path) -> 
             return sorted(out.read_text().splitlines()) if out.exists() else []
 
         wait_for(lambda: lines() == ["web web-1 10.0.0.1:80"], timeout=60, what=log.read_text())
+        wait_for(lambda: get(port, "/v1/status")["runs"]["applied"] == 1, timeout=30)
+        runs = get(port, "/v1/status")["runs"]
+        assert runs["tasks"] == 2 and runs["initialised"] == 2  # nightly is disabled
         (catalog / "web-2.hcl").write_text(
             'service {\n  name    = "web"\n  id      = "web-2"\n'
             '  address = "10.0.0.2"\n  port    = 8080\n}\n'

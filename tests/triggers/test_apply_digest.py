@@ -76,6 +76,8 @@ async def test_a_restart_with_nothing_changed_applies_nothing(tmp_path: Path) ->
 
     _, scheduler, fake, _ = await restart(tmp_path, catalog)
     assert fake.ops("t", "apply") == [] and len(scheduler.status.events("t")) == 1
+    progress = {"tasks": 1, "initialised": 1, "applied": 1, "pending": 0, "init_errors": 0}
+    assert scheduler.progress() == progress
     await scheduler.shutdown(0)
 
     catalog.instances.append(ServiceInstance(id="web-2", name="web", node="n1"))
