@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench.api_throughput import bench_api
 from bench.consul_daemon import bench_consul_daemon
+from bench.consul_scale import bench_consul_scale
 from bench.git_latency import bench_git
 from bench.latency import bench_latency
 from bench.load import bench_load
@@ -36,6 +37,7 @@ BENCHMARKS: dict[str, Callable[[Workspace], Section]] = {
     "soak": bench_soak,
     "terraform": bench_terraform_daemon,
     "consul": bench_consul_daemon,
+    "consul-scale": bench_consul_scale,
 }
 # Run only when asked for with --only (about 10 minutes; 60 s with --quick).
 OPT_IN = frozenset({"soak"})
