@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,15 +25,41 @@ class TLSFileError(Exception):
         self.message = message
 
 
+def _kind(path: Path) -> str | None:
+    """ "file", "directory", "other", or None when it does not exist; an unusable path
+    (too long, a component that is a file) is reported as not existing, with the reason."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"error: {exc.strerror or exc}"
+    if stat.S_ISREG(st.st_mode):
+        return "file"
+    return "directory" if stat.S_ISDIR(st.st_mode) else "other"
+
+
 def missing_files(tls: TLS) -> Iterator[TLSFileError]:
     """Every configured path that does not exist or has the wrong type."""
-    for setting, path in (("cert", tls.cert), ("key", tls.key), ("ca_cert", tls.ca_cert)):
-        if path is not None and not path.is_file():
-            what = "is not a file" if path.exists() else "does not exist"
-            yield TLSFileError(setting, f'{setting} "{path}" {what}')
-    if tls.ca_path is not None and not tls.ca_path.is_dir():
-        what = "is not a directory" if tls.ca_path.exists() else "does not exist"
-        yield TLSFileError("ca_path", f'ca_path "{tls.ca_path}" {what}')
+    wanted = [
+        ("cert", tls.cert, "file"),
+        ("key", tls.key, "file"),
+        ("ca_cert", tls.ca_cert, "file"),
+    ]
+    wanted.append(("ca_path", tls.ca_path, "directory"))
+    for setting, path, kind in wanted:
+        if path is None:
+            continue
+        found = _kind(path)
+        if found == kind:
+            continue
+        if found is None:
+            what = "does not exist"
+        elif found.startswith("error: "):
+            what = f"cannot be read ({found.removeprefix('error: ')})"
+        else:
+            what = f"is not a {kind}"
+        yield TLSFileError(setting, f'{setting} "{path}" {what}')
 
 
 def _ca_files(directory: Path) -> list[Path]:

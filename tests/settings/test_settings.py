@@ -1539,3 +1539,12 @@ def test_a_global_buffer_period_with_min_above_max_is_corrected_with_a_warning(
     [warning] = s.warnings
     assert warning.location == Location(str(path), 3)
     assert "min is greater than max" in warning.message
+
+
+def test_a_tls_path_that_cannot_be_looked_up_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    long = "x" * 5000
+    path = write(
+        tmp_path, "cts.hcl", f'tls {{\n  enabled = true\n  cert = "{long}"\n  key = "k"\n}}\n'
+    )
+    problems = problems_of(path)
+    assert any("cannot be read" in p and "cert" in p for p in problems), problems

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from reconciler.settings.model import Settings
-from reconciler.triggers.consul.client import ConsulClient, ConsulError
+from reconciler.triggers.consul.client import ConsulClient, ConsulError, ConsulHTTPError
 
 log = logging.getLogger("reconciler.consul")
 
@@ -65,6 +65,7 @@ class SelfRegistration:
         self.body = registration_body(settings)
         self.id = str(self.body["ID"])
         self.registered = False
+        self._sent = False  # a registration was sent (its answer may not have come back)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -77,10 +78,13 @@ class SelfRegistration:
         delay = 1.0
         while True:
             try:
+                self._sent = True
                 await self._client.put(
                     "/v1/agent/service/register", self.body, what="agent.service.register"
                 )
             except ConsulError as err:
+                # An error answer: not registered. No answer: it may have arrived.
+                self._sent = not isinstance(err, ConsulHTTPError)
                 log.warning(
                     "consul: registering service %s failed, retrying in %gs: %s",
                     self.id,
@@ -101,8 +105,8 @@ class SelfRegistration:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if not self.registered:
-            return
+        if not (self.registered or self._sent):
+            return  # never asked Consul: nothing to take back
         try:
             await asyncio.wait_for(
                 self._client.put(
@@ -113,5 +117,9 @@ class SelfRegistration:
             )
             self.registered = False
             log.info("consul: deregistered service %s", self.id)
+        except ConsulHTTPError as err:
+            if err.status == 404 and not self.registered:
+                return  # the registration in flight never arrived
+            log.warning("consul: deregistering service %s failed: %s", self.id, err)
         except (ConsulError, TimeoutError) as err:
             log.warning("consul: deregistering service %s failed: %s", self.id, err or "timed out")
