@@ -18,6 +18,7 @@ from reconciler.settings.model import (
 from reconciler.triggers.consul.client import ConsulClient
 from reconciler.triggers.consul.config import client_config
 from reconciler.triggers.consul.registration import SelfRegistration, registration_body
+from reconciler.triggers.consul.trigger import ConsulTrigger
 
 pytestmark = pytest.mark.anyio
 
@@ -77,3 +78,24 @@ async def test_close_before_registering_sends_nothing() -> None:
         await reg.close()
         assert consul.requests_to("/v1/agent/service/deregister/cts-01") == []
         await client.aclose()
+
+
+async def test_registration_disabled_registers_nothing() -> None:
+    async with FakeConsul() as consul:
+        off = dataclasses.replace(
+            settings(enabled=False),
+            consul=Consul(
+                address=consul.address, service_registration=ServiceRegistration(enabled=False)
+            ),
+        )
+        trigger = ConsulTrigger.from_settings(off.consul, register=off)
+        assert trigger.registration is None
+        trigger.serving()
+        await trigger.aclose()
+        assert consul.requests_to("/v1/agent/service/register") == []
+        on = dataclasses.replace(settings(), consul=Consul(address=consul.address))
+        trigger = ConsulTrigger.from_settings(on.consul, register=on)
+        trigger.serving()
+        await async_wait_for(lambda: "cts-01" in consul.agent_services)
+        await trigger.aclose()
+        assert consul.agent_services == {}
