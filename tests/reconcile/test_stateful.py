@@ -81,9 +81,11 @@ class LiveDirectory:
             assert self.source_loop is not None
             self.source_loop.close()
 
-        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
+        # A deadline, not a timing: stopping the watcher joins its thread, which a loaded
+        # machine may take a while to schedule.
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(60)
         self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+        self.thread.join(60)
 
 
 def content_for(rel: str, name: str, marker: str) -> str:
