@@ -67,6 +67,7 @@ class Instance:
     kind: str = ""
     namespace: str = ""
     status: str = "passing"  # the service check's status
+    check_index: int = 0  # the service check's ModifyIndex
 
 
 @dataclass
@@ -76,6 +77,7 @@ class NodeInfo:
     address: str
     meta: dict[str, str]
     status: str = "passing"  # serfHealth
+    check_index: int = 1
 
 
 class FakeConsul:
@@ -100,6 +102,7 @@ class FakeConsul:
         self.shared_index = shared_index
         self._service_index: dict[str, int] = {}
         self._catalog_index = 1
+        self._checks_index = 1  # the checks table (/v1/health/state/any)
         self._kv_index: dict[str, int] = {}  # modify index; a deleted key's is its tombstone
         self._kv_table = 1
         self.index = 1
@@ -113,6 +116,7 @@ class FakeConsul:
         self.faults: list[Fault] = []
         self.agent_services: dict[str, Any] = {}  # registered through the agent API
         self.in_flight = 0  # blocked long polls right now
+        self.peak_connections = 0  # the most client connections open at once
         self._epoch = 0  # bumped by a snapshot restore
         self._changed = asyncio.Condition()
         self._server: asyncio.Server | None = None
@@ -154,12 +158,25 @@ class FakeConsul:
 
     # --- the catalog, from tests ---------------------------------------------------
 
-    async def _bump(self, service: str | None = None, *, catalog: bool = False) -> None:
+    async def _bump(
+        self,
+        service: str | None = None,
+        *,
+        catalog: bool = False,
+        checks: Instance | None = None,
+        checks_removed: bool = False,
+    ) -> None:
+        """One raft write: the service's index, the services table (`catalog`), the
+        checks table (`checks`: this instance's check changed; `checks_removed`)."""
         self.index += 1
         if service is not None:
             self._service_index[service] = self.index
         if catalog:
             self._catalog_index = self.index
+        if checks is not None:
+            checks.check_index = self.index
+        if checks is not None or checks_removed:
+            self._checks_index = self.index
         async with self._changed:
             self._changed.notify_all()
 
@@ -185,7 +202,9 @@ class FakeConsul:
                 id=f"00000000-0000-0000-0000-{len(self.nodes) + 1:012d}",
                 address=node_address,
                 meta=node_meta or {"consul-network-segment": ""},
+                check_index=self.index + 1,
             )
+        existing = self.instances.get((node, id or name))
         inst = Instance(
             id=id or name,
             name=name,
@@ -199,16 +218,22 @@ class FakeConsul:
             status=status,
         )
         self.instances[(node, inst.id)] = inst
-        await self._bump(name, catalog=True)
+        if existing is not None and existing.status == status:
+            # A re-registration with the same check: the check is not written again.
+            inst.check_index = existing.check_index
+            await self._bump(name, catalog=True)
+        else:
+            await self._bump(name, catalog=True, checks=inst)
         return inst
 
     async def deregister(self, id: str, node: str = "node-1") -> None:
         inst = self.instances.pop((node, id))
-        await self._bump(inst.name, catalog=True)
+        await self._bump(inst.name, catalog=True, checks_removed=True)
 
     async def set_status(self, id: str, status: str, node: str = "node-1") -> None:
-        self.instances[(node, id)].status = status
-        await self._bump(self.instances[(node, id)].name)
+        inst = self.instances[(node, id)]
+        inst.status = status
+        await self._bump(inst.name, checks=inst)
 
     async def kv_put(self, key: str, value: str | bytes) -> None:
         data = value.encode() if isinstance(value, str) else value
@@ -236,6 +261,7 @@ class FakeConsul:
         self._service_index = {k: min(v, index) for k, v in self._service_index.items()}
         self._kv_index = {k: min(v, index) for k, v in self._kv_index.items()}
         self._catalog_index = min(self._catalog_index, index)
+        self._checks_index = min(self._checks_index, index)
         self._kv_table = min(self._kv_table, index)
         self._epoch += 1
         async with self._changed:
@@ -254,6 +280,7 @@ class FakeConsul:
         assert task is not None
         self._connections.add(task)
         self._writers.add(writer)
+        self.peak_connections = max(self.peak_connections, len(self._connections))
         try:
             while True:
                 line = await reader.readline()
@@ -302,6 +329,8 @@ class FakeConsul:
         if path.startswith("/v1/health/service/"):
             name = path.removeprefix("/v1/health/service/")
             index = self._service_index.get(name, self._catalog_index)
+        elif path == "/v1/health/state/any":
+            index = self._checks_index
         elif path.startswith("/v1/kv/"):
             key = path.removeprefix("/v1/kv/")
             if "recurse" in req.params:
@@ -351,6 +380,8 @@ class FakeConsul:
                 return fault.status, fault.body.encode(), {}
         if req.path.startswith("/v1/health/service/"):
             return self._health(req, req.path.removeprefix("/v1/health/service/"))
+        if req.path == "/v1/health/state/any":
+            return 200, self._health_state(), self._meta(req)
         if req.path == "/v1/catalog/services":
             return 200, self._catalog(req), self._meta(req)
         if req.path.startswith("/v1/kv/"):
@@ -413,24 +444,7 @@ class FakeConsul:
         }
         if inst.namespace:
             service["Namespace"] = inst.namespace
-        checks = [
-            {
-                "Node": node.name,
-                "CheckID": "serfHealth",
-                "Name": "Serf Health Status",
-                "Status": node.status,
-                "ServiceID": "",
-                "ServiceName": "",
-            },
-            {
-                "Node": node.name,
-                "CheckID": f"service:{inst.id}",
-                "Name": f"Service '{inst.name}' check",
-                "Status": inst.status,
-                "ServiceID": inst.id,
-                "ServiceName": inst.name,
-            },
-        ]
+        checks = self._checks(inst)
         return {
             "Node": {
                 "ID": node.id,
@@ -445,6 +459,49 @@ class FakeConsul:
             "Service": service,
             "Checks": checks,
         }
+
+    def _checks(self, inst: Instance) -> list[dict[str, Any]]:
+        """The node's serfHealth and the instance's own check, as consul/api HealthCheck."""
+        node = self.nodes[inst.node]
+        return [self._node_check(node), self._service_check(inst)]
+
+    def _node_check(self, node: NodeInfo) -> dict[str, Any]:
+        return {
+            "Node": node.name,
+            "CheckID": "serfHealth",
+            "Name": "Serf Health Status",
+            "Status": node.status,
+            "Notes": "",
+            "Output": "Agent alive and reachable",
+            "ServiceID": "",
+            "ServiceName": "",
+            "ServiceTags": [],
+            "Type": "",
+            "CreateIndex": 1,
+            "ModifyIndex": node.check_index,
+        }
+
+    def _service_check(self, inst: Instance) -> dict[str, Any]:
+        return {
+            "Node": inst.node,
+            "CheckID": f"service:{inst.id}",
+            "Name": f"Service '{inst.name}' check",
+            "Status": inst.status,
+            "Notes": "",
+            "Output": "",
+            "ServiceID": inst.id,
+            "ServiceName": inst.name,
+            "ServiceTags": inst.tags,
+            "Type": "ttl",
+            "CreateIndex": inst.check_index,
+            "ModifyIndex": inst.check_index,
+        }
+
+    def _health_state(self) -> list[dict[str, Any]]:
+        """`/v1/health/state/any`: every check of the datacenter."""
+        checks = [self._node_check(n) for n in self.nodes.values()]
+        checks += [self._service_check(i) for i in self.instances.values()]
+        return sorted(checks, key=lambda c: (c["Node"], c["CheckID"]))
 
     def _health(self, req: Request, name: str) -> tuple[int, Any, dict[str, str]]:
         entries = [self._entry(i) for i in self.instances.values() if i.name == name]

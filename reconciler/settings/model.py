@@ -80,6 +80,10 @@ class ConsulTransport:
     max_idle_conns: int = 0
     max_idle_conns_per_host: int = 100
     tls_handshake_timeout: int = 10 * SECOND
+    # Not in CTS: the most connections held to Consul at once; 0 = no cap (one per
+    # long poll, as CTS). Above it, services are watched through Consul's cluster-wide
+    # indexes (triggers/consul/feed.py).
+    max_conns_per_host: int = 64
 
 
 @dataclass(frozen=True)

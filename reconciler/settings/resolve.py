@@ -188,6 +188,14 @@ def consul(p: Partial, env: Mapping[str, str], c: Checker) -> Consul:
     username, password = auth.get("username", ""), auth.get("password", "")
     transport = p.block("transport")
     d = ConsulTransport()
+    max_conns = transport.get("max_conns_per_host", d.max_conns_per_host)
+    if max_conns < 0:
+        c.bad(
+            '"max_conns_per_host" cannot be negative (0: no cap)',
+            ("consul", "transport"),
+            transport.loc("max_conns_per_host"),
+        )
+        max_conns = d.max_conns_per_host
     return Consul(
         address=address,
         token=token,
@@ -203,6 +211,7 @@ def consul(p: Partial, env: Mapping[str, str], c: Checker) -> Consul:
                 "max_idle_conns_per_host", d.max_idle_conns_per_host
             ),
             tls_handshake_timeout=transport.get("tls_handshake_timeout", d.tls_handshake_timeout),
+            max_conns_per_host=max_conns,
         ),
         kv_namespace=p.get("kv_namespace", ""),
         kv_path=p.get("kv_path", Consul.kv_path),

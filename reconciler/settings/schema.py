@@ -71,6 +71,7 @@ CONSUL = BlockSpec(
                 "max_idle_conns": N,
                 "max_idle_conns_per_host": N,
                 "tls_handshake_timeout": D,
+                "max_conns_per_host": N,
             }
         ),
         "service_registration": BlockSpec(

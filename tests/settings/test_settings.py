@@ -624,6 +624,12 @@ INVALID = [
         id="workers",
     ),
     pytest.param(
+        'consul {\n  transport {\n    max_conns_per_host = -1\n  }\n}\n',
+        3,
+        'consul: transport: "max_conns_per_host" cannot be negative (0: no cap)',
+        id="max-conns",
+    ),
+    pytest.param(
         'driver "terraform" {\n  backend "remote" {\n  }\n}\n',
         2,
         'driver "terraform": unsupported Terraform backend by Sync "remote"; expected '

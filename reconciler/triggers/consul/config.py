@@ -55,6 +55,9 @@ class ClientConfig:
     keepalive: float | None = GO_DEFAULT_KEEPALIVE  # TCP keep-alive; None: off
     max_keepalive_connections: int | None = 100  # idle connections kept; None: no cap
     keepalive_expiry: float | None = 5.0  # idle connections closed after; None: never
+    # The most connections open to this agent at once (transport.max_conns_per_host);
+    # None: no cap.
+    max_connections: int | None = 64
 
     def timeout(self, blocking_wait: float | None = None) -> httpx2.Timeout:
         """Read timeouts outlast the longest answer Consul may take: a blocking query's
@@ -132,6 +135,7 @@ def client_config(consul: Consul, *, wait: float = DEFAULT_WAIT) -> ClientConfig
         keepalive=keepalive,
         max_keepalive_connections=0 if t.disable_keep_alives else idle,
         keepalive_expiry=_seconds(t.idle_conn_timeout) if t.idle_conn_timeout > 0 else None,
+        max_connections=t.max_conns_per_host or None,
     )
 
 
@@ -183,9 +187,10 @@ def http_client(config: ClientConfig) -> httpx2.AsyncClient:
     """The one AsyncClient every query of this Consul shares."""
     verify: ssl.SSLContext | bool = ssl_context(config) if config.tls else True
     limits = httpx2.Limits(
-        # No cap on open connections: each blocking query holds one for up to `wait`,
-        # and a cap would queue long polls behind each other (as Go's default, none).
-        max_connections=None,
+        # A hard cap (Go's MaxConnsPerHost). The watchers keep their long polls below it
+        # (watchers.py switches to cluster-wide indexes), so that requests queue here only
+        # briefly; with no cap, each blocking query holds one connection (as CTS).
+        max_connections=config.max_connections,
         max_keepalive_connections=config.max_keepalive_connections,
         keepalive_expiry=config.keepalive_expiry,
     )

@@ -22,6 +22,9 @@ SERVICE_MAINT_PREFIX = "_service_maintenance:"
 
 CatalogEntries = tuple[tuple[str, tuple[str, ...]], ...]  # (service name, sorted tags)
 KVPairs = tuple[tuple[str, str], ...]  # (key, value)
+# (node, check ID, service name, service ID, status, modify index); service name "" is a
+# node-level check (serfHealth, node maintenance)
+Check = tuple[str, str, str, str, str, int]
 
 
 class ConversionError(ValueError):
@@ -122,6 +125,34 @@ def catalog_entries(body: Any) -> CatalogEntries:
     if not isinstance(body, Mapping):
         raise ConversionError("catalog.services: expected a JSON object")
     return tuple((str(name), _tags(tags)) for name, tags in sorted(body.items()))
+
+
+def health_checks(body: Any) -> tuple[Check, ...]:
+    """`/v1/health/state/any`: every check of the datacenter, sorted."""
+    if body is None:
+        return ()
+    if not isinstance(body, list):
+        raise ConversionError("health.state: expected a JSON list")
+    out: list[Check] = []
+    for c in body:
+        if not isinstance(c, Mapping):
+            raise ConversionError("health.state: expected a list of checks")
+        try:
+            modify = int(c.get("ModifyIndex") or 0)
+        except (TypeError, ValueError) as err:
+            raise ConversionError(f"health.state: ModifyIndex: {err}") from err
+        out.append(
+            (
+                str(c.get("Node") or ""),
+                str(c.get("CheckID") or ""),
+                str(c.get("ServiceName") or ""),
+                str(c.get("ServiceID") or ""),
+                str(c.get("Status") or ""),
+                modify,
+            )
+        )
+    out.sort()
+    return tuple(out)
 
 
 def catalog_services(

@@ -118,6 +118,30 @@ class CatalogServicesQuery:
 
 
 @dataclass(frozen=True)
+class HealthStateQuery:
+    """`GET /v1/health/state/any`: every check of a datacenter with its ModifyIndex, the
+    cluster-wide index that says which services' health changed (feed.py)."""
+
+    datacenter: str = ""
+    namespace: str = ""
+
+    @property
+    def id(self) -> str:
+        opts = [f"dc={self.datacenter}"] if self.datacenter else []
+        opts += [f"ns={self.namespace}"] if self.namespace else []
+        return f"health.state({'&'.join(opts)})"
+
+    async def fetch(self, client: ConsulAPI, index: int) -> Answer:
+        r = await client.get(
+            "/v1/health/state/any",
+            datacenter_params(self.datacenter, self.namespace),
+            index=index,
+            what=self.id,
+        )
+        return Answer(convert.health_checks(r.body), r.index)
+
+
+@dataclass(frozen=True)
 class KVQuery:
     """`GET /v1/kv/<path>[?recurse]`: one key, or every key under a prefix. A 404 is
     "does not exist", a valid answer (hcat kv_exists_get.go)."""

@@ -226,6 +226,7 @@ class ConsulSource:
             if state is not None:
                 entry.update(
                     status=str(state.status),
+                    mode=state.mode,
                     index=state.index,
                     last_change=_iso(state.last_change),
                     last_contact=_iso(state.last_contact),

@@ -30,16 +30,20 @@ class ConsulTrigger:
         client: ConsulClient | None = None,
         directory: DirectoryCatalog | None = None,
         registration: SelfRegistration | None = None,
+        max_connections: int | None = None,
     ) -> None:
         """`watch`: build the trigger source (off for the one-shot modes, which read the
         catalog but react to nothing). `client` / `directory`: the backend behind `api`,
-        opened and closed with the rest."""
+        opened and closed with the rest. `max_connections`: the
+        client's connection cap, which the watchers keep their long polls under."""
         self.api = api
         self._client = client
         self.directory = directory
         self.registration = registration
         self.leader = LeaderWait(api)
-        self.watchers = ConsulWatchers(api, gate=self._leader_ready)
+        self.watchers = ConsulWatchers(
+            api, gate=self._leader_ready, max_connections=max_connections
+        )
         self.catalog = ConsulCatalog(self.watchers)
         self.source: ConsulSource | None = ConsulSource(self.watchers) if watch else None
         self._started = False
@@ -51,11 +55,18 @@ class ConsulTrigger:
         """Raises ConsulConfigError for a block that cannot make a client. `register`:
         the daemon's settings, to register it as a service (when its
         service_registration is enabled)."""
-        client = ConsulClient(client_config(consul))
+        config = client_config(consul)
+        client = ConsulClient(config)
         registration = None
         if register is not None and consul.service_registration.enabled:
             registration = SelfRegistration(client, register)
-        return cls(client, watch=watch, client=client, registration=registration)
+        return cls(
+            client,
+            watch=watch,
+            client=client,
+            registration=registration,
+            max_connections=config.max_connections,
+        )
 
     @classmethod
     def from_directory(cls, path: Path, *, watch: bool = True) -> ConsulTrigger:

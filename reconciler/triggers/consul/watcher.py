@@ -45,7 +45,7 @@ from reconciler.triggers.consul.client import (
     ConsulUnavailable,
 )
 from reconciler.triggers.consul.convert import ConversionError
-from reconciler.triggers.consul.queries import Query
+from reconciler.triggers.consul.queries import Answer, Query
 from reconciler.triggers.consul.retry import MIN_GAP, Pacing, min_gap_sleep
 
 log = logging.getLogger("reconciler.consul")
@@ -72,11 +72,14 @@ class WatchState:
     error: str
     retries: int
     blocking: bool  # False while Consul answers without X-Consul-Index
+    mode: str = "long poll"  # or "cluster index": woken by feed.py, then fetched
 
 
 Changed = Callable[["Watcher"], None]
 Failed = Callable[["Watcher", ConsulError], None]
 Gate = Callable[[], Awaitable[None]]
+# One request for the watcher's data, given its current index: a blocking query by default.
+Fetch = Callable[[int], Awaitable[Answer]]
 
 
 class Watcher:
@@ -92,9 +95,18 @@ class Watcher:
         pacing: Pacing | None = None,
         gate: Gate | None = None,
         now: Callable[[], float] = time.time,
+        fetch: Fetch | None = None,
+        mode: str = "long poll",
+        every_index: bool = False,
     ) -> None:
+        """`fetch`: how to ask (default: the query's own blocking query). `every_index`:
+        call `on_change` for every new index, even with equal data (the feeds need to
+        know that an index moved)."""
         self.query = query
         self._client = client
+        self._fetch = fetch
+        self.mode = mode
+        self._every_index = every_index
         self._on_change = on_change
         self._on_failure = on_failure
         self._pacing = pacing or Pacing()
@@ -109,12 +121,26 @@ class Watcher:
         self.error: ConsulError | None = None
         self.retries = 0
         self.blocking = True
+        self.recovered = False  # this answer is the first after failures
         self._task: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
 
-    def start(self) -> None:
+    def start(self, *, gated: bool = True) -> None:
         self._task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"consul watch {self.query.id}"
+            self._run(gated), name=f"consul watch {self.query.id}"
         )
+
+    def set_fetch(self, fetch: Fetch | None, mode: str) -> None:
+        """Ask another way from now on, keeping the data and the index: the request in
+        flight is dropped and the next one goes out at once."""
+        self._fetch, self.mode = fetch, mode
+        task = self._task
+        if task is None or task.done():
+            return
+        task.cancel()
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+        self.start(gated=False)
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -122,6 +148,9 @@ class Watcher:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for old in list(self._retiring):
+            with contextlib.suppress(asyncio.CancelledError):
+                await old
         self.status = WatchStatus.STOPPED
 
     def state(self) -> WatchState:
@@ -134,11 +163,12 @@ class Watcher:
             error=str(self.error) if self.error else "",
             retries=self.retries,
             blocking=self.blocking,
+            mode=self.mode,
         )
 
-    async def _run(self) -> None:
+    async def _run(self, gated: bool = True) -> None:
         try:
-            if self._gate is not None:
+            if gated and self._gate is not None:
                 await self._gate()
             while await self._step():
                 pass
@@ -154,14 +184,20 @@ class Watcher:
         """One request and what follows it; False when the watcher must stop."""
         start = self._pacing.monotonic()
         try:
-            answer = await self.query.fetch(self._client, self.index)
+            if self._fetch is not None:
+                answer = await self._fetch(self.index)
+            else:
+                answer = await self.query.fetch(self._client, self.index)
         except (ConsulError, ConversionError) as err:
             error = err if isinstance(err, ConsulError) else ConsulError(f"{self.query.id}: {err}")
             return await self._failed(error)
         self.retries = 0
         self.error = None
         self.last_contact = self._now()
-        if self.status in (WatchStatus.RETRYING, WatchStatus.FAILING):
+        # Answers may have been missed while failing: whoever diffs answers (feed.py)
+        # must not take the gap for "nothing happened".
+        self.recovered = self.status in (WatchStatus.RETRYING, WatchStatus.FAILING)
+        if self.recovered:
             log.info("consul watch %s: Consul answers again", self.query.id)
         self.status = WatchStatus.WATCHING if self.has_data else WatchStatus.STARTING
         if not answer.index:
@@ -191,6 +227,8 @@ class Watcher:
     def _take(self, data: object) -> None:
         self.status = WatchStatus.WATCHING
         if self.has_data and data == self.data:
+            if self._every_index:
+                self._on_change(self)
             return
         self.data = data
         self.has_data = True

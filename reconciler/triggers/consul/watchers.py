@@ -7,6 +7,12 @@ only) and is called only when *its* projection changes, first with the first dat
 This is what a Consul trigger source needs to hand the run queue "run task X with these
 inputs": subscribe each task's queries, and on a callback read every snapshot the task
 renders.
+
+With a connection cap (`max_connections`, from `transport { max_conns_per_host }`), the
+long polls stay within a budget below it: past the budget, every service watcher switches
+to its datacenter's cluster-wide indexes (feed.py) and reads its service only when told it
+may have changed, without holding a connection; once the watchers fit in half the budget
+again, they go back to one long poll each. The switch keeps each watcher's data and index.
 """
 
 from __future__ import annotations
@@ -18,13 +24,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from reconciler.triggers.consul.client import ConsulAPI, ConsulError
-from reconciler.triggers.consul.queries import Query
+from reconciler.triggers.consul.config import DEFAULT_WAIT
+from reconciler.triggers.consul.feed import MODE, IndexedFetch, IndexFeed, Scope, scope_of
+from reconciler.triggers.consul.queries import HealthServiceQuery, Query
 from reconciler.triggers.consul.retry import Pacing
 from reconciler.triggers.consul.watcher import Gate, Watcher, WatchState, WatchStatus
 
 log = logging.getLogger("reconciler.consul")
 
 _UNSET = object()
+LONG_POLL = "long poll"
+
+
+def long_poll_budget(max_connections: int | None) -> int | None:
+    """How many long polls may run under a connection cap: the rest of the connections
+    serve the short requests (reads in index mode, the leader, registration)."""
+    if max_connections is None:
+        return None
+    return max(0, max_connections - max(2, max_connections // 8))
 
 
 @dataclass(frozen=True)
@@ -107,13 +124,22 @@ class ConsulWatchers:
         pacing: Pacing | None = None,
         gate: Gate | None = None,
         now: Callable[[], float] = time.time,
+        max_connections: int | None = None,
+        resync: float = DEFAULT_WAIT,
     ) -> None:
+        """`max_connections`: the client's connection cap (None: none, one long poll per
+        query). `resync`: in index mode, how often a service is read with nothing marked."""
         self.client = client
         self._pacing = pacing
         self._gate = gate
         self._now = now
         self._watchers: dict[Query, Watcher] = {}
         self._subscribers: dict[Query, list[Subscription]] = {}
+        self.budget = long_poll_budget(max_connections)
+        self._resync = resync
+        self.indexed = False  # services are watched through cluster-wide indexes
+        self.feeds: dict[Scope, IndexFeed] = {}
+        self._over_budget_warned = False
 
     def subscribe(
         self,
@@ -133,6 +159,7 @@ class ConsulWatchers:
             del self._watchers[query]
             watcher = None
         if watcher is None:
+            fetch, mode = self._fetch_for(query)
             watcher = Watcher(
                 query,
                 self.client,
@@ -141,9 +168,12 @@ class ConsulWatchers:
                 pacing=self._pacing,
                 gate=self._gate,
                 now=self._now,
+                fetch=fetch,
+                mode=mode,
             )
             self._watchers[query] = watcher
             watcher.start()
+            self._rebalance()
         elif watcher.has_data:
             # Joining a running watcher: the first data is already there; hand it over
             # from the loop, as every other notification is, not from inside subscribe().
@@ -162,6 +192,71 @@ class ConsulWatchers:
             watcher = self._watchers.pop(sub.query, None)
             if watcher is not None:
                 await watcher.stop()
+                await self._rebalance_down()
+
+    # --- the connection budget ---------------------------------------------------------
+
+    def _fetch_for(self, query: Query) -> tuple[IndexedFetch | None, str]:
+        if not (self.indexed and isinstance(query, HealthServiceQuery)):
+            return None, LONG_POLL
+        scope = scope_of(query)
+        feed = self.feeds.get(scope)
+        if feed is None:
+            feed = IndexFeed(
+                self.client, scope, pacing=self._pacing, gate=self._gate, now=self._now
+            )
+            self.feeds[scope] = feed
+            feed.start()
+        return IndexedFetch(feed, query, self.client, resync=self._resync), MODE
+
+    def long_polls(self) -> int:
+        """Long polls running (each holds a connection)."""
+        if not self.indexed:
+            return len(self._watchers)
+        others = sum(not isinstance(q, HealthServiceQuery) for q in self._watchers)
+        return others + 2 * len(self.feeds)
+
+    def _rebalance(self) -> None:
+        """A watcher was added: past the budget, switch the service watchers to indexes."""
+        if self.budget is None or self.indexed or len(self._watchers) <= self.budget:
+            return
+        self.indexed = True
+        services = [w for q, w in self._watchers.items() if isinstance(q, HealthServiceQuery)]
+        log.info(
+            "consul: %d watched queries exceed %d long polls (transport.max_conns_per_host);"
+            " %d services are watched through the cluster-wide indexes",
+            len(self._watchers),
+            self.budget,
+            len(services),
+        )
+        for watcher in services:
+            watcher.set_fetch(*self._fetch_for(watcher.query))
+        if self.long_polls() > self.budget and not self._over_budget_warned:
+            self._over_budget_warned = True
+            log.warning(
+                "consul: %d long polls (KV and catalog queries, two per datacenter for the"
+                " indexes) exceed %d: requests queue for a connection; raise"
+                " transport.max_conns_per_host",
+                self.long_polls(),
+                self.budget,
+            )
+
+    async def _rebalance_down(self) -> None:
+        """A watcher was removed: back to one long poll each once they fit in half the
+        budget (the margin keeps a task added and removed at the edge from flapping)."""
+        if not self.indexed:
+            return
+        used = {scope_of(q) for q in self._watchers if isinstance(q, HealthServiceQuery)}
+        assert self.budget is not None
+        if len(self._watchers) <= self.budget // 2:
+            self.indexed = False
+            used = set()
+            for query, watcher in self._watchers.items():
+                if isinstance(query, HealthServiceQuery):
+                    watcher.set_fetch(None, LONG_POLL)
+            log.info("consul: %d watched queries: one long poll each again", len(self._watchers))
+        for scope in [s for s in self.feeds if s not in used]:
+            await self.feeds.pop(scope).stop()
 
     def _changed(self, watcher: Watcher) -> None:
         for sub in list(self._subscribers.get(watcher.query, ())):
@@ -194,4 +289,6 @@ class ConsulWatchers:
             for sub in subs:
                 sub.closed = True
         self._subscribers.clear()
-        await asyncio.gather(*(w.stop() for w in watchers))
+        feeds = list(self.feeds.values())
+        self.feeds.clear()
+        await asyncio.gather(*(w.stop() for w in watchers), *(f.stop() for f in feeds))
