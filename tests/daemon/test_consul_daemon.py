@@ -118,6 +118,57 @@ def test_services_condition_drives_real_terraform(tmp_path: Path, consul: Thread
     assert consul.fake.agent_services == {}  # deregistered on a clean stop
 
 
+def test_capped_connections_watch_through_the_cluster_indexes(
+    tmp_path: Path, consul: ThreadedConsul
+) -> None:
+    """Four watched services under a cap of four connections (two long polls): the
+    daemon watches them through the cluster-wide indexes, and a change still runs only
+    the task that watches the changed service."""
+    shutil.copytree(MODULES / "services-file", tmp_path / "tasks" / "services-file")
+    names = ["web", "db", "cache", "queue"]
+    for name in names:
+        consul.run(consul.fake.register(name, id=f"{name}-1", address="10.0.0.1", port=80))
+        cond = f'condition "services" {{\n    names = ["{name}"]\n  }}'
+        (tmp_path / "tasks" / f"{name}.hcl").write_text(task(name, cond))
+    extra = (
+        f'consul {{\n  address = "{consul.fake.address}"\n'
+        "  transport {\n    max_conns_per_host = 4\n  }\n"
+        "  service_registration {\n    enabled = false\n  }\n}\n"
+        "buffer_period {\n  enabled = false\n}\n"
+    )
+    with daemon_process(tmp_path, extra) as (proc, port):
+        wait_listening(port, proc)
+        log = tmp_path / "daemon.log"
+        for name in names:
+            wait_for(
+                lambda name=name: output(tmp_path, name) == f"{name} {name}-1 10.0.0.1:80\n",
+                timeout=60,
+                what=log.read_text(),
+            )
+        consul.run(consul.fake.register("db", id="db-2", node="node-2", address="10.0.0.2"))
+        wait_for(
+            lambda: output(tmp_path, "db") == "db db-1 10.0.0.1:80\ndb db-2 10.0.0.2:0\n",
+            timeout=60,
+            what=log.read_text(),
+        )
+        wait_for(lambda: not get(port, "/v1/status/tasks/db")["db"]["active"], timeout=30)
+        status = get(port, "/v1/status/tasks")
+        [query] = status["db"]["waiting_on"]["consul"]["queries"]
+        assert query["mode"] == "cluster index", query
+        events = {
+            n: len(get(port, f"/v1/status/tasks/{n}?include=events")[n]["events"]) for n in names
+        }
+        assert events == {"web": 1, "db": 2, "cache": 1, "queue": 1}
+        assert consul.fake.peak_connections <= 4
+        # Once the indexes are watched, only they block.
+        requests = consul.fake.requests
+        feeds = next(i for i, r in enumerate(requests) if r.path == "/v1/health/state/any")
+        blocking = {r.path for r in requests[feeds:] if r.blocking}
+        assert blocking == {"/v1/health/state/any", "/v1/catalog/services"}, blocking
+        proc.terminate()
+        assert proc.wait(30) == 0
+
+
 def test_once_mode_records_one_event_per_task(tmp_path: Path, consul: ThreadedConsul) -> None:
     shutil.copytree(MODULES / "services-file", tmp_path / "tasks" / "services-file")
     (tmp_path / "tasks" / "a.hcl").write_text(task("a"))
