@@ -241,6 +241,9 @@ async def test_100_mb_bodies_are_refused_early_with_413(tmp_path: Path) -> None:
                 writer.write(chunk)
                 await writer.drain()
                 sent += 64 * 1024
+                # drain() does not yield while the socket takes everything: let the
+                # task reading the answer see it.
+                await asyncio.sleep(0)
         head = await answer
         writer.close()
         assert head.startswith(b"HTTP/1.1 413 "), head
