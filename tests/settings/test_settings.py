@@ -624,7 +624,7 @@ INVALID = [
         id="workers",
     ),
     pytest.param(
-        'consul {\n  transport {\n    max_conns_per_host = -1\n  }\n}\n',
+        "consul {\n  transport {\n    max_conns_per_host = -1\n  }\n}\n",
         3,
         'consul: transport: "max_conns_per_host" cannot be negative (0: no cap)',
         id="max-conns",
