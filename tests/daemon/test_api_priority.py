@@ -1,12 +1,14 @@
 """API work goes ahead of background runs: `reconciler start` as a child process with one
 Terraform worker, kept busy by the start-up applies of slow tasks; a POST issued then
 answers after at most the command in flight (one for its init, one for its validate),
-not after the queue."""
+not after the queue. (Background runs hold a scheduler slot each, one per worker; API work
+takes none, and the pool serves it first: tests/runner/test_pool.py.)"""
 
 from __future__ import annotations
 
 import json
 import shutil
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -44,7 +46,7 @@ def test_a_post_during_background_runs_waits_for_at_most_the_command_in_flight(
             "task": {
                 "name": "api",
                 "module": "../modules/sleep",
-                "variables": {"seconds": 1},
+                "variables": {"seconds": "1"},
                 "condition": {"services": {"names": ["web"]}},
             }
         }
@@ -54,8 +56,11 @@ def test_a_post_during_background_runs_waits_for_at_most_the_command_in_flight(
             method="POST",
             headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=120) as response:
-            assert response.status == 201
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                assert response.status == 201
+        except urllib.error.HTTPError as err:
+            raise AssertionError(err.read().decode()) from err
         # Its init and its validate each waited for at most the command in flight: at
         # most two more applies began meanwhile, and most of the start-up still queues
         # (waiting for the queue would have let all six start).
