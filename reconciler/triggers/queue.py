@@ -93,6 +93,9 @@ class RunQueue:
                 # Deleted while waiting for the slot (or between retries): stop here.
                 if st.deleting or self.tasks.get(st.name) is not st:
                     raise TaskGoneError(f"task {st.name} was deleted")
+                # The daemon stops: running jobs may finish, queued ones do not start.
+                if self.closed and priority is Priority.BACKGROUND:
+                    raise TaskBusyError("the daemon is shutting down")
                 st.working = True
                 yield
 
@@ -113,7 +116,7 @@ class RunQueue:
                     try:
                         slot = self.slot(st, request.priority)
                         event = await self.executor.execute(st, request, slot)
-                    except TaskGoneError as exc:
+                    except (TaskGoneError, TaskBusyError) as exc:
                         fail(request.waiters, exc)
                         continue
                     except Exception as exc:
@@ -219,18 +222,13 @@ async def _wait_all(
     tasks: list[asyncio.Task[None]], timeout: float, force: asyncio.Event | None
 ) -> None:
     """Wait until every task is done, `timeout` passes, or `force` is set."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
     forced = asyncio.ensure_future((force or asyncio.Event()).wait())
+    # One future for all of them: waiting on thousands of tasks one FIRST_COMPLETED at a
+    # time costs O(n) callbacks per finished task. The gather is never cancelled here: the
+    # caller cancels whatever is left.
+    every: asyncio.Future[list[object]] = asyncio.gather(*tasks, return_exceptions=True)
+    waits: set[asyncio.Future[object]] = {every, forced}  # type: ignore[arg-type]
     try:
-        pending = set(tasks)
-        while pending and not forced.done():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            done, _ = await asyncio.wait(
-                [*pending, forced], timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-            )
-            pending -= done
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:
         forced.cancel()

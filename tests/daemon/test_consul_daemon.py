@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -165,6 +166,138 @@ def test_capped_connections_watch_through_the_cluster_indexes(
         feeds = next(i for i, r in enumerate(requests) if r.path == "/v1/health/state/any")
         blocking = {r.path for r in requests[feeds:] if r.blocking}
         assert blocking == {"/v1/health/state/any", "/v1/catalog/services"}, blocking
+        proc.terminate()
+        assert proc.wait(30) == 0
+
+
+# Takes every input CTS renders and records each apply; `seconds` makes an apply slow.
+INPUTS_MODULE = """
+variable "services" {
+  type = any
+}
+variable "catalog_services" {
+  type    = any
+  default = {}
+}
+variable "consul_kv" {
+  type    = any
+  default = {}
+}
+variable "seconds" {
+  type    = number
+  default = 0
+}
+resource "terraform_data" "run" {
+  triggers_replace = timestamp()
+  provisioner "local-exec" {
+    command = "sleep ${var.seconds}"
+  }
+}
+"""
+
+
+def test_cts_end_to_end_behaviours_through_the_daemon(
+    tmp_path: Path, consul: ThreadedConsul
+) -> None:
+    """What CTS's own end-to-end suite asserts, through `reconciler start` and the real
+    Terraform: an unrelated key triggers nothing, the key does; catalog-services ignores
+    a new instance and reacts to a new service; changes during a run give exactly one
+    more run, with the latest data; a re-created task still triggers."""
+    module = tmp_path / "tasks" / "inputs"
+    module.mkdir(parents=True)
+    (module / "main.tf").write_text(INPUTS_MODULE)
+    fake = consul.fake
+    consul.run(fake.register("web", id="web-1", address="10.0.0.1", port=80))
+    consul.run(fake.register("api", id="api-1", address="10.0.1.1", port=80))
+    consul.run(fake.kv_put("flag", "off"))
+
+    def task_file(name: str, condition: str, variables: str = "") -> None:
+        body = f'task {{\n  name = "{name}"\n  module = "./inputs"\n{variables}  {condition}\n}}\n'
+        (tmp_path / "tasks" / f"{name}.hcl").write_text(body)
+
+    kv_condition = 'condition "consul-kv" {\n    path = "flag"\n    use_as_module_input = true\n  }'
+    task_file("kv", kv_condition)
+    task_file("cat", 'condition "catalog-services" {\n    regexp = "^web"\n  }')
+    task_file(
+        "slow",
+        'condition "services" {\n    names = ["api"]\n  }',
+        "  variables = { seconds = 2 }\n",
+    )
+    extra = (
+        f'consul {{\n  address = "{fake.address}"\n'
+        "  service_registration {\n    enabled = false\n  }\n}\n"
+        "buffer_period {\n  enabled = false\n}\n"
+    )
+    with daemon_process(tmp_path, extra) as (proc, port):
+        wait_listening(port, proc)
+        log = tmp_path / "daemon.log"
+
+        def status_of(name: str, query: str = "") -> Any:
+            """The task's status, or None while it does not exist (404)."""
+            try:
+                return get(port, f"/v1/status/tasks/{name}{query}").get(name)
+            except urllib.error.HTTPError as err:
+                if err.code == 404:
+                    return None
+                raise
+
+        def events(name: str) -> list[dict[str, Any]]:
+            return list((status_of(name, "?include=events") or {}).get("events", []))
+
+        def settled(name: str) -> bool:
+            status = status_of(name)
+            return status is not None and not status["active"]
+
+        def seen_by(name: str) -> bool:
+            """The task's query has an answer at Consul's current index: every change so
+            far has reached the daemon (and triggered, or not)."""
+            status = status_of(name)
+            if status is None:
+                return False
+            queries = status["waiting_on"]["consul"]["queries"]
+            return all(q.get("index", 0) >= fake.index for q in queries)
+
+        for name in ("kv", "cat", "slow"):
+            wait_for(lambda name=name: len(events(name)) == 1, timeout=60, what=log.read_text())
+            wait_for(lambda name=name: settled(name), timeout=60)
+
+        # consul-kv: another key is nothing to this task; its own key is.
+        consul.run(fake.kv_put("other", "x"))
+        wait_for(lambda: seen_by("kv"), timeout=30, what="the unrelated key reached the daemon")
+        consul.run(fake.kv_put("flag", "on"))
+        wait_for(lambda: len(events("kv")) == 2, timeout=60, what=log.read_text())
+        tfvars = (tmp_path / "state" / "kv" / "terraform.tfvars").read_text()
+        assert 'flag = "on"' in tfvars, tfvars
+
+        # catalog-services: a new instance of a known service changes nothing it shows.
+        consul.run(fake.register("web", id="web-2", node="node-2", address="10.0.0.2"))
+        wait_for(lambda: seen_by("cat"), timeout=30, what="the new instance reached the daemon")
+        consul.run(fake.register("web-admin", id="web-admin-1", address="10.0.0.3"))
+        wait_for(lambda: len(events("cat")) == 2, timeout=60, what=log.read_text())
+
+        # Changes during a run: exactly one more run, with the latest data.
+        consul.run(fake.register("api", id="api-2", node="node-2", address="10.0.1.2"))
+        wait_for(lambda: not settled("slow"), timeout=30, what="the slow task's run")
+        for i in (3, 4, 5):
+            consul.run(fake.register("api", id=f"api-{i}", node=f"node-{i}", address=f"10.0.1.{i}"))
+        wait_for(lambda: seen_by("slow"), timeout=30, what="the three changes")
+        wait_for(lambda: len(events("slow")) == 3, timeout=60, what=log.read_text())
+        wait_for(lambda: settled("slow"), timeout=60)
+        assert len(events("slow")) == 3
+        tfvars = (tmp_path / "state" / "slow" / "terraform.tfvars").read_text()
+        assert "api-5" in tfvars and "10.0.1.5" in tfvars, tfvars
+
+        # A re-created task still triggers.
+        (tmp_path / "tasks" / "kv.hcl").unlink()
+        wait_for(lambda: "kv" not in get(port, "/v1/status/tasks"), timeout=30)
+        task_file("kv", kv_condition)
+        wait_for(lambda: settled("kv") and seen_by("kv"), timeout=60, what=log.read_text())
+        before = len(events("kv"))
+        consul.run(fake.kv_put("flag", "again"))
+        wait_for(lambda: len(events("kv")) == before + 1, timeout=60, what=log.read_text())
+
+        # Nothing else ran: one start run each, one per relevant change.
+        assert len(events("cat")) == 2
         proc.terminate()
         assert proc.wait(30) == 0
 

@@ -88,3 +88,23 @@ def test_a_damaged_file_is_reported_not_fatal(
     path.write_bytes(orjson.dumps({"tasks": {"a": [good], "b": [{"id": "x"}]}}))
     store.load()
     assert store.names() == ["a"] and "damaged" in caplog.text
+
+
+def test_the_saved_file_is_one_json_document_after_many_changes(tmp_path: Path) -> None:
+    """Each task's events are encoded once per change of that task: what is saved after
+    later changes still holds every task's newest events, and names JSON must escape."""
+    path = tmp_path / "events.json"
+    store = StatusStore(path)
+    names = ["a", 'quote"d', "back\\slash", "ünï", "new\nline"]
+    for n, name in enumerate(names):
+        store.record(ev(True, n, name))
+    store.record(ev(False, 10, "a"))  # "a" changes after its first encoding
+    store.forget("ünï")
+    data = orjson.loads(path.read_bytes())
+    assert set(data) == {"format", "tasks", "applied", "digests"}
+    assert sorted(data["tasks"]) == sorted(n for n in names if n != "ünï")
+    again = StatusStore(path)
+    again.load()
+    for name in names:
+        assert again.events(name) == store.events(name)
+    assert [e.success for e in again.events("a")] == [False, True]

@@ -302,6 +302,25 @@ async def test_shutdown_gives_runs_a_grace_period_then_stops_them(tmp_path: Path
     assert fake.ops("slow", "apply") == ["apply"]
 
 
+async def test_at_shutdown_queued_runs_do_not_start(tmp_path: Path) -> None:
+    """The grace period is for running jobs: runs still waiting for a slot are dropped,
+    so a stop during the start-up of many tasks does not apply them one by one."""
+    registry, scheduler, fake = make_scheduler(tmp_path, workers=1)
+    fake.gates["t0"] = asyncio.Event()
+    for i in range(20):
+        create(registry, live(spec(f"t{i}")))
+    await scheduler.idle()  # every task initialised; now their runs
+    for i in range(20):
+        scheduler.trigger(f"t{i}")
+    await async_wait_for(lambda: fake.active == 1 and fake.ops("t0", "apply") == ["apply"])
+    stopping = asyncio.ensure_future(scheduler.shutdown(30))
+    await asyncio.sleep(0)
+    fake.gates["t0"].set()  # the running job ends within its grace period
+    await asyncio.wait_for(stopping, 10)
+    applied = [f"t{i}" for i in range(20) if fake.ops(f"t{i}", "apply")]
+    assert applied == ["t0"], applied
+
+
 async def test_events_are_kept_five_deep_and_survive_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "state" / "events.json"
     registry, scheduler, fake = make_scheduler(tmp_path, status=StatusStore(path))
