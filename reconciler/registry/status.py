@@ -28,6 +28,11 @@ from reconciler._core.fsutil import atomic_write
 log = logging.getLogger(__name__)
 
 KEEP = 5
+# Saves follow each other at most this often: with thousands of tasks running, a save
+# (an fsync of a file of every task's events) after every run would keep the disk busy
+# for the Terraform runs themselves. A crash loses at most this much status, never a
+# task definition.
+SAVE_INTERVAL = 0.5
 STATUSES = ("successful", "errored", "critical", "unknown")
 _FORMAT = 1
 
@@ -139,6 +144,7 @@ class StatusStore:
         self._encoded: dict[str, bytes] = {}
         self._dirty = False
         self._saving: asyncio.Task[None] | None = None
+        self._last_save = float("-inf")  # loop time
 
     # --- reading -------------------------------------------------------------------------
 
@@ -266,7 +272,12 @@ class StatusStore:
         atomic_write(self.path, self._snapshot(), mode=0o640)
 
     async def _save_pending(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._dirty:
+            wait = self._last_save + SAVE_INTERVAL - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)  # changes meanwhile go into this one save
+            self._last_save = loop.time()
             self._dirty = False
             data = self._snapshot()
             assert self.path is not None

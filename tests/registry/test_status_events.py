@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -108,3 +109,29 @@ def test_the_saved_file_is_one_json_document_after_many_changes(tmp_path: Path) 
     for name in names:
         assert again.events(name) == store.events(name)
     assert [e.success for e in again.events("a")] == [False, True]
+
+
+@pytest.mark.anyio
+async def test_saves_while_busy_are_coalesced_and_the_last_change_is_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reconciler.registry import status as status_module
+
+    writes: list[bytes] = []
+    real = status_module._write
+
+    def counting(path: Path, data: bytes) -> None:
+        writes.append(data)
+        real(path, data)
+
+    monkeypatch.setattr(status_module, "_write", counting)
+    path = tmp_path / "events.json"
+    store = StatusStore(path)
+    for n in range(50):
+        store.record(ev(True, n, f"t{n}"))
+        await asyncio.sleep(0.001)
+    await store.flush()
+    assert 1 <= len(writes) <= 10, len(writes)  # not one per change
+    again = StatusStore(path)
+    again.load()
+    assert sorted(again.names()) == sorted(f"t{n}" for n in range(50))
