@@ -22,6 +22,7 @@ from starlette.routing import Route
 from starlette.types import Lifespan
 
 from reconciler._core.errors import ReconcilerError
+from reconciler.api.auth import TokenAuth
 from reconciler.api.context import ApiContext, HealthCheck
 from reconciler.api.errors import (
     ApiError,
@@ -78,7 +79,7 @@ def create_app(
     app = Starlette(
         debug=debug,
         routes=routes(context),
-        middleware=[Middleware(RequestContext)],
+        middleware=[Middleware(RequestContext), Middleware(TokenAuth, token=context.token)],
         exception_handlers={
             ApiError: api_error_handler,
             ReconcilerError: reconciler_error_handler,

@@ -26,6 +26,9 @@ class ApiContext:
     # None: unhealthy exactly when a source is unavailable or its prune guard is active
     # (reconciler.api.status.source_problems).
     health: HealthCheck | None = None
+    # The bearer token every route but /v1/health and the webhook requires, read per
+    # request (a reload may change it); "": none.
+    token: Callable[[], str] = field(default=lambda: "", repr=False)
 
     @property
     def registry(self) -> Registry:

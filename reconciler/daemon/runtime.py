@@ -72,6 +72,7 @@ class Daemon:
     ) -> None:
         """`watch`: Consul conditions fire runs (off in the one-shot modes)."""
         self.settings = settings
+        self._token = settings.api_token  # the event loop owns it; a reload replaces it
         self.config_paths = list(config_paths)
         self.processes = ProcessRunner()
         # The real driver owns a pool of Terraform workers: started before READY=1, closed
@@ -128,7 +129,10 @@ class Daemon:
 
     def app_context(self) -> ApiContext:
         return ApiContext(
-            self.core.commands, defaults=global_defaults(self.settings), health=self._health
+            self.core.commands,
+            defaults=global_defaults(self.settings),
+            health=self._health,
+            token=lambda: self._token,
         )
 
     def _health(self) -> list[str]:
@@ -245,6 +249,9 @@ class Daemon:
             served = (settings.port, settings.bind_address, settings.tls)
             if served != (self.settings.port, self.settings.bind_address, self.settings.tls):
                 log.warning("port, bind_address and tls changes take effect after a restart")
+            if settings.api_token != self._token:
+                self._token = settings.api_token
+                log.info("the API token changed: requests need the new one from now on")
             # Through the configuration source's loop, like any other change of tasks.
             task = asyncio.get_running_loop().create_task(
                 self.core.set_config_tasks(settings.tasks), name="reload"

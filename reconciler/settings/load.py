@@ -90,6 +90,14 @@ def _resolve(
     log_level = r.log_level(top, c)
     buffer_period = r.buffer_period(top.block("buffer_period"), c)
     tls = r.api_tls(top.block("tls"), c)
+    api_token = r.api_token(top, env, c)
+    if api_token and not tls.enabled and not r.is_loopback(bind_address):
+        c.warn(
+            f'api_token: the API listens on "{bind_address}" without TLS, so the token '
+            "crosses the network in clear text; configure a tls block",
+            (),
+            top.loc("bind_address"),
+        )
     driver = r.driver(top.block("driver"), consul, c)
     repeated = {"service": services[0].location} if services else {}
     warnings.extend(unsupported_settings(top, repeated))
@@ -98,6 +106,7 @@ def _resolve(
         log_level=log_level,
         port=port,
         bind_address=bind_address,
+        api_token=api_token,
         working_dir=Path(working_dir) if working_dir else Path.cwd() / "sync-tasks",
         id=top.get("id") or f"cts-{hostname}",
         client_type=top.get("client_type", ""),

@@ -227,6 +227,9 @@ class Settings:
     log_level: str = "INFO"
     port: int = 8558
     bind_address: str = "127.0.0.1"
+    # Required as `Authorization: Bearer <token>` on the API (but /v1/health and the
+    # signed webhook); "" = no token.
+    api_token: str = field(default="", repr=False)
     working_dir: Path = Path("sync-tasks")  # always absolute once loaded
     id: str = ""
     client_type: str = ""

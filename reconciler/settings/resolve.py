@@ -6,6 +6,7 @@ every mistake.
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 import re
 from collections.abc import Iterator, Mapping
@@ -466,3 +467,50 @@ def _strings(value: Any) -> Iterator[str]:
     elif isinstance(value, list):
         for v in value:
             yield from _strings(v)
+
+
+TOKEN_KEYS = ("api_token", "api_token_file", "api_token_env")
+
+
+def api_token(top: Partial, env: Mapping[str, str], c: Checker) -> str:
+    """The API token from `api_token`, the file `api_token_file` (one line; surrounding
+    whitespace dropped) or the environment variable `api_token_env` names; one of them."""
+    given = [k for k in TOKEN_KEYS if top.get(k) is not None]
+    if len(given) > 1:
+        c.bad(f"set only one of {', '.join(given)}", (), top.loc(given[1]))
+        return ""
+    if not given:
+        return ""
+    key = given[0]
+    value = top.get(key)
+    if key == "api_token_file":
+        try:
+            token = Path(value).read_text().strip()
+        except OSError as exc:
+            c.bad(f'api_token_file "{value}": {exc.strerror or exc}', (), top.loc(key))
+            return ""
+        where = f'the file "{value}"'
+    elif key == "api_token_env":
+        token = env.get(value, "").strip()
+        where = f"the environment variable {value}"
+        if value not in env:
+            c.bad(f"api_token_env: {where} is not set", (), top.loc(key))
+            return ""
+    else:
+        token, where = str(value), "api_token"
+    if not token:
+        c.bad(f"api_token: {where} is empty", (), top.loc(key))
+        return ""
+    if any(ch.isspace() for ch in token) or not token.isprintable():
+        c.bad(f"api_token: {where} holds whitespace or control characters", (), top.loc(key))
+        return ""
+    return token
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -102,7 +102,18 @@ VAULT = BlockSpec(free_form=True)
 CATALOG = BlockSpec({"path": P}, label="directory")
 
 TOP = BlockSpec(
-    {"log_level": S, "port": N, "bind_address": S, "working_dir": P, "id": S, "client_type": S},
+    {
+        "log_level": S,
+        "port": N,
+        "bind_address": S,
+        "working_dir": P,
+        "id": S,
+        "client_type": S,
+        # Not in CTS: the API's bearer token, from one of three places.
+        "api_token": S,
+        "api_token_file": P,
+        "api_token_env": S,
+    },
     {
         "buffer_period": BUFFER_PERIOD,
         "syslog": SYSLOG,
