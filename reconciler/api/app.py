@@ -31,6 +31,7 @@ from reconciler.api.errors import (
     http_exception_handler,
     reconciler_error_handler,
 )
+from reconciler.api.metrics import RequestMetrics
 from reconciler.api.status import StatusEndpoints
 from reconciler.api.tasks import TaskEndpoints
 
@@ -79,7 +80,11 @@ def create_app(
     app = Starlette(
         debug=debug,
         routes=routes(context),
-        middleware=[Middleware(RequestContext), Middleware(TokenAuth, token=context.token)],
+        middleware=[
+            Middleware(RequestMetrics, recorder=context.recorder),
+            Middleware(RequestContext),
+            Middleware(TokenAuth, token=context.token, open_paths=context.open_paths),
+        ],
         exception_handlers={
             ApiError: api_error_handler,
             ReconcilerError: reconciler_error_handler,

@@ -34,14 +34,18 @@ def bearer(header: bytes) -> bytes | None:
 
 
 class TokenAuth:
-    def __init__(self, app: ASGIApp, token: Callable[[], str]) -> None:
-        """`token`: the current token ("" = none), asked per request in the event loop."""
+    def __init__(
+        self, app: ASGIApp, token: Callable[[], str], open_paths: frozenset[str] = frozenset()
+    ) -> None:
+        """`token`: the current token ("" = none), asked per request in the event loop.
+        `open_paths`: more paths served without it (/metrics with metrics_token = false)."""
         self.app = app
         self._token = token
+        self._open = OPEN_PATHS | open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         expected = self._token()
-        if not expected or scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
+        if not expected or scope["type"] != "http" or scope.get("path") in self._open:
             await self.app(scope, receive, send)
             return
         header = dict(scope.get("headers") or ()).get(b"authorization", b"")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from reconciler._core.metrics import NULL, Recorder
 from reconciler.commands import TaskCommands
 from reconciler.config.model import GlobalDefaults
 from reconciler.reconcile.engine import Reconciler
@@ -29,6 +30,9 @@ class ApiContext:
     # The bearer token every route but /v1/health and the webhook requires, read per
     # request (a reload may change it); "": none.
     token: Callable[[], str] = field(default=lambda: "", repr=False)
+    recorder: Recorder = NULL  # request metrics
+    # Paths served without the token besides /v1/health and the webhook.
+    open_paths: frozenset[str] = frozenset()
 
     @property
     def registry(self) -> Registry:

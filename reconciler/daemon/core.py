@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler._core.errors import ConfigError, Problem
+from reconciler._core.metrics import NULL, Recorder
 from reconciler.commands import Gate, TaskCommands
 from reconciler.config.load import gc_paused
 from reconciler.config.model import GlobalDefaults, TaskSpec
@@ -83,6 +84,7 @@ class RunPlan:
     consul: ConsulTrigger | None = None
     defaults: GlobalDefaults = field(default_factory=GlobalDefaults)  # inherited buffer period
     apply_on_start: str = "changed"
+    recorder: Recorder = NULL  # run metrics
 
 
 class Core:
@@ -117,6 +119,7 @@ class Core:
                 sources=triggers,
                 gate=gate,
                 apply_on_start=runs.apply_on_start,
+                recorder=runs.recorder,
             )
         self.loops: dict[str, SourceLoop] = {}
         self.hooks: dict[str, list[SourceLoop]] = {}
@@ -260,6 +263,7 @@ def core_from_settings(
     eager_init: bool = True,
     gate: Gate | None = None,
     watch: bool = True,
+    recorder: Recorder = NULL,
 ) -> Core:
     """The daemon's core: its sources, Terraform as configured (`driver` overrides it),
     the parse cache and events kept under `<working_dir>/.reconciler/`, Consul when the
@@ -275,6 +279,7 @@ def core_from_settings(
         consul=consul,
         defaults=global_defaults(settings),
         apply_on_start=settings.driver.apply_on_start,
+        recorder=recorder,
     )
     return Core(
         source_plans(settings),

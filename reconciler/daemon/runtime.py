@@ -26,6 +26,7 @@ from reconciler.api.app import ApiContext, create_app
 from reconciler.api.status import source_problems
 from reconciler.api.webhooks import webhook_routes
 from reconciler.daemon.core import core_from_settings, unwatched_consul_tasks
+from reconciler.daemon.metrics import METRICS_PATH, PrometheusMetrics
 from reconciler.daemon.notify import sd_notify
 from reconciler.daemon.server import GuardedEventLoop, raise_open_file_limit, server_config
 from reconciler.reconcile.loop import SourceLoop
@@ -80,6 +81,7 @@ class Daemon:
         self.terraform: Terraform | None = None
         if driver is None:
             driver = self.terraform = Terraform(settings.driver, self.processes)
+        self.metrics = PrometheusMetrics()
         self.core = core_from_settings(
             settings,
             driver=driver,
@@ -87,7 +89,9 @@ class Daemon:
             workers=workers,
             eager_init=eager_init,
             watch=watch,
+            recorder=self.metrics,
         )
+        self.metrics.watch(self.core, self.terraform.pool if self.terraform else None)
         self.server: _Server | None = None
         self._stopping = 0
         self._force = asyncio.Event()
@@ -133,6 +137,8 @@ class Daemon:
             defaults=global_defaults(self.settings),
             health=self._health,
             token=lambda: self._token,
+            recorder=self.metrics,
+            open_paths=frozenset() if self.settings.metrics_token else frozenset({METRICS_PATH}),
         )
 
     def _health(self) -> list[str]:
@@ -149,6 +155,7 @@ class Daemon:
         app.router.routes.extend(
             webhook_routes({secret: _fetcher(loops) for secret, loops in self.core.hooks.items()})
         )
+        app.router.routes.append(self.metrics.route())
         config = server_config(
             app,
             host=self.settings.bind_address,

@@ -107,6 +107,7 @@ def _resolve(
         port=port,
         bind_address=bind_address,
         api_token=api_token,
+        metrics_token=top.get("metrics_token", Settings.metrics_token),
         working_dir=Path(working_dir) if working_dir else Path.cwd() / "sync-tasks",
         id=top.get("id") or f"cts-{hostname}",
         client_type=top.get("client_type", ""),

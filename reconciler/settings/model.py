@@ -230,6 +230,7 @@ class Settings:
     # Required as `Authorization: Bearer <token>` on the API (but /v1/health and the
     # signed webhook); "" = no token.
     api_token: str = field(default="", repr=False)
+    metrics_token: bool = True  # /metrics needs the token too (when there is one)
     working_dir: Path = Path("sync-tasks")  # always absolute once loaded
     id: str = ""
     client_type: str = ""

@@ -113,6 +113,7 @@ TOP = BlockSpec(
         "api_token": S,
         "api_token_file": P,
         "api_token_env": S,
+        "metrics_token": B,  # false: GET /metrics is served without the token
     },
     {
         "buffer_period": BUFFER_PERIOD,

@@ -19,6 +19,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 
+from reconciler._core.metrics import NULL, Recorder
 from reconciler.registry.status import Event, StatusStore
 from reconciler.runner.driver import Priority
 from reconciler.triggers.execute import Executor
@@ -44,12 +45,19 @@ _NO_SLOT = contextlib.nullcontext()
 
 class RunQueue:
     def __init__(
-        self, executor: Executor, status: StatusStore, *, workers: int = 4, gate: Gate | None = None
+        self,
+        executor: Executor,
+        status: StatusStore,
+        *,
+        workers: int = 4,
+        gate: Gate | None = None,
+        recorder: Recorder = NULL,
     ) -> None:
         self.executor = executor
         self.status = status
         self.workers = workers
         self.gate = gate
+        self.recorder = recorder
         self.tasks: dict[str, TaskRuns] = {}
         self._pool = asyncio.Semaphore(workers)
         self._workers: set[asyncio.Task[None]] = set()
@@ -131,6 +139,8 @@ class RunQueue:
                         st.working = False
                     if event is not None and not st.provisional:
                         self.status.record(event)
+                        seconds = (event.end_time - event.start_time).total_seconds()
+                        self.recorder.run_finished(st.name, event.success, seconds)
                     resolve(request.waiters, event)
         finally:
             self.maybe_finish(st)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from reconciler._core.errors import DuplicateTaskError, NotFoundError
+from reconciler._core.metrics import NULL, Recorder
 from reconciler.config.model import TaskSpec
 from reconciler.registry.status import Event, StatusStore
 from reconciler.registry.store import LiveTask, Registry, RegistryChange
@@ -55,6 +56,7 @@ class Scheduler:
         sources: Sequence[TriggerSource] | None = None,
         gate: Gate | None = None,
         apply_on_start: str = "changed",
+        recorder: Recorder = NULL,
     ) -> None:
         """`eager_init`: initialise a task's workspace as soon as the task appears or
         changes (the daemon); off, workspaces are initialised when first used.
@@ -65,7 +67,7 @@ class Scheduler:
         self.registry = registry
         self.status = status
         self.executor = Executor(workspaces, driver, catalog=catalog, retry_delay=retry_delay)
-        self.queue = RunQueue(self.executor, status, workers=workers, gate=gate)
+        self.queue = RunQueue(self.executor, status, workers=workers, gate=gate, recorder=recorder)
         self.eager_init = eager_init
         self.apply_on_start = apply_on_start
         self.sources: list[TriggerSource] = (

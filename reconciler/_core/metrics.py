@@ -1,0 +1,27 @@
+"""The metrics seam: what the run queue and the API report as it happens. The daemon
+injects a Prometheus recorder (reconciler.daemon.metrics); everything else gets NULL."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Recorder(Protocol):
+    def run_finished(self, task: str, success: bool, seconds: float) -> None:
+        """A run recorded its event (an apply, or its failure)."""
+        ...
+
+    def api_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """An API request was answered; `route` is the route's template."""
+        ...
+
+
+class NullRecorder:
+    def run_finished(self, task: str, success: bool, seconds: float) -> None:
+        pass
+
+    def api_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        pass
+
+
+NULL = NullRecorder()
