@@ -189,7 +189,10 @@ class SourceLoop:
             if directory is not None:
                 timeout = min(timeout, self.root_check_interval)
             try:
-                await asyncio.wait_for(self._wakeup.wait(), max(timeout, 0))
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+                # cancellation that races the wakeup, and this loop would never end.
+                async with asyncio.timeout(max(timeout, 0)):
+                    await self._wakeup.wait()
             except TimeoutError:
                 if directory is not None and directory.root_replaced():
                     await asyncio.to_thread(directory.stop_watching)
@@ -220,7 +223,8 @@ class SourceLoop:
             if remaining <= 0:
                 return
             try:
-                await asyncio.wait_for(self._wakeup.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._wakeup.wait()
             except TimeoutError:
                 return
 

@@ -224,7 +224,8 @@ class DirectoryCatalog:
             hint.clear()
             while True:  # a quiet period: editors write in several steps
                 try:
-                    await asyncio.wait_for(hint.wait(), self.debounce)
+                    async with asyncio.timeout(self.debounce):  # not wait_for: see loop.py
+                        await hint.wait()
                     hint.clear()
                 except TimeoutError:
                     break
@@ -281,7 +282,8 @@ class DirectoryCatalog:
         if index > 0 and self.index <= index:
             changed = self._changed
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), self.default_wait if wait is None else wait)
+                async with asyncio.timeout(self.default_wait if wait is None else wait):
+                    await changed.wait()
         state, current = self.state, self.index
         if path.startswith("/v1/health/service/"):
             body: Any = self._health(

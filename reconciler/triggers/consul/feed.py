@@ -161,7 +161,8 @@ class IndexFeed:
         """Both indexes have answered once (or `timeout` passed): a service read after this
         misses nothing that the feed does not report."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._ready.wait()
 
     async def changed(self, name: str, seen: int, timeout: float) -> None:
         """Return once `name` may have changed since generation `seen`, or after `timeout`."""
