@@ -15,12 +15,27 @@ class Recorder(Protocol):
         """An API request was answered; `route` is the route's template."""
         ...
 
+    def source_pass(self, source: str, ok: bool, seconds: float) -> None:
+        """A source was read and reconciled (`ok`), or could not be read (a failed fetch,
+        a missing directory)."""
+        ...
+
+    def webhook(self, accepted: bool) -> None:
+        """A webhook call was accepted (signed, for a known source) or rejected."""
+        ...
+
 
 class NullRecorder:
     def run_finished(self, task: str, success: bool, seconds: float) -> None:
         pass
 
     def api_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        pass
+
+    def source_pass(self, source: str, ok: bool, seconds: float) -> None:
+        pass
+
+    def webhook(self, accepted: bool) -> None:
         pass
 
 

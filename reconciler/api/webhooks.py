@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from reconciler._core.metrics import NULL, Recorder
 from reconciler.api.errors import ApiError, ORJSONResponse, request_id
 from reconciler.api.inputs import read_body
 
@@ -55,7 +56,11 @@ def _too_large() -> ApiError:
 
 
 def webhook_routes(
-    triggers: Mapping[str, Trigger], *, path: str = WEBHOOK_PATH, max_body: int = MAX_BODY
+    triggers: Mapping[str, Trigger],
+    *,
+    path: str = WEBHOOK_PATH,
+    max_body: int = MAX_BODY,
+    recorder: Recorder = NULL,
 ) -> list[Route]:
     """Routes for the webhook; `triggers` maps each webhook secret to what it schedules.
     A call runs every trigger whose secret signed it. No secrets: no routes."""
@@ -64,6 +69,18 @@ def webhook_routes(
         return []
 
     async def webhook(request: Request) -> Response:
+        try:
+            matched = await signed_by(request)
+        except ApiError:
+            recorder.webhook(False)
+            raise
+        recorder.webhook(True)
+        for trigger in matched:
+            trigger()
+        log.debug("webhook: fetch scheduled for %d source(s)", len(matched))
+        return ORJSONResponse({"scheduled": len(matched), "request_id": request_id(request)}, 202)
+
+    async def signed_by(request: Request) -> list[Trigger]:
         claimed = _signature(request)
         body = await read_body(request, max_body, _too_large)
         matched = [
@@ -75,9 +92,6 @@ def webhook_routes(
         ]
         if not matched:
             raise ApiError(401, "the webhook signature does not match the body")
-        for trigger in matched:
-            trigger()
-        log.debug("webhook: fetch scheduled for %d source(s)", len(matched))
-        return ORJSONResponse({"scheduled": len(matched), "request_id": request_id(request)}, 202)
+        return matched
 
     return [Route(path, webhook, methods=["POST"])]

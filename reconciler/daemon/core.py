@@ -131,6 +131,7 @@ class Core:
                 allow_empty=plan.allow_empty,
                 rescan_interval=plan.rescan_interval,
                 retry_interval=plan.retry_interval,
+                recorder=runs.recorder if runs is not None else NULL,
             )
             self.loops[plan.source.name] = loop
             if plan.writable:

@@ -9,10 +9,11 @@ state: tasks by status, how far the runs are, the Terraform workers, the Consul 
 
 from __future__ import annotations
 
+import time
 from collections import Counter as Tally
 from collections.abc import Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
@@ -61,7 +62,43 @@ class PrometheusMetrics:
             registry=self.registry,
         )
 
+        self._passes = Histogram(
+            "reconciler_reconcile_duration_seconds",
+            "How long a pass over a source took (read or fetch, parse, apply to the registry).",
+            ["source"],
+            buckets=REQUEST_BUCKETS,
+            registry=self.registry,
+        )
+        self._source_errors = Counter(
+            "reconciler_source_errors",
+            "Passes whose source could not be read (a failed git fetch, a missing directory).",
+            ["source"],
+            registry=self.registry,
+        )
+        self._source_success = Gauge(
+            "reconciler_source_last_success_timestamp_seconds",
+            "When the source was last read successfully (Unix time).",
+            ["source"],
+            registry=self.registry,
+        )
+        self._webhooks = Counter(
+            "reconciler_webhook_requests",
+            "Webhook calls, accepted (signed for a known source) or rejected.",
+            ["outcome"],
+            registry=self.registry,
+        )
+
     # --- Recorder ----------------------------------------------------------------------
+
+    def source_pass(self, source: str, ok: bool, seconds: float) -> None:
+        if ok:
+            self._passes.labels(source).observe(seconds)
+            self._source_success.labels(source).set(time.time())
+        else:
+            self._source_errors.labels(source).inc()
+
+    def webhook(self, accepted: bool) -> None:
+        self._webhooks.labels("accepted" if accepted else "rejected").inc()
 
     def run_finished(self, task: str, success: bool, seconds: float) -> None:
         self._runs.labels(task, "success" if success else "failure").inc()

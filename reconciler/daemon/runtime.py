@@ -153,7 +153,10 @@ class Daemon:
         await warm
         app = create_app(self.app_context())
         app.router.routes.extend(
-            webhook_routes({secret: _fetcher(loops) for secret, loops in self.core.hooks.items()})
+            webhook_routes(
+                {secret: _fetcher(loops) for secret, loops in self.core.hooks.items()},
+                recorder=self.metrics,
+            )
         )
         app.router.routes.append(self.metrics.route())
         config = server_config(

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterable
 
 from reconciler._core.errors import SourceError
+from reconciler._core.metrics import NULL, Recorder
 from reconciler.reconcile.backoff import Backoff
 from reconciler.reconcile.configtasks import PreParsed
 from reconciler.reconcile.engine import Reconciler
@@ -44,10 +45,12 @@ class SourceLoop:
         retry_interval: float = 1.0,
         retry_max: float = 300.0,
         backoff: Backoff | None = None,
+        recorder: Recorder = NULL,
     ) -> None:
         """`retry_interval` is the first wait before retrying an unavailable source,
         doubling up to `retry_max` (or `backoff`, when given)."""
         self.source = source
+        self.recorder = recorder
         self.reconciler = reconciler
         self.status = reconciler.add_source(source.name, allow_empty=allow_empty)
         self.status.describe = getattr(source, "describe", None)
@@ -100,15 +103,26 @@ class SourceLoop:
     async def _pass(
         self, *, full: bool, paths: set[str], deliberate: Iterable[str] = ()
     ) -> RegistryChange:
-        source = self.source
+        started = time.perf_counter()
         try:
-            if full:
-                update: SourceUpdate = await asyncio.to_thread(source.full_scan)
-            else:
-                update = await asyncio.to_thread(source.scan_paths, paths)
+            change = await self._reconcile(full=full, paths=paths, deliberate=deliberate)
         except SourceError as exc:
             self._failed(exc.message)
+            self.recorder.source_pass(self.source.name, False, time.perf_counter() - started)
             return RegistryChange()
+        self.recorder.source_pass(self.source.name, True, time.perf_counter() - started)
+        return change
+
+    async def _reconcile(
+        self, *, full: bool, paths: set[str], deliberate: Iterable[str]
+    ) -> RegistryChange:
+        """One pass: read (a fetch, for git), parse, apply to the registry. Raises
+        SourceError when the source cannot be read."""
+        source = self.source
+        if full:
+            update: SourceUpdate = await asyncio.to_thread(source.full_scan)
+        else:
+            update = await asyncio.to_thread(source.scan_paths, paths)
         if self.status.error is not None:
             if full:
                 log.info("source %s is available again", source.name)

@@ -171,3 +171,26 @@ async def test_push_then_webhook_brings_the_change_live_and_a_burst_fetches_once
             assert r.status_code == 202
             await async_wait_for(lambda: "c" in core.names(), timeout=5, what="second webhook")
             assert core.source.status().fetches - fetches == 2
+
+
+async def test_webhook_outcomes_are_counted() -> None:
+    from reconciler.daemon.core import Core
+    from reconciler.daemon.metrics import PrometheusMetrics
+
+    metrics = PrometheusMetrics()
+    app = create_app(ApiContext(Core([]).commands))
+    app.router.routes.extend(webhook_routes({SECRET: Calls()}, recorder=metrics))
+    body = b"{}"
+    async with httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=app), base_url="http://t"
+    ) as c:
+        assert (
+            await c.post(WEBHOOK_PATH, content=body, headers={"X-Signature": sign(body)})
+        ).status_code == 202
+        assert (
+            await c.post(WEBHOOK_PATH, content=body, headers={"X-Signature": "sha256=00"})
+        ).status_code == 401
+        assert (await c.post(WEBHOOK_PATH, content=body)).status_code == 401
+    value = metrics.registry.get_sample_value
+    assert value("reconciler_webhook_requests_total", {"outcome": "accepted"}) == 1
+    assert value("reconciler_webhook_requests_total", {"outcome": "rejected"}) == 2

@@ -69,6 +69,16 @@ def test_metrics_after_real_runs(tmp_path: Path) -> None:
         assert m[("reconciler_api_requests_total", key)] == 1
         refused = (("code", "401"), ("method", "GET"), ("route", "unmatched"))
         assert m[("reconciler_api_requests_total", refused)] >= 1  # the token came first
+        passes = [
+            v
+            for (name, labels), v in m.items()
+            if name == "reconciler_reconcile_duration_seconds_count"
+        ]
+        assert passes and passes[0] >= 1
+        assert any(
+            name == "reconciler_source_last_success_timestamp_seconds" and v > 1e9
+            for (name, labels), v in m.items()
+        )
         workers = {
             labels: v for (name, labels), v in m.items() if name == "reconciler_terraform_workers"
         }

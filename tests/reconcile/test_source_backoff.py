@@ -149,3 +149,37 @@ def test_a_partial_pass_does_not_end_the_outage_but_asks_for_a_full_one(tmp_path
             loop.close()
 
     asyncio.run(main())
+
+
+class Passes:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, bool]] = []
+
+    def run_finished(self, task: str, success: bool, seconds: float) -> None:
+        pass
+
+    def api_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        pass
+
+    def source_pass(self, source: str, ok: bool, seconds: float) -> None:
+        assert seconds >= 0
+        self.seen.append((source, ok))
+
+    def webhook(self, accepted: bool) -> None:
+        pass
+
+
+@pytest.mark.anyio
+async def test_every_pass_is_reported_to_the_recorder(tmp_path: Path) -> None:
+    root = tmp_path / "tasks"
+    root.mkdir()
+    (root / "a.hcl").write_text(task_hcl("a"))
+    source = DirectorySource(root)
+    recorder = Passes()
+    loop = SourceLoop(source, Reconciler(Registry()), recorder=recorder)
+    await loop.initial_load()
+    (root / "a.hcl").unlink()
+    root.rmdir()
+    async with loop.lock:
+        await loop._pass(full=True, paths=set())
+    assert recorder.seen == [(source.name, True), (source.name, False)]
