@@ -28,6 +28,7 @@ from reconciler._core.errors import (
     SourceError,
     StorageFullError,
 )
+from reconciler._core.logcontext import enter_request, leave_request
 from reconciler.commands.errors import (
     InspectFailedError,
     NotAllowedNowError,
@@ -191,6 +192,7 @@ class RequestContext:
         rid = new_request_id()
         state = scope.get("state")
         scope["state"] = {**state, "request_id": rid} if state else {"request_id": rid}
+        token = enter_request(rid)  # every log line of this request carries it
         started = False
 
         async def tracking_send(message: Message) -> None:
@@ -214,3 +216,5 @@ class RequestContext:
                 f"internal error; the server log has the details under request_id {rid}", rid
             )
             await ORJSONResponse(body, 500)(scope, receive, send)
+        finally:
+            leave_request(token)

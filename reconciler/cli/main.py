@@ -150,7 +150,7 @@ def start(paths: list[str], *, mode: str = "daemon", tasks: Sequence[str] = ()) 
     except ConfigError as exc:
         print(f"configuration error:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     try:
         if mode == "daemon":
             return run_daemon(paths)

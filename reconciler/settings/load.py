@@ -88,6 +88,12 @@ def _resolve(
     problems.extend(duplicate_sources(sources))
     tasks = r.check_tasks([t for d in decoded for t in d.tasks], providers, c)
     log_level = r.log_level(top, c)
+    log_format = top.get("log_format", Settings.log_format)
+    if log_format not in ("text", "json"):
+        c.bad(
+            f'"log_format" must be "text" or "json", not "{log_format}"', (), top.loc("log_format")
+        )
+        log_format = Settings.log_format
     buffer_period = r.buffer_period(top.block("buffer_period"), c)
     tls = r.api_tls(top.block("tls"), c)
     api_token = r.api_token(top, env, c)
@@ -104,6 +110,7 @@ def _resolve(
 
     return Settings(
         log_level=log_level,
+        log_format=log_format,
         port=port,
         bind_address=bind_address,
         api_token=api_token,

@@ -225,6 +225,7 @@ class ConfiguredTask:
 @dataclass(frozen=True)
 class Settings:
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json": one JSON object per line
     port: int = 8558
     bind_address: str = "127.0.0.1"
     # Required as `Authorization: Bearer <token>` on the API (but /v1/health and the

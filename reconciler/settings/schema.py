@@ -104,6 +104,7 @@ CATALOG = BlockSpec({"path": P}, label="directory")
 TOP = BlockSpec(
     {
         "log_level": S,
+        "log_format": S,  # not in CTS: "text" or "json"
         "port": N,
         "bind_address": S,
         "working_dir": P,

@@ -137,3 +137,30 @@ def test_sighup_rotates_the_token(tmp_path: Path) -> None:
         assert proc.wait(30) == 0
     log = (tmp_path / "daemon.log").read_text()
     assert TOKEN not in log and "rotated-2" not in log
+
+
+def test_json_logs_carry_the_request_id_of_api_lines(tmp_path: Path) -> None:
+    with daemon_process(tmp_path, f'log_format = "json"\napi_token = "{TOKEN}"\n') as (proc, port):
+        wait_listening(port, proc)
+        status, answer, _ = call(port, "GET", "/v1/tasks")
+        assert status == 401
+        rid = answer["request_id"]
+        log = tmp_path / "daemon.log"
+
+        def refused() -> list[dict[str, Any]]:
+            lines = [json.loads(line) for line in log.read_text().splitlines() if line]
+            return [e for e in lines if "refused GET /v1/tasks" in e["message"]]
+
+        wait_for(lambda: bool(refused()), timeout=10, what=log.read_text())
+        [entry] = refused()
+        assert entry["request_id"] == rid and entry["level"] == "WARNING"
+        assert {"time", "logger"} <= set(entry)
+        proc.terminate()
+        assert proc.wait(30) == 0
+    # Every line is one JSON object; lines outside a request carry no request id.
+    entries = [json.loads(line) for line in log.read_text().splitlines() if line]
+    assert any("serving the API" in e["message"] and "request_id" not in e for e in entries)
+
+
+def test_an_unknown_log_format_is_refused(tmp_path: Path) -> None:
+    assert '"log_format" must be "text" or "json"' in problems(tmp_path, 'log_format = "xml"\n')
