@@ -27,7 +27,7 @@ from reconciler.api.status import source_problems
 from reconciler.api.webhooks import webhook_routes
 from reconciler.daemon.core import core_from_settings, unwatched_consul_tasks
 from reconciler.daemon.metrics import METRICS_PATH, PrometheusMetrics
-from reconciler.daemon.notify import sd_notify
+from reconciler.daemon.notify import reloading_message, sd_notify, watchdog_interval
 from reconciler.daemon.server import GuardedEventLoop, raise_open_file_limit, server_config
 from reconciler.reconcile.loop import SourceLoop
 from reconciler.registry.store import Registry
@@ -40,6 +40,7 @@ from reconciler.triggers.scheduler import Scheduler
 log = logging.getLogger(__name__)
 
 RUN_GRACE = 30.0  # seconds running jobs get to finish at shutdown
+STATUS_INTERVAL = 5.0  # how often STATUS= follows the counts without a watchdog
 
 
 def _fetcher(loops: list[SourceLoop]) -> Callable[[], None]:
@@ -228,9 +229,32 @@ class Daemon:
         log.info(
             "serving the API on %s://%s:%d", scheme, self.settings.bind_address, self.settings.port
         )
-        sd_notify(f"READY=1\nSTATUS=serving {len(self.registry)} tasks")
+        sd_notify(f"READY=1\nSTATUS={self.status_line()}")
         if self.core.consul is not None:
             self.core.consul.serving()
+        interval = watchdog_interval()
+        last = ""
+        while True:
+            # The watchdog pings come from the event loop itself: a loop that hangs stops
+            # them. STATUS follows the counts (sent when they change).
+            await asyncio.sleep(interval or STATUS_INTERVAL)
+            line = self.status_line()
+            message = f"STATUS={line}" if line != last else ""
+            if interval is not None:
+                message = "WATCHDOG=1" + (f"\n{message}" if message else "")
+            if message:
+                sd_notify(message)
+            last = line
+
+    def status_line(self) -> str:
+        """What `systemctl status` shows: tasks and how far their runs are."""
+        line = f"serving {len(self.registry)} tasks"
+        if self.core.scheduler is not None:
+            p = self.core.scheduler.progress()
+            line += f": {p['applied']} applied, {p['pending']} with work pending"
+            if p["init_errors"]:
+                line += f", {p['init_errors']} failing to initialise"
+        return line
 
     async def _save_cache_periodically(self) -> None:
         while True:
@@ -251,10 +275,12 @@ class Daemon:
 
     def reload(self) -> None:
         log.info("SIGHUP: re-reading the configuration's tasks and rescanning every source")
+        sd_notify(reloading_message())
         try:
             settings = load_settings(self.config_paths)
         except ConfigError as exc:
             log.error("configuration not reloaded:\n%s", exc)
+            sd_notify(f"READY=1\nSTATUS=reload failed, running configuration kept: {exc}")
         else:
             served = (settings.port, settings.bind_address, settings.tls)
             if served != (self.settings.port, self.settings.bind_address, self.settings.tls):
@@ -268,6 +294,7 @@ class Daemon:
             )
             self._reloads.add(task)
             task.add_done_callback(self._reloads.discard)
+            task.add_done_callback(lambda _: sd_notify(f"READY=1\nSTATUS={self.status_line()}"))
         for src in self.core.loops.values():
             src.hint(None)
 
