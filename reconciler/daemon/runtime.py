@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import signal
@@ -26,6 +27,7 @@ from reconciler.api.app import ApiContext, create_app
 from reconciler.api.status import source_problems
 from reconciler.api.webhooks import webhook_routes
 from reconciler.daemon.core import core_from_settings, unwatched_consul_tasks
+from reconciler.daemon.logs import setup_logging
 from reconciler.daemon.metrics import METRICS_PATH, PrometheusMetrics
 from reconciler.daemon.notify import reloading_message, sd_notify, watchdog_interval
 from reconciler.daemon.server import GuardedEventLoop, raise_open_file_limit, server_config
@@ -282,9 +284,19 @@ class Daemon:
             log.error("configuration not reloaded:\n%s", exc)
             sd_notify(f"READY=1\nSTATUS=reload failed, running configuration kept: {exc}")
         else:
-            served = (settings.port, settings.bind_address, settings.tls)
-            if served != (self.settings.port, self.settings.bind_address, self.settings.tls):
-                log.warning("port, bind_address and tls changes take effect after a restart")
+            later = restart_needed(self.settings, settings)
+            if later:
+                log.warning("changed, but taking effect only after a restart: %s", ", ".join(later))
+            if (settings.log_level, settings.log_format) != (
+                self.settings.log_level,
+                self.settings.log_format,
+            ):
+                setup_logging(settings.log_level, settings.log_format)
+                log.info("log_level %s, log_format %s", settings.log_level, settings.log_format)
+            # What a reload applies; the rest stays as started (and is named above).
+            self.settings = dataclasses.replace(
+                self.settings, log_level=settings.log_level, log_format=settings.log_format
+            )
             if settings.api_token != self._token:
                 self._token = settings.api_token
                 log.info("the API token changed: requests need the new one from now on")
@@ -297,6 +309,19 @@ class Daemon:
             task.add_done_callback(lambda _: sd_notify(f"READY=1\nSTATUS={self.status_line()}"))
         for src in self.core.loops.values():
             src.hint(None)
+
+
+# Settings a SIGHUP applies (the tasks through the configuration source).
+RELOADED = frozenset({"tasks", "api_token", "log_level", "log_format"})
+
+
+def restart_needed(old: Settings, new: Settings) -> list[str]:
+    """The settings that differ but a reload does not apply, by name."""
+    return [
+        f.name
+        for f in dataclasses.fields(Settings)
+        if f.compare and f.name not in RELOADED and getattr(old, f.name) != getattr(new, f.name)
+    ]
 
 
 def run_daemon(config_paths: Sequence[str]) -> int:
