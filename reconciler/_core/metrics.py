@@ -24,6 +24,10 @@ class Recorder(Protocol):
         """A webhook call was accepted (signed, for a known source) or rejected."""
         ...
 
+    def task_gone(self, task: str) -> None:
+        """The task was deleted: its series go (task names come and go for ever)."""
+        ...
+
 
 class NullRecorder:
     def run_finished(self, task: str, success: bool, seconds: float) -> None:
@@ -36,6 +40,9 @@ class NullRecorder:
         pass
 
     def webhook(self, accepted: bool) -> None:
+        pass
+
+    def task_gone(self, task: str) -> None:
         pass
 
 

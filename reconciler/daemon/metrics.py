@@ -9,6 +9,7 @@ state: tasks by status, how far the runs are, the Terraform workers, the Consul 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter as Tally
 from collections.abc import Iterator
@@ -99,6 +100,13 @@ class PrometheusMetrics:
 
     def webhook(self, accepted: bool) -> None:
         self._webhooks.labels("accepted" if accepted else "rejected").inc()
+
+    def task_gone(self, task: str) -> None:
+        for outcome in ("success", "failure"):
+            with contextlib.suppress(KeyError):
+                self._runs.remove(task, outcome)
+        with contextlib.suppress(KeyError):
+            self._run_seconds.remove(task)
 
     def run_finished(self, task: str, success: bool, seconds: float) -> None:
         self._runs.labels(task, "success" if success else "failure").inc()

@@ -193,6 +193,7 @@ class RunQueue:
             self.deletions_version += 1
             log.info("task %s: its job ended; deletion complete", st.name)
         self.status.forget(st.name)
+        self.recorder.task_gone(st.name)
 
     def maybe_finish(self, st: TaskRuns) -> None:
         if st.deleting and not st.working and st.pending is None:

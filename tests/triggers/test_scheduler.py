@@ -382,3 +382,23 @@ async def test_api_work_does_not_wait_behind_background_runs(tmp_path: Path) -> 
     fake.gates["bg2"].set()
     await scheduler.idle()
     await scheduler.shutdown(0)
+
+
+async def test_a_deleted_tasks_metrics_go_with_it(tmp_path: Path) -> None:
+    from reconciler.daemon.metrics import PrometheusMetrics
+
+    metrics = PrometheusMetrics()
+    registry, scheduler, fake = make_scheduler(tmp_path, recorder=metrics)
+    create(registry, live(spec("gone")), live(spec("kept")))
+    await scheduler.run_now("gone")
+    await scheduler.run_now("kept")
+    value = metrics.registry.get_sample_value
+    assert value("reconciler_runs_total", {"task": "gone", "outcome": "success"}) == 1
+    task = registry.get("gone")
+    assert task is not None
+    registry.apply(RegistryChange(deleted=(task,)))
+    await async_wait_for(lambda: "gone" not in scheduler.queue.tasks)
+    assert value("reconciler_runs_total", {"task": "gone", "outcome": "success"}) is None
+    assert value("reconciler_run_duration_seconds_count", {"task": "gone"}) is None
+    assert value("reconciler_runs_total", {"task": "kept", "outcome": "success"}) == 1
+    await scheduler.shutdown(0)
