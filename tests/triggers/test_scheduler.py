@@ -388,7 +388,7 @@ async def test_a_deleted_tasks_metrics_go_with_it(tmp_path: Path) -> None:
     from reconciler.daemon.metrics import PrometheusMetrics
 
     metrics = PrometheusMetrics()
-    registry, scheduler, fake = make_scheduler(tmp_path, recorder=metrics)
+    registry, scheduler, _ = make_scheduler(tmp_path, recorder=metrics)
     create(registry, live(spec("gone")), live(spec("kept")))
     await scheduler.run_now("gone")
     await scheduler.run_now("kept")
