@@ -159,8 +159,9 @@ async def test_a_task_recreated_while_its_old_run_ends_waits_for_it(tmp_path: Pa
     create(registry, new)
     assert scheduler.deleting("a") is None
     scheduler.trigger("a")
-    await asyncio.sleep(0.05)
-    assert fake.active == 1  # the new task's run waits for the old run
+    # The new task's run is queued, and waits for the old run.
+    await async_wait_for(lambda: scheduler.queue.tasks["a"].pending is not None)
+    assert fake.active == 1
     fake.gates["a"].set()
     await scheduler.idle()
     assert fake.max_active == 1
@@ -314,7 +315,7 @@ async def test_at_shutdown_queued_runs_do_not_start(tmp_path: Path) -> None:
         scheduler.trigger(f"t{i}")
     await async_wait_for(lambda: fake.active == 1 and fake.ops("t0", "apply") == ["apply"])
     stopping = asyncio.ensure_future(scheduler.shutdown(30))
-    await asyncio.sleep(0)
+    await async_wait_for(lambda: scheduler.queue.closed)  # the stop has begun
     fake.gates["t0"].set()  # the running job ends within its grace period
     await asyncio.wait_for(stopping, 10)
     applied = [f"t{i}" for i in range(20) if fake.ops(f"t{i}", "apply")]
