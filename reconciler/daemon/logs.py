@@ -21,7 +21,6 @@ LEVELS = {
     "ERR": logging.ERROR,
     "ERROR": logging.ERROR,
 }
-FORMATS = ("text", "json")
 
 
 class TextFormatter(logging.Formatter):

@@ -88,12 +88,7 @@ def _resolve(
     problems.extend(duplicate_sources(sources))
     tasks = r.check_tasks([t for d in decoded for t in d.tasks], providers, c)
     log_level = r.log_level(top, c)
-    log_format = top.get("log_format", Settings.log_format)
-    if log_format not in ("text", "json"):
-        c.bad(
-            f'"log_format" must be "text" or "json", not "{log_format}"', (), top.loc("log_format")
-        )
-        log_format = Settings.log_format
+    log_format = r.log_format(top, c)
     buffer_period = r.buffer_period(top.block("buffer_period"), c)
     tls = r.api_tls(top.block("tls"), c)
     api_token = r.api_token(top, env, c)

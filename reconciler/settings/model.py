@@ -18,6 +18,7 @@ from reconciler.config.model import TaskSpec
 SECOND = 1_000_000_000
 
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERR")
+LOG_FORMATS = ("text", "json")  # not in CTS
 BACKEND_TYPES = ("azurerm", "consul", "cos", "gcs", "kubernetes", "local", "manta", "pg", "s3")
 SOURCE_TYPES = ("directory", "git")
 # version/terraform.go in CTS: ">= 0.13.0, <= 1.14.3".

@@ -18,6 +18,7 @@ from reconciler._core.errors import Location, Problem
 from reconciler.config.tasks import task_where
 from reconciler.settings.model import (
     BACKEND_TYPES,
+    LOG_FORMATS,
     LOG_LEVELS,
     TERRAFORM_MAX,
     TERRAFORM_MIN,
@@ -76,6 +77,14 @@ def log_level(top: Partial, c: Checker) -> str:
         )
         return "INFO"
     return level
+
+
+def log_format(top: Partial, c: Checker) -> str:
+    fmt = top.get("log_format", LOG_FORMATS[0])
+    if fmt not in LOG_FORMATS:
+        c.bad(f'"log_format" must be "text" or "json", not "{fmt}"', (), top.loc("log_format"))
+        return LOG_FORMATS[0]
+    return str(fmt)
 
 
 def buffer_period(p: Partial, c: Checker) -> BufferPeriod:
@@ -508,7 +517,8 @@ def api_token(top: Partial, env: Mapping[str, str], c: Checker) -> str:
 
 
 def is_loopback(host: str) -> bool:
-    if host == "localhost":
+    """`localhost`, a name under it (RFC 6761), or a loopback address."""
+    if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

@@ -8,8 +8,6 @@ newTransport/newDialer).
 
 from __future__ import annotations
 
-import contextlib
-import ipaddress
 import socket
 import ssl
 import urllib.request
@@ -19,6 +17,7 @@ from urllib.parse import urlsplit
 import httpx2
 
 from reconciler.settings.model import SECOND, Consul
+from reconciler.settings.resolve import is_loopback
 
 # Consul's default blocking wait when the client sends none (CTS sends none); the server
 # adds up to wait/16 of jitter (consul-client.md section 2).
@@ -172,11 +171,8 @@ def environment_proxy(config: ClientConfig) -> str | None:
     if config.uds:
         return None
     host = urlsplit(config.base_url).hostname or ""
-    if host == "localhost" or host.endswith(".localhost"):
+    if is_loopback(host):
         return None
-    with contextlib.suppress(ValueError):
-        if ipaddress.ip_address(host).is_loopback:
-            return None
     proxies = urllib.request.getproxies_environment()
     if urllib.request.proxy_bypass(host):
         return None
