@@ -41,9 +41,10 @@ from reconciler.triggers.consul.queries import (
     CatalogServicesQuery,
     HealthServiceQuery,
     HealthStateQuery,
+    Query,
 )
 from reconciler.triggers.consul.retry import Pacing
-from reconciler.triggers.consul.watcher import Gate, Watcher
+from reconciler.triggers.consul.watcher import Changed, Gate, Watcher
 
 log = logging.getLogger("reconciler.consul")
 
@@ -100,26 +101,23 @@ class IndexFeed:
         self.scope = scope
         self._client = client
         dc, ns = scope.datacenter, scope.namespace
-        self._health = Watcher(
-            HealthStateQuery(dc, ns),
-            client,
-            on_change=lambda w: self._take_health(w.index, w.data),
-            on_failure=self._failed,
-            pacing=pacing,
-            gate=gate,
-            now=now,
-            every_index=True,
+
+        def index_watcher(query: Query, on_change: Changed) -> Watcher:
+            return Watcher(
+                query,
+                client,
+                on_change=on_change,
+                on_failure=self._failed,
+                pacing=pacing,
+                gate=gate,
+                now=now,
+                every_index=True,
+            )
+
+        self._health = index_watcher(
+            HealthStateQuery(dc, ns), lambda w: self._take_health(w.index, w.data)
         )
-        self._catalog = Watcher(
-            CatalogServicesQuery(dc, ns),
-            client,
-            on_change=self._take_catalog,
-            on_failure=self._failed,
-            pacing=pacing,
-            gate=gate,
-            now=now,
-            every_index=True,
-        )
+        self._catalog = index_watcher(CatalogServicesQuery(dc, ns), self._take_catalog)
         self._tick = 0
         self._marked: dict[str, int] = {}
         self._all = 0
@@ -132,12 +130,7 @@ class IndexFeed:
         self._catalog_entries: dict[str, tuple[str, ...]] | None = None
         self._catalog_index = 0
         self._explaining: set[asyncio.Task[None]] = set()
-        self.marked_all = 0  # how often every service had to be asked (for status, tests)
-        self.error: ConsulError | None = None
-
-    @property
-    def queries(self) -> tuple[str, str]:
-        return (self._health.query.id, self._catalog.query.id)
+        self.marked_all = 0  # how often every service had to be asked (for tests)
 
     def start(self) -> None:
         self._health.start()
@@ -272,7 +265,6 @@ class IndexFeed:
             self._mark_all(f"the service catalog moved to {index} with no health change")
 
     def _failed(self, watcher: Watcher, err: ConsulError) -> None:
-        self.error = err
         log.warning(
             "consul %s: changes are seen only every resync interval while this fails: %s",
             watcher.query.id,

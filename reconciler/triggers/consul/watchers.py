@@ -246,15 +246,19 @@ class ConsulWatchers:
         budget (the margin keeps a task added and removed at the edge from flapping)."""
         if not self.indexed:
             return
-        used = {scope_of(q) for q in self._watchers if isinstance(q, HealthServiceQuery)}
         assert self.budget is not None
         if len(self._watchers) <= self.budget // 2:
             self.indexed = False
-            used = set()
             for query, watcher in self._watchers.items():
                 if isinstance(query, HealthServiceQuery):
                     watcher.set_fetch(None, LONG_POLL)
             log.info("consul: %d watched queries: one long poll each again", len(self._watchers))
+        # The feeds no service watcher reads any more (all of them, back to long polls).
+        used = {
+            scope_of(q)
+            for q in self._watchers
+            if self.indexed and isinstance(q, HealthServiceQuery)
+        }
         for scope in [s for s in self.feeds if s not in used]:
             await self.feeds.pop(scope).stop()
 
