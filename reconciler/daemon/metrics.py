@@ -1,8 +1,9 @@
 """`GET /metrics` in Prometheus's text format (prometheus-client, one registry per daemon).
 
 Two kinds of series. Counters and histograms are fed as things happen, through the
-`Recorder` seam the run queue and the API call: runs by task and outcome with their
-duration, API requests by route, method and code with their duration. Gauges are read
+`Recorder` seam the run queue, the source loops and the API call: runs by task and outcome
+with their duration, API requests by route, method and code with their duration, passes
+over each source, webhook outcomes. Gauges are read
 from the daemon's state at scrape time by a collector, in the event loop that owns that
 state: tasks by status, how far the runs are, the Terraform workers, the Consul queries.
 """
@@ -62,7 +63,6 @@ class PrometheusMetrics:
             buckets=REQUEST_BUCKETS,
             registry=self.registry,
         )
-
         self._passes = Histogram(
             "reconciler_reconcile_duration_seconds",
             "How long a pass over a source took (read or fetch, parse, apply to the registry).",
@@ -91,6 +91,14 @@ class PrometheusMetrics:
 
     # --- Recorder ----------------------------------------------------------------------
 
+    def run_finished(self, task: str, success: bool, seconds: float) -> None:
+        self._runs.labels(task, "success" if success else "failure").inc()
+        self._run_seconds.labels(task).observe(max(0.0, seconds))
+
+    def api_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self._requests.labels(route, method, str(status)).inc()
+        self._request_seconds.labels(route, method).observe(seconds)
+
     def source_pass(self, source: str, ok: bool, seconds: float) -> None:
         if ok:
             self._passes.labels(source).observe(seconds)
@@ -107,14 +115,6 @@ class PrometheusMetrics:
                 self._runs.remove(task, outcome)
         with contextlib.suppress(KeyError):
             self._run_seconds.remove(task)
-
-    def run_finished(self, task: str, success: bool, seconds: float) -> None:
-        self._runs.labels(task, "success" if success else "failure").inc()
-        self._run_seconds.labels(task).observe(max(0.0, seconds))
-
-    def api_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self._requests.labels(route, method, str(status)).inc()
-        self._request_seconds.labels(route, method).observe(seconds)
 
     # --- state and serving -------------------------------------------------------------
 

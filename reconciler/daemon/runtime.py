@@ -231,7 +231,7 @@ class Daemon:
         log.info(
             "serving the API on %s://%s:%d", scheme, self.settings.bind_address, self.settings.port
         )
-        sd_notify(f"READY=1\nSTATUS={self.status_line()}")
+        self._notify_ready()
         if self.core.consul is not None:
             self.core.consul.serving()
         interval = watchdog_interval()
@@ -247,6 +247,9 @@ class Daemon:
             if message:
                 sd_notify(message)
             last = line
+
+    def _notify_ready(self) -> None:
+        sd_notify(f"READY=1\nSTATUS={self.status_line()}")
 
     def status_line(self) -> str:
         """What `systemctl status` shows: tasks and how far their runs are."""
@@ -306,7 +309,7 @@ class Daemon:
             )
             self._reloads.add(task)
             task.add_done_callback(self._reloads.discard)
-            task.add_done_callback(lambda _: sd_notify(f"READY=1\nSTATUS={self.status_line()}"))
+            task.add_done_callback(lambda _: self._notify_ready())
         for src in self.core.loops.values():
             src.hint(None)
 
