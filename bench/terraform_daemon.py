@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -191,19 +192,27 @@ def api_latencies(root: Path, *, pool: bool, creates: int, runs: int) -> dict[st
         daemon.stop()
 
 
+def _until_applied(
+    daemon: Daemon, tasks: int, meanwhile: Callable[[], None] = lambda: time.sleep(0.05)
+) -> dict[str, int]:
+    """Poll the status until `tasks` tasks have run once (well or not), doing `meanwhile`
+    between two looks; the final counts by status."""
+    deadline = time.monotonic() + 600
+    while True:
+        counts: dict[str, int] = daemon.get("/v1/status")["task_summary"]["status"]
+        if counts.get("successful", 0) + counts.get("errored", 0) >= tasks:
+            return counts
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not all applied after 600 s: {counts}")
+        meanwhile()
+
+
 def first_start(root: Path, *, pool: bool, tasks: int) -> dict[str, Any]:
     daemon = Daemon(root, pool=pool, tasks=tasks)
     t0 = time.perf_counter()
     api_s = daemon.start()
     try:
-        deadline = time.monotonic() + 600
-        while True:
-            counts = daemon.get("/v1/status")["task_summary"]["status"]
-            if counts.get("successful", 0) + counts.get("errored", 0) >= tasks:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"not all applied after 600 s: {counts}")
-            time.sleep(0.05)
+        counts = _until_applied(daemon, tasks)
         elapsed = time.perf_counter() - t0
         if counts.get("errored"):
             raise RuntimeError(f"runs failed: {counts}; see {root / 'daemon.log'}")
@@ -234,24 +243,22 @@ def storm(root: Path, *, pool: bool, tasks: int) -> dict[str, Any]:
     daemon = Daemon(root, pool=pool, tasks=tasks)
     daemon.start()
     posts: list[float] = []
+
+    def post() -> None:
+        if len(posts) >= MAX_STORM_POSTS:
+            time.sleep(0.05)
+            return
+        seconds, (status, answer) = _timed(
+            lambda: daemon.request("POST", "/v1/tasks", _create_body(f"s{len(posts)}"))
+        )
+        if status != 201:
+            raise RuntimeError(f"POST during the start-up answered {status}: {answer}")
+        posts.append(seconds)
+
     try:
-        deadline = time.monotonic() + 600
-        while True:
-            counts = daemon.get("/v1/status")["task_summary"]["status"]
-            # The created tasks have no trigger here (no Consul): they only init + validate.
-            if counts.get("successful", 0) + counts.get("errored", 0) >= tasks:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"not all applied after 600 s: {counts}")
-            if len(posts) >= MAX_STORM_POSTS:
-                time.sleep(0.05)
-                continue
-            seconds, (status, answer) = _timed(
-                lambda: daemon.request("POST", "/v1/tasks", _create_body(f"s{len(posts)}"))
-            )
-            if status != 201:
-                raise RuntimeError(f"POST during the start-up answered {status}: {answer}")
-            posts.append(seconds)
+        # The created tasks have no trigger here (no Consul): they only init + validate,
+        # so the start-up is over once the `tasks` first ones have applied.
+        _until_applied(daemon, tasks, post)
         daemon.stop()
         # A restart with nothing changed: every task's digest matches its last apply.
         daemon.start()
