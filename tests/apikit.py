@@ -96,7 +96,8 @@ async def running_core(
     loop = core.loops[source.name]
     await core.load()  # events kept under `work` from an earlier core, then the files
     runner = asyncio.create_task(loop.run()) if watch else None
-    context = ApiContext(core.commands, defaults or GlobalDefaults())
+    shown = defaults or GlobalDefaults()
+    context = ApiContext(core.commands, lambda: shown)
     app = create_app(context)
     client = httpx2.AsyncClient(
         transport=httpx2.ASGITransport(app=app), base_url="http://reconciler.test"

@@ -23,7 +23,8 @@ _NO_EVENTS = StatusStore()
 @dataclass(frozen=True)
 class ApiContext:
     commands: TaskCommands
-    defaults: GlobalDefaults = field(default_factory=GlobalDefaults)
+    # What tasks inherit (the buffer period), read per request: a reload may change it.
+    defaults: Callable[[], GlobalDefaults] = GlobalDefaults
     # None: unhealthy exactly when a source is unavailable or its prune guard is active
     # (reconciler.api.status.source_problems).
     health: HealthCheck | None = None

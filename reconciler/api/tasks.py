@@ -77,13 +77,23 @@ class TaskEndpoints:
         # name -> (the LiveTask it was built from, its serialised task object). A changed
         # task is a new LiveTask object, so the identity check is the invalidation.
         self._one_json: dict[str, tuple[LiveTask, bytes]] = {}
+        self._defaults = context.defaults()  # what the cached objects were built with
 
     def _task_json(self, live: LiveTask) -> dict[str, object]:
-        return task_object(live.spec, self.ctx.defaults)
+        return task_object(live.spec, self._defaults)
+
+    def _check_defaults(self) -> None:
+        """What tasks inherit changed (a reload): every cached object is stale."""
+        defaults = self.ctx.defaults()
+        if defaults != self._defaults:
+            self._defaults = defaults
+            self._list_version = (-1, -1)
+            self._one_json.clear()
 
     def _tasks_json(self) -> bytes:
         """The serialised task list, rebuilt only when the registry (or the set of tasks
         whose deletion waits for their run) changed."""
+        self._check_defaults()
         registry, runs = self.ctx.registry, self.ctx.runs
         version = (registry.version, runs.deletions_version if runs is not None else 0)
         if self._list_version != version:
@@ -101,6 +111,7 @@ class TaskEndpoints:
         live = self.commands.task(name)
         if live is None:
             raise TaskNotFoundError(name)
+        self._check_defaults()
         cached = self._one_json.get(name)
         if cached is None or cached[0] is not live:
             if len(self._one_json) > 2 * max(len(self.ctx.registry), 64):
@@ -119,7 +130,7 @@ class TaskEndpoints:
             return ORJSONResponse(
                 {
                     "request_id": rid,
-                    "task": task_object(spec, self.ctx.defaults),
+                    "task": task_object(spec, self.ctx.defaults()),
                     "run": {
                         "plan": result.plan.text,
                         "changes_present": result.plan.changes_present,

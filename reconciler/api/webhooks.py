@@ -56,17 +56,29 @@ def _too_large() -> ApiError:
 
 
 def webhook_routes(
-    triggers: Mapping[str, Trigger],
+    triggers: Mapping[str, Trigger] | Callable[[], Mapping[str, Trigger]],
     *,
     path: str = WEBHOOK_PATH,
     max_body: int = MAX_BODY,
     recorder: Recorder = NULL,
 ) -> list[Route]:
     """Routes for the webhook; `triggers` maps each webhook secret to what it schedules.
-    A call runs every trigger whose secret signed it. No secrets: no routes."""
-    keys = [(secret.encode(), trigger) for secret, trigger in triggers.items() if secret]
-    if not keys:
+    A call runs every trigger whose secret signed it. No secrets: no routes. A callable
+    is asked on every call (the sources may change at a reload): the route is always
+    there, and answers 404 while no source has a secret."""
+    if callable(triggers):
+        current = triggers
+    elif any(triggers):
+        fixed = dict(triggers)
+        current = lambda: fixed  # noqa: E731
+    else:
         return []
+
+    def keys() -> list[tuple[bytes, Trigger]]:
+        found = [(secret.encode(), trigger) for secret, trigger in current().items() if secret]
+        if not found:
+            raise ApiError(404, "no task source has a webhook_secret")
+        return found
 
     async def webhook(request: Request) -> Response:
         try:
@@ -81,11 +93,12 @@ def webhook_routes(
         return ORJSONResponse({"scheduled": len(matched), "request_id": request_id(request)}, 202)
 
     async def signed_by(request: Request) -> list[Trigger]:
+        secrets = keys()
         claimed = _signature(request)
         body = await read_body(request, max_body, _too_large)
         matched = [
             trigger
-            for key, trigger in keys
+            for key, trigger in secrets
             if hmac.compare_digest(
                 hmac.new(key, body, hashlib.sha256).hexdigest().encode(), claimed
             )

@@ -16,12 +16,13 @@ Build it inside the running event loop: the loops' locks belong to that loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler._core.errors import ConfigError, Problem
+from reconciler._core.errors import ConfigError, Problem, SourceError
 from reconciler._core.metrics import NULL, Recorder
 from reconciler.commands import Gate, TaskCommands
 from reconciler.config.load import gc_paused
@@ -43,7 +44,7 @@ from reconciler.settings.model import ConfiguredTask
 from reconciler.settings.model import DirectorySource as DirectorySettings
 from reconciler.sources.base import Source
 from reconciler.sources.directory import DirectorySource
-from reconciler.triggers.buffer import buffered
+from reconciler.triggers.buffer import BufferedSource, buffered
 from reconciler.triggers.consul.config import ConsulConfigError
 from reconciler.triggers.consul.directory import default_catalog_path
 from reconciler.triggers.consul.source import NoConsulSource, consul_condition
@@ -67,6 +68,9 @@ class SourcePlan:
     rescan_interval: float = 300.0
     retry_interval: float = 1.0
     webhook_secret: str | None = None  # a signed webhook call fetches it
+    # What the source was configured as: a reload keeps a source whose settings are
+    # unchanged (None: never matched, always replaced).
+    key: object = None
 
 
 @dataclass(frozen=True)
@@ -101,12 +105,15 @@ class Core:
         self.reconciler = Reconciler(self.registry, self.cache)
         self.scheduler: Scheduler | None = None
         self.consul = runs.consul if runs is not None else None
+        self.defaults = runs.defaults if runs is not None else GlobalDefaults()
+        self._buffer: BufferedSource | None = None
         if runs is not None:
             triggers: list[TriggerSource] = [CronSource()]
             if runs.consul is None:
                 triggers.append(NoConsulSource())
             elif runs.consul.source is not None:
-                triggers.append(buffered(runs.consul.source, runs.defaults))
+                self._buffer = buffered(runs.consul.source, runs.defaults)
+                triggers.append(self._buffer)
             self.scheduler = Scheduler(
                 self.registry,
                 runs.status,
@@ -121,25 +128,13 @@ class Core:
                 apply_on_start=runs.apply_on_start,
                 recorder=runs.recorder,
             )
-        self.loops: dict[str, SourceLoop] = {}
+        self._recorder = runs.recorder if runs is not None else NULL
+        self.plans = {plan.source.name: plan for plan in sources}
+        self.source_names_used = set(self.plans)  # never reused: see source_plans
+        self.loops = {name: self._new_loop(plan) for name, plan in self.plans.items()}
         self.hooks: dict[str, list[SourceLoop]] = {}
-        writable: list[str] = []
-        for plan in sources:
-            loop = SourceLoop(
-                plan.source,
-                self.reconciler,
-                allow_empty=plan.allow_empty,
-                rescan_interval=plan.rescan_interval,
-                retry_interval=plan.retry_interval,
-                recorder=runs.recorder if runs is not None else NULL,
-            )
-            self.loops[plan.source.name] = loop
-            if plan.writable:
-                writable.append(plan.source.name)
-            if plan.webhook_secret:
-                self.hooks.setdefault(plan.webhook_secret, []).append(loop)
-        # API-created tasks go to the first writable source.
-        self.writeback = WriteBack(self.reconciler, dict(self.loops), next(iter(writable), None))
+        self.writeback = WriteBack(self.reconciler, {}, None)
+        self._wire_sources()
         self.commands = TaskCommands(
             self.reconciler,
             self.writeback,
@@ -150,6 +145,35 @@ class Core:
         self.config_tasks: ConfigTasks | None = None
         self.config_loop: SourceLoop | None = None
         self._background: list[asyncio.Task[None]] = []
+        self._loop_tasks: dict[str, asyncio.Task[None]] = {}
+        self._sources_changed = asyncio.Event()
+
+    def _new_loop(self, plan: SourcePlan) -> SourceLoop:
+        return SourceLoop(
+            plan.source,
+            self.reconciler,
+            allow_empty=plan.allow_empty,
+            rescan_interval=plan.rescan_interval,
+            retry_interval=plan.retry_interval,
+            recorder=self._recorder,
+        )
+
+    def _wire_sources(self) -> None:
+        """Webhook secrets and the write-back target follow the sources."""
+        self.hooks = {}
+        for name, plan in self.plans.items():
+            if plan.webhook_secret:
+                self.hooks.setdefault(plan.webhook_secret, []).append(self.loops[name])
+        # API-created tasks go to the first writable source.
+        writable = next((name for name, plan in self.plans.items() if plan.writable), None)
+        self.writeback.retarget(dict(self.loops), writable)
+
+    def set_defaults(self, defaults: GlobalDefaults) -> None:
+        """What tasks inherit changed (a reload): the API shows, and the buffer uses, the
+        new values."""
+        self.defaults = defaults
+        if self._buffer is not None:
+            self._buffer.set_defaults(defaults)
 
     async def _consul_check(self, spec: TaskSpec) -> str | None:
         assert self.consul is not None
@@ -195,17 +219,106 @@ class Core:
     # --- running -------------------------------------------------------------------------
 
     def start(self) -> list[asyncio.Task[None]]:
-        """The root tasks of the core: one per source loop, and the scheduler's. The
-        configuration's source has no loop task: it changes only on `set_config_tasks`."""
-        self._background = [
-            asyncio.create_task(loop.run(), name=f"source:{name}")
-            for name, loop in self.loops.items()
-        ]
+        """The root tasks of the core: the source loops' supervisor, and the scheduler.
+        The configuration's source has no loop task: it changes only on
+        `set_config_tasks`."""
+        for name, loop in self.loops.items():
+            self._start_loop(name, loop)
+        self._background = [asyncio.create_task(self._supervise_sources(), name="sources")]
         if self.scheduler is not None:
             self._background.append(asyncio.create_task(self.scheduler.run(), name="runner"))
         if self.consul is not None:
             self.consul.start()
         return list(self._background)
+
+    def _start_loop(self, name: str, loop: SourceLoop) -> None:
+        self._loop_tasks[name] = asyncio.create_task(loop.run(), name=f"source:{name}")
+        self._sources_changed.set()
+
+    async def _supervise_sources(self) -> None:
+        """Wait on every source loop (they come and go with `set_sources`); a loop that
+        fails ends this task with its exception, as a root task of the daemon."""
+        while True:
+            self._sources_changed.clear()
+            changed = asyncio.create_task(self._sources_changed.wait())
+            try:
+                done, _ = await asyncio.wait(
+                    [changed, *self._loop_tasks.values()], return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                changed.cancel()
+            for task in done:
+                failure = None if task is changed or task.cancelled() else task.exception()
+                if failure is not None:
+                    raise failure
+
+    async def set_sources(self, plans: Sequence[SourcePlan]) -> bool:
+        """Make the task sources these (a reload): a source configured as before keeps
+        its loop and its tasks; a new one is read in full first, and only when every new
+        one could be read do they replace the removed ones, in one reconcile (see
+        Reconciler.replace_sources). False when a new source could not be read: then
+        nothing changed."""
+        kept: dict[str, SourcePlan] = {}
+        added: list[SourcePlan] = []
+        unmatched = dict(self.plans)
+        for plan in plans:
+            match = next(
+                (n for n, p in unmatched.items() if p.key is not None and p.key == plan.key),
+                None,
+            )
+            if match is None:
+                added.append(plan)
+            else:
+                kept[match] = unmatched.pop(match)
+        removed = list(unmatched)
+        order = [next((n for n, p in kept.items() if p.key == plan.key), "") for plan in plans]
+        if not added and not removed:
+            if list(self.plans) != order:
+                self.plans = {name: self.plans[name] for name in order}
+                self._wire_sources()
+            return True
+        new_loops = {plan.source.name: self._new_loop(plan) for plan in added}
+        self.source_names_used |= set(new_loops)
+        try:
+            scans = [await loop.scan() for loop in new_loops.values()]
+        except SourceError as exc:
+            log.error("task sources not changed: %s", exc.message)
+            for name, loop in new_loops.items():
+                self.reconciler.forget_source(name)
+                await asyncio.to_thread(loop.close)
+            return False
+        async with contextlib.AsyncExitStack() as stack:
+            # No API write is half-way through a source that goes away.
+            for name in removed:
+                await stack.enter_async_context(self.loops[name].lock)
+            change = self.reconciler.replace_sources(removed, scans)
+        gone = [self.loops.pop(name) for name in removed]
+        for name in removed:
+            task = self._loop_tasks.pop(name, None)
+            if task is not None:
+                task.cancel()
+        self.plans = {}
+        for name, plan in zip(order, plans, strict=True):
+            if name:
+                self.plans[name] = kept[name]
+            else:
+                self.plans[plan.source.name] = plan
+        self.loops = {name: self.loops.get(name) or new_loops[name] for name in self.plans}
+        self._wire_sources()
+        for name, loop in new_loops.items():
+            if self._background:  # started: the new loops follow their sources from now on
+                self._start_loop(name, loop)
+        for loop in gone:
+            await asyncio.to_thread(loop.close)
+        log.info(
+            "task sources: %s added, %s removed; %d tasks created, %d updated, %d deleted",
+            ", ".join(new_loops) or "none",
+            ", ".join(removed) or "none",
+            len(change.created),
+            len(change.updated),
+            len(change.deleted),
+        )
+        return True
 
     async def close(self, grace: float = 0.0, force: asyncio.Event | None = None) -> None:
         """Stop the runs (running jobs get `grace` seconds), the loops, their sources."""
@@ -213,9 +326,10 @@ class Core:
             await self.scheduler.shutdown(grace, force)
         if self.consul is not None:
             await self.consul.aclose()
-        for task in self._background:
+        tasks = [*self._background, *self._loop_tasks.values()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         for loop in self.loops.values():
             await asyncio.to_thread(loop.close)
 
@@ -228,15 +342,19 @@ def _unique(base: str, taken: set[str]) -> str:
     return name
 
 
-def source_plans(settings: Settings) -> list[SourcePlan]:
-    """The task sources a daemon configuration names, in its order."""
+def source_plans(settings: Settings, taken: Iterable[str] = ()) -> list[SourcePlan]:
+    """The task sources a daemon configuration names, in its order; their names are not
+    among `taken` (the names a running core has used: a git source's clone is kept
+    under its name)."""
     plans: list[SourcePlan] = []
-    names: set[str] = set()
+    names = set(taken)
     for src in settings.sources:
         if isinstance(src, DirectorySettings):
             name = _unique("directory", names)
             plans.append(
-                SourcePlan(DirectorySource(src.path, name=name), allow_empty=src.allow_empty)
+                SourcePlan(
+                    DirectorySource(src.path, name=name), allow_empty=src.allow_empty, key=src
+                )
             )
             continue
         # Imported here: `import git` fails on a machine without the git binary, and
@@ -250,6 +368,7 @@ def source_plans(settings: Settings) -> list[SourcePlan]:
                 writable=not source.options.pinned,
                 rescan_interval=source.options.poll_interval_s,
                 webhook_secret=src.webhook_secret or None,
+                key=src,
             )
         )
     return plans

@@ -3,7 +3,8 @@
 uvicorn's Server runs as one task inside our loop; we own the signals: the first SIGINT or
 SIGTERM drains gracefully (running Terraform jobs get `RUN_GRACE` seconds to finish, then
 their process groups are stopped), a second one forces exit; SIGHUP re-reads the daemon
-configuration's tasks and rescans every source.
+configuration (its tasks, sources, token, log and buffer settings, TLS certificates, part of
+the driver; the rest is named as needing a restart) and rescans every source.
 
 The same core serves the CLI's one-shot modes: `start -once` (init and apply every enabled
 task once, one at a time) and `start -inspect` (plan, apply nothing).
@@ -26,11 +27,16 @@ from reconciler._core.errors import ConfigError, ReconcilerError
 from reconciler.api.app import ApiContext, create_app
 from reconciler.api.status import source_problems
 from reconciler.api.webhooks import webhook_routes
-from reconciler.daemon.core import core_from_settings, unwatched_consul_tasks
+from reconciler.daemon.core import core_from_settings, source_plans, unwatched_consul_tasks
 from reconciler.daemon.logs import setup_logging
 from reconciler.daemon.metrics import METRICS_PATH, PrometheusMetrics
 from reconciler.daemon.notify import reloading_message, sd_notify, watchdog_interval
-from reconciler.daemon.server import GuardedEventLoop, raise_open_file_limit, server_config
+from reconciler.daemon.server import (
+    GuardedEventLoop,
+    ServerTLS,
+    raise_open_file_limit,
+    server_config,
+)
 from reconciler.reconcile.loop import SourceLoop
 from reconciler.registry.store import Registry
 from reconciler.runner.driver import Driver
@@ -96,6 +102,7 @@ class Daemon:
         )
         self.metrics.watch(self.core, self.terraform.pool if self.terraform else None)
         self.server: _Server | None = None
+        self.tls: ServerTLS | None = None  # the API's certificates, when served over TLS
         self._stopping = 0
         self._force = asyncio.Event()
         self._reloads: set[asyncio.Task[None]] = set()
@@ -137,7 +144,7 @@ class Daemon:
     def app_context(self) -> ApiContext:
         return ApiContext(
             self.core.commands,
-            defaults=global_defaults(self.settings),
+            defaults=lambda: self.core.defaults,
             health=self._health,
             token=lambda: self._token,
             recorder=self.metrics,
@@ -157,16 +164,18 @@ class Daemon:
         app = create_app(self.app_context())
         app.router.routes.extend(
             webhook_routes(
-                {secret: _fetcher(loops) for secret, loops in self.core.hooks.items()},
+                lambda: {secret: _fetcher(loops) for secret, loops in self.core.hooks.items()},
                 recorder=self.metrics,
             )
         )
         app.router.routes.append(self.metrics.route())
+        if self.settings.tls.enabled:
+            self.tls = ServerTLS(self.settings.tls)
         config = server_config(
             app,
             host=self.settings.bind_address,
             port=self.settings.port,
-            tls=self.settings.tls,
+            tls=self.tls or self.settings.tls,
             open_files=raise_open_file_limit(),
         )
         self.server = _Server(config)
@@ -279,7 +288,7 @@ class Daemon:
             self._force.set()
 
     def reload(self) -> None:
-        log.info("SIGHUP: re-reading the configuration's tasks and rescanning every source")
+        log.info("SIGHUP: re-reading the configuration and rescanning every source")
         sd_notify(reloading_message())
         try:
             settings = load_settings(self.config_paths)
@@ -287,44 +296,102 @@ class Daemon:
             log.error("configuration not reloaded:\n%s", exc)
             sd_notify(f"READY=1\nSTATUS=reload failed, running configuration kept: {exc}")
         else:
-            later = restart_needed(self.settings, settings)
-            if later:
-                log.warning("changed, but taking effect only after a restart: %s", ", ".join(later))
-            if (settings.log_level, settings.log_format) != (
-                self.settings.log_level,
-                self.settings.log_format,
-            ):
-                setup_logging(settings.log_level, settings.log_format)
-                log.info("log_level %s, log_format %s", settings.log_level, settings.log_format)
-            # What a reload applies; the rest stays as started (and is named above).
-            self.settings = dataclasses.replace(
-                self.settings, log_level=settings.log_level, log_format=settings.log_format
-            )
-            if settings.api_token != self._token:
-                self._token = settings.api_token
-                log.info("the API token changed: requests need the new one from now on")
-            # Through the configuration source's loop, like any other change of tasks.
-            task = asyncio.get_running_loop().create_task(
-                self.core.set_config_tasks(settings.tasks), name="reload"
-            )
+            task = asyncio.get_running_loop().create_task(self._reload(settings), name="reload")
             self._reloads.add(task)
             task.add_done_callback(self._reloads.discard)
-            task.add_done_callback(lambda _: self._notify_ready())
         for src in self.core.loops.values():
             src.hint(None)
 
+    async def _reload(self, settings: Settings) -> None:
+        """Apply what a reload applies (RELOADED, RELOADED_KEYS) and name the rest; what
+        cannot be applied (unusable certificates, an unreadable new source) is reported
+        and the running value kept, so the next reload tries again."""
+        old, failed = self.settings, []
+        later = restart_needed(old, settings)
+        if later:
+            log.warning("changed, but taking effect only after a restart: %s", ", ".join(later))
+        if (settings.log_level, settings.log_format) != (old.log_level, old.log_format):
+            setup_logging(settings.log_level, settings.log_format)
+            log.info("log_level %s, log_format %s", settings.log_level, settings.log_format)
+        if settings.api_token != self._token:
+            self._token = settings.api_token
+            log.info("the API token changed: requests need the new one from now on")
+        if settings.buffer_period != old.buffer_period:
+            self.core.set_defaults(global_defaults(settings))
+            log.info("the buffer_period changed: tasks that inherit it use the new one")
+        driver = dataclasses.replace(
+            old.driver, **{k: getattr(settings.driver, k) for k in RELOADED_KEYS["driver"]}
+        )
+        if driver != old.driver and self.terraform is not None:
+            self.terraform.settings = driver
+        tls = old.tls
+        if self.tls is not None:
+            candidate = dataclasses.replace(
+                old.tls, **{k: getattr(settings.tls, k) for k in RELOADED_KEYS["tls"]}
+            )
+            try:
+                self.tls.reload(candidate)
+            except ConfigError as exc:
+                log.error("TLS certificates not reloaded, the current ones are kept: %s", exc)
+                failed.append("TLS certificates")
+            else:
+                tls = candidate
+                log.info("TLS certificates re-read: new connections use them")
+        sources = old.sources
+        if settings.sources != old.sources:
+            plans = source_plans(settings, self.core.source_names_used)
+            if await self.core.set_sources(plans):
+                sources = settings.sources
+            else:
+                failed.append("task sources")
+        self.settings = dataclasses.replace(
+            old,
+            log_level=settings.log_level,
+            log_format=settings.log_format,
+            api_token=settings.api_token,
+            buffer_period=settings.buffer_period,
+            driver=driver,
+            tls=tls,
+            sources=sources,
+            tasks=settings.tasks,
+        )
+        # Through the configuration source's loop, like any other change of tasks.
+        await self.core.set_config_tasks(settings.tasks)
+        if failed:
+            sd_notify(f"READY=1\nSTATUS=reloaded, but kept the running {' and '.join(failed)}")
+        else:
+            self._notify_ready()
 
-# Settings a SIGHUP applies (the tasks through the configuration source).
-RELOADED = frozenset({"tasks", "api_token", "log_level", "log_format"})
+
+# Settings a SIGHUP applies in full (the tasks through the configuration source).
+RELOADED = frozenset({"tasks", "api_token", "log_level", "log_format", "buffer_period", "sources"})
+# Of these blocks, the keys a SIGHUP applies; any other key of theirs needs a restart.
+# TLS: certificates and CAs are re-read (rotation) at every reload; turning TLS on or off
+# and verify_incoming are fixed when the listening socket is made (see ServerTLS).
+RELOADED_KEYS = {
+    "driver": ("log", "persist_log"),
+    "tls": ("cert", "key", "ca_cert", "ca_path"),
+}
 
 
 def restart_needed(old: Settings, new: Settings) -> list[str]:
-    """The settings that differ but a reload does not apply, by name."""
-    return [
-        f.name
-        for f in dataclasses.fields(Settings)
-        if f.compare and f.name not in RELOADED and getattr(old, f.name) != getattr(new, f.name)
-    ]
+    """The settings that differ but a reload does not apply, by name (`block.key` for a
+    block a reload applies in part)."""
+    named: list[str] = []
+    for f in dataclasses.fields(Settings):
+        was, now = getattr(old, f.name), getattr(new, f.name)
+        if not f.compare or f.name in RELOADED or was == now:
+            continue
+        live = RELOADED_KEYS.get(f.name)
+        if live is None:
+            named.append(f.name)
+            continue
+        named.extend(
+            f"{f.name}.{key.name}"
+            for key in dataclasses.fields(was)
+            if key.name not in live and getattr(was, key.name) != getattr(now, key.name)
+        )
+    return named
 
 
 def run_daemon(config_paths: Sequence[str]) -> int:

@@ -83,21 +83,48 @@ def tls_context(tls: TLS) -> ssl.SSLContext:
         raise ConfigError(Problem(exc.message, ("tls",))) from None
 
 
+class ServerTLS:
+    """The API's TLS context, whose certificates a reload re-reads (rotated without a
+    restart).
+
+    The listening socket keeps the context it was created with; its SNI callback, which
+    OpenSSL runs on every handshake (a client that sends no name included), hands each
+    new connection the latest context: its certificate chain and the CAs that client
+    certificates are checked against. Whether a client certificate is required at all is
+    copied from the listening context before the callback runs, so `verify_incoming`
+    changes only at a restart."""
+
+    def __init__(self, tls: TLS) -> None:
+        self.tls = tls
+        self.listening = self.current = tls_context(tls)
+        self.listening.sni_callback = self._select
+
+    def _select(self, connection: ssl.SSLObject, _name: str | None, _ctx: ssl.SSLContext) -> None:
+        connection.context = self.current
+
+    def reload(self, tls: TLS) -> None:
+        """Read the files of `tls` again; new connections use them. Raises ConfigError
+        (and keeps the current certificates) when they cannot be used."""
+        self.current = tls_context(tls)
+        self.tls = tls
+
+
 def server_config(
     app: Callable[..., Any],
     *,
     host: str,
     port: int,
-    tls: TLS,
+    tls: TLS | ServerTLS,
     limits: HttpLimits | None = None,
     open_files: int | None = None,
 ) -> uvicorn.Config:
-    """A uvicorn configuration serving `app` with TLS when `tls.enabled` and `limits`
+    """A uvicorn configuration serving `app` with TLS when `tls` is enabled and `limits`
     (default HttpLimits(), the connection cap fitted to `open_files`)."""
     limits = limits or HttpLimits()
     if open_files is not None:
         limits = fitted(limits, open_files)
-    context = tls_context(tls) if tls.enabled else None
+    served = tls if isinstance(tls, ServerTLS) else ServerTLS(tls) if tls.enabled else None
+    context = served.listening if served is not None else None
     return uvicorn.Config(
         app,
         host=host,

@@ -65,6 +65,17 @@ class SourceStatus:
 Parsed = dict[str, DecodedFile | None]
 
 
+@dataclass(frozen=True)
+class Scanned:
+    """A full read of a source, parsed and not yet applied."""
+
+    source: str
+    update: SourceUpdate
+    parsed: Parsed
+    display: Callable[[str], str]
+    locate: Callable[[str], Path] | None = None
+
+
 class Reconciler:
     def __init__(self, registry: Registry, cache: ParseCache | None = None) -> None:
         self.registry = registry
@@ -114,7 +125,50 @@ class Reconciler:
         task's provenance) when the source is on the local disk."""
         # The held names are looked at again: the guard holds until this source's files
         # define tasks again (or the deletion becomes deliberate).
-        touched: set[str] = set(self._held.get(source, ()))
+        touched = set(self._held.get(source, ()))
+        touched |= self._absorb(source, update, parsed, display, locate)
+        change = self._diff(touched)
+        change = self._guard(source, change, set(deliberate))
+        self.registry.apply(change)
+        return change
+
+    def replace_sources(self, removed: Iterable[str], added: Iterable[Scanned]) -> RegistryChange:
+        """Drop every file of the `removed` sources and take in the `added` ones, in one
+        diff: a task that moves from a removed source to an added one (a renamed path, a
+        changed remote) is moved, not deleted and created again. The deletions are
+        deliberate (a source block was removed), so the prune guard does not hold them."""
+        touched: set[str] = set()
+        for name in removed:
+            for key in [k for k in self.files if k[0] == name]:
+                entry = self.files.pop(key)
+                touched.update(t.spec.name for t in entry.good)
+                self._set_owner(key, entry.good, [])
+                self.cache.forget(key)
+            self.sources.pop(name, None)
+            self._held.pop(name, None)
+        for scan in added:
+            touched |= self._absorb(
+                scan.source, scan.update, scan.parsed, scan.display, scan.locate
+            )
+        change = self._diff(touched)
+        self.registry.apply(change)
+        return change
+
+    def forget_source(self, name: str) -> None:
+        """A source that was added but never applied (its first read failed)."""
+        self.sources.pop(name, None)
+
+    def _absorb(
+        self,
+        source: str,
+        update: SourceUpdate,
+        parsed: Parsed,
+        display: Callable[[str], str],
+        locate: Callable[[str], Path] | None,
+    ) -> set[str]:
+        """Record parsed files of `source`; the task names whose definitions may have
+        changed."""
+        touched: set[str] = set()
         for rel, result in parsed.items():
             key = (source, rel)
             entry = self.files.get(key)
@@ -150,10 +204,7 @@ class Reconciler:
             entry = self.files.setdefault(key, FileEntry(display(rel)))
             entry.problems = [f"{display(rel)}: cannot read file: {reason}"]
             log.error("%s", entry.problems[0])
-        change = self._diff(touched)
-        change = self._guard(source, change, set(deliberate))
-        self.registry.apply(change)
-        return change
+        return touched
 
     def _set_owner(self, key: FileKey, old: list[DecodedTask], new: list[DecodedTask]) -> None:
         for t in old:

@@ -18,13 +18,14 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from reconciler._core.errors import SourceError
 from reconciler._core.metrics import NULL, Recorder
 from reconciler.reconcile.backoff import Backoff
 from reconciler.reconcile.configtasks import PreParsed
-from reconciler.reconcile.engine import Reconciler
+from reconciler.reconcile.engine import Parsed, Reconciler, Scanned
 from reconciler.registry.store import RegistryChange
 from reconciler.sources.base import LocalFiles, Source, SourceUpdate
 from reconciler.sources.directory import DirectorySource
@@ -134,19 +135,14 @@ class SourceLoop:
         if not update:
             self.reconciles += 1
             return RegistryChange()
-        if isinstance(source, PreParsed):
-            parsed = source.parsed(update)
-        else:
-            parsed = await asyncio.to_thread(
-                self.reconciler.parse, update, source.display_path, source.name
-            )
+        parsed = await self._parse(update)
         change = self.reconciler.apply(
             source.name,
             update,
             parsed,
             source.display_path,
             deliberate=deliberate,
-            locate=source.absolute_path if isinstance(source, LocalFiles) else None,
+            locate=self._locate(),
         )
         self.reconciles += 1
         if change:
@@ -158,6 +154,27 @@ class SourceLoop:
                 len(change.deleted),
             )
         return change
+
+    async def scan(self) -> Scanned:
+        """A full read, parsed and not applied: how a source added by a reload is read
+        before it replaces anything. Raises SourceError when the source cannot be read."""
+        self._loop = asyncio.get_running_loop()
+        update = await asyncio.to_thread(self.source.full_scan)
+        if update.revision:
+            self.status.revision = update.revision
+        parsed = await self._parse(update)
+        return Scanned(self.source.name, update, parsed, self.source.display_path, self._locate())
+
+    async def _parse(self, update: SourceUpdate) -> Parsed:
+        source = self.source
+        if isinstance(source, PreParsed):
+            return source.parsed(update)
+        return await asyncio.to_thread(
+            self.reconciler.parse, update, source.display_path, source.name
+        )
+
+    def _locate(self) -> Callable[[str], Path] | None:
+        return self.source.absolute_path if isinstance(self.source, LocalFiles) else None
 
     def _failed(self, message: str) -> None:
         status = self.status

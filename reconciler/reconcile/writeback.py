@@ -63,6 +63,10 @@ class WriteBack:
         self.loops = loops
         self.default = default
 
+    def retarget(self, loops: dict[str, SourceLoop], default: str | None) -> None:
+        """The sources changed (a reload): writes go to these from now on."""
+        self.loops, self.default = loops, default
+
     def _default_loop(self) -> SourceLoop:
         if self.default is None or self.default not in self.loops:
             raise ReadOnlySourceError(

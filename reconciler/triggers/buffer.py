@@ -79,6 +79,7 @@ class BufferedSource:
         self._timers: Timers = timers or LoopTimers()
         self._fire: Fire | None = None
         self._periods: dict[str, EffectiveBuffer] = {}
+        self._specs: dict[str, TaskSpec] = {}
         self._held: dict[str, _Held] = {}
         self._closed = False
 
@@ -95,10 +96,20 @@ class BufferedSource:
         if self._periods.get(spec.name) != period:
             _warn_corrected(task)
         self._periods[spec.name] = period
+        self._specs[spec.name] = spec
         self.inner.track(task)
+
+    def set_defaults(self, defaults: GlobalDefaults) -> None:
+        """The daemon's buffer period changed (a reload): tasks that inherit it use the
+        new one for their next trigger; a trigger already held keeps its deadline."""
+        self._defaults = defaults
+        self._periods = {
+            name: effective_buffer(spec, defaults) for name, spec in self._specs.items()
+        }
 
     def forget(self, name: str) -> None:
         self._periods.pop(name, None)
+        self._specs.pop(name, None)
         self._drop(name)
         self.inner.forget(name)
 

@@ -10,13 +10,27 @@ from helpers import wait_for
 from serverkit import daemon_process, wait_listening
 
 from reconciler.daemon.runtime import restart_needed
-from reconciler.settings.model import Settings, TerraformDriver
+from reconciler.settings.model import (
+    TLS,
+    BufferPeriod,
+    DirectorySource,
+    Settings,
+    TerraformDriver,
+)
 
 
 def test_restart_needed_names_what_a_reload_does_not_apply() -> None:
     old = Settings()
-    new = Settings(log_level="DEBUG", api_token="x", port=9000, driver=TerraformDriver(workers=9))
-    assert restart_needed(old, new) == ["port", "driver"]
+    new = Settings(
+        log_level="DEBUG",
+        api_token="x",
+        port=9000,
+        buffer_period=BufferPeriod(min=1),
+        sources=(DirectorySource(Path("/elsewhere")),),
+        driver=TerraformDriver(workers=9, log=True, persist_log=True),
+        tls=TLS(cert=Path("/new.pem"), verify_incoming=True),
+    )
+    assert restart_needed(old, new) == ["port", "tls.verify_incoming", "driver.workers"]
     assert restart_needed(old, old) == []
 
 
