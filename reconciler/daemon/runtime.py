@@ -3,8 +3,8 @@
 uvicorn's Server runs as one task inside our loop; we own the signals: the first SIGINT or
 SIGTERM drains gracefully (running Terraform jobs get `RUN_GRACE` seconds to finish, then
 their process groups are stopped), a second one forces exit; SIGHUP re-reads the daemon
-configuration (its tasks, sources, token, log and buffer settings, TLS certificates, part of
-the driver; the rest is named as needing a restart) and rescans every source.
+configuration (its tasks, sources, token, log and buffer settings, TLS certificates, the
+driver's workers and logs; the rest is named as needing a restart) and rescans every source.
 
 The same core serves the CLI's one-shot modes: `start -once` (init and apply every enabled
 task once, one at a time) and `start -inspect` (plan, apply nothing).
@@ -322,8 +322,12 @@ class Daemon:
         driver = dataclasses.replace(
             old.driver, **{k: getattr(settings.driver, k) for k in RELOADED_KEYS["driver"]}
         )
-        if driver != old.driver and self.terraform is not None:
-            self.terraform.settings = driver
+        if driver != old.driver:
+            if self.terraform is not None:
+                self.terraform.reconfigure(driver)
+            if driver.workers != old.driver.workers and self.core.scheduler is not None:
+                self.core.scheduler.resize(driver.workers)
+                log.info("Terraform workers: %d", driver.workers)
         tls = old.tls
         if self.tls is not None:
             candidate = dataclasses.replace(
@@ -369,7 +373,7 @@ RELOADED = frozenset({"tasks", "api_token", "log_level", "log_format", "buffer_p
 # TLS: certificates and CAs are re-read (rotation) at every reload; turning TLS on or off
 # and verify_incoming are fixed when the listening socket is made (see ServerTLS).
 RELOADED_KEYS = {
-    "driver": ("log", "persist_log"),
+    "driver": ("log", "persist_log", "workers"),
     "tls": ("cert", "key", "ca_cert", "ca_path"),
 }
 

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import itertools
 import json
 import logging
 import sys
@@ -38,6 +36,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
+from reconciler._core.lanes import Lanes
 from reconciler.runner import tfworker
 from reconciler.runner.driver import Priority
 from reconciler.runner.process import LineSink, ProcessResult, ProcessRunner
@@ -59,40 +58,6 @@ class PoolError(OSError):
 
 def _key(env: Mapping[str, str]) -> EnvKey:
     return tuple(sorted((k, v) for k, v in env.items() if k not in _PER_PROCESS))
-
-
-class _Lanes:
-    """A counting semaphore whose waiters are served by (priority, arrival)."""
-
-    def __init__(self, slots: int) -> None:
-        self._free = slots
-        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._arrivals = itertools.count()
-
-    @property
-    def waiting(self) -> int:
-        return sum(1 for _, _, f in self._waiting if not f.done())
-
-    async def acquire(self, priority: Priority) -> None:
-        if self._free > 0 and not self.waiting:
-            self._free -= 1
-            return
-        granted = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiting, (int(priority), next(self._arrivals), granted))
-        try:
-            await granted
-        except asyncio.CancelledError:
-            if granted.done() and not granted.cancelled():
-                self.release()  # granted just as we were cancelled: pass it on
-            raise
-
-    def release(self) -> None:
-        while self._waiting:
-            _, _, granted = heapq.heappop(self._waiting)
-            if not granted.done():
-                granted.set_result(None)
-                return
-        self._free += 1
 
 
 class _Worker:
@@ -148,7 +113,7 @@ class WorkerPool:
         self.max_rss = max_rss
         self.kill_grace = kill_grace  # an interrupted command's time to stop before SIGKILL
         self.command = tuple(command)
-        self._lanes = _Lanes(size)
+        self._lanes = Lanes(size)
         self._workers: set[_Worker] = set()  # every live worker, starting ones included
         self._idle: list[_Worker] = []  # not running a command (maybe still starting)
         self._background: set[asyncio.Task[None]] = set()  # workers being stopped
@@ -188,6 +153,16 @@ class WorkerPool:
         self._idle.extend(fresh)
         for worker in fresh:
             await worker.ready
+
+    def resize(self, size: int) -> None:
+        """Keep `size` workers from now on: idle ones beyond it stop now, busy ones when
+        their command ends; new ones start on first use."""
+        if size < 1:
+            raise ValueError("a worker pool needs at least one worker")
+        self.size = size
+        self._lanes.resize(size)
+        while len(self._workers) > size and self._idle:
+            self._discard(self._idle[0])
 
     async def close(self) -> None:
         """Stop every worker, running or not: no process of the pool is left."""
@@ -398,7 +373,10 @@ class WorkerPool:
 
     def _checkin(self, worker: _Worker) -> None:
         if worker in self._workers and not self._closing:
-            self._idle.append(worker)
+            if len(self._workers) > self.size:  # the pool was made smaller meanwhile
+                self._discard(worker)
+            else:
+                self._idle.append(worker)
 
     def _forget(self, worker: _Worker) -> None:
         self._workers.discard(worker)
@@ -413,7 +391,7 @@ class WorkerPool:
     def _replace(self, worker: _Worker) -> None:
         """Stop a worker and start a fresh one for the same environment."""
         self._discard(worker)
-        if self._closing:
+        if self._closing or len(self._workers) >= self.size:
             return
         self.replaced_workers += 1
         env = dict(worker.key)

@@ -109,6 +109,14 @@ class Terraform:
             except OSError as exc:
                 raise RunError(str(exc)) from None
 
+    def reconfigure(self, settings: TerraformDriver) -> None:
+        """New settings from a reload: the log settings apply to the next command, the
+        number of workers to the pool at once. Where Terraform comes from (`path`,
+        `version`) is fixed at start."""
+        self.settings = settings
+        if self.pool is not None:
+            self.pool.resize(max(1, settings.workers))
+
     async def close(self) -> None:
         """Stop every worker (shutdown): no Terraform process is left behind."""
         if self.pool is not None:

@@ -19,6 +19,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 
+from reconciler._core.lanes import Lanes
 from reconciler._core.metrics import NULL, Recorder
 from reconciler.registry.status import Event, StatusStore
 from reconciler.runner.driver import Priority
@@ -59,7 +60,7 @@ class RunQueue:
         self.gate = gate
         self.recorder = recorder
         self.tasks: dict[str, TaskRuns] = {}
-        self._pool = asyncio.Semaphore(workers)
+        self._pool = Lanes(workers)
         self._workers: set[asyncio.Task[None]] = set()
         self.closed = False
         self.deletions_version = 0  # bumped when the set of deleting tasks changes
@@ -87,6 +88,19 @@ class RunQueue:
         self.request(st, request)
         return await fut
 
+    def resize(self, workers: int) -> None:
+        """At most `workers` background runs at once from now on (a reload)."""
+        self._pool.resize(workers)
+        self.workers = workers
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        await self._pool.acquire()
+        try:
+            yield
+        finally:
+            self._pool.release()
+
     def slot(
         self, st: TaskRuns, priority: Priority = Priority.BACKGROUND
     ) -> Callable[[], AbstractAsyncContextManager[None]]:
@@ -97,7 +111,7 @@ class RunQueue:
 
         @contextlib.asynccontextmanager
         async def take() -> AsyncIterator[None]:
-            async with self._pool if priority is Priority.BACKGROUND else _NO_SLOT:
+            async with self._slot() if priority is Priority.BACKGROUND else _NO_SLOT:
                 # Deleted while waiting for the slot (or between retries): stop here.
                 if st.deleting or self.tasks.get(st.name) is not st:
                     raise TaskGoneError(f"task {st.name} was deleted")

@@ -333,6 +333,10 @@ class Scheduler:
                 out[source.name] = described
         return out
 
+    def resize(self, workers: int) -> None:
+        """At most `workers` Terraform runs at once from now on (a reload)."""
+        self.queue.resize(workers)
+
     def progress(self) -> dict[str, int]:
         """How far the tasks are (a start-up of many tasks runs in the background):
         initialised since start, applied (now or at an earlier start), and with work

@@ -30,7 +30,9 @@ def test_restart_needed_names_what_a_reload_does_not_apply() -> None:
         driver=TerraformDriver(workers=9, log=True, persist_log=True),
         tls=TLS(cert=Path("/new.pem"), verify_incoming=True),
     )
-    assert restart_needed(old, new) == ["port", "tls.verify_incoming", "driver.workers"]
+    assert restart_needed(old, new) == ["port", "tls.verify_incoming"]
+    backend = Settings(driver=TerraformDriver(workers=9, backend={"s3": {}}))
+    assert restart_needed(old, backend) == ["driver.backend"]
     assert restart_needed(old, old) == []
 
 
@@ -39,12 +41,12 @@ def test_sighup_applies_the_log_level_and_names_the_rest(tmp_path: Path) -> None
         wait_listening(port, proc)
         config = tmp_path / "config.hcl"
         text = config.read_text().replace('log_level = "WARN"', 'log_level = "DEBUG"')
-        config.write_text(text + 'driver "terraform" {\n  workers = 3\n}\n')
+        config.write_text(text + 'driver "terraform" {\n  apply_on_start = "always"\n}\n')
         proc.send_signal(signal.SIGHUP)
         log = tmp_path / "daemon.log"
         wait_for(lambda: "[DEBUG]" in log.read_text(), timeout=30, what=log.read_text())
         text = log.read_text()
-        assert "changed, but taking effect only after a restart: driver" in text
+        assert "changed, but taking effect only after a restart: driver.apply_on_start" in text
         assert "log_level" not in text.split("restart:")[1].splitlines()[0]
         proc.terminate()
         assert proc.wait(30) == 0

@@ -1,5 +1,6 @@
 """SIGHUP reloads the daemon configuration through `reconciler start`: task sources added,
-removed and replaced, the buffer period, TLS certificates rotated on the same paths, and
+removed and replaced, the buffer period, the number of Terraform workers, TLS certificates
+rotated on the same paths, and
 what cannot be applied (an unreadable new source, a broken certificate) is reported with
 the running value kept."""
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import trustme
 from helpers import task_hcl, wait_for
+from prometheus_client.parser import text_string_to_metric_families
 from serverkit import daemon_process, wait_listening
 
 MODULES = Path(__file__).resolve().parents[1] / "fixtures" / "modules"
@@ -143,7 +145,18 @@ def test_an_unreadable_new_source_changes_nothing(tmp_path: Path) -> None:
         assert proc.wait(30) == 0
 
 
-def test_the_buffer_period_follows_a_reload(tmp_path: Path) -> None:
+def idle_workers(port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
+        for family in text_string_to_metric_families(response.read().decode()):
+            for sample in family.samples:
+                if sample.name == "reconciler_terraform_workers" and sample.labels == {
+                    "state": "idle"
+                }:
+                    return sample.value
+    raise AssertionError("no reconciler_terraform_workers sample")
+
+
+def test_the_buffer_period_and_the_workers_follow_a_reload(tmp_path: Path) -> None:
     write_tasks(tmp_path / "tasks", "a1")
     (tmp_path / "tasks" / "own.hcl").write_text(
         task_hcl("own").replace(
@@ -151,7 +164,8 @@ def test_the_buffer_period_follows_a_reload(tmp_path: Path) -> None:
             '  buffer_period {\n    min = "2s"\n    max = "8s"\n  }\n  condition "services"',
         )
     )
-    with daemon_process(tmp_path) as (proc, port):
+    workers = 'driver "terraform" {\n  workers = 3\n}\n'
+    with daemon_process(tmp_path, workers) as (proc, port):
         wait_listening(port, proc)
         config = tmp_path / "config.hcl"
 
@@ -163,14 +177,17 @@ def test_the_buffer_period_follows_a_reload(tmp_path: Path) -> None:
 
         wait_for(lambda: task_names(port) == {"a1", "own"}, what=log_text(tmp_path))
         assert buffer("a1") == {"enabled": True, "min": "5s", "max": "20s"}
-        text = config.read_text() + 'buffer_period {\n  min = "1s"\n  max = "3s"\n}\n'
+        wait_for(lambda: idle_workers(port) == 3, what=log_text(tmp_path))
+        text = config.read_text().replace("workers = 3", "workers = 1")
+        text += 'buffer_period {\n  min = "1s"\n  max = "3s"\n}\n'
         reload(proc, config, text)
+        wait_for(lambda: idle_workers(port) == 1, what=log_text(tmp_path))
         wait_for(
             lambda: buffer("a1") == {"enabled": True, "min": "1s", "max": "3s"},
             what=log_text(tmp_path),
         )
         assert buffer("own") == {"enabled": True, "min": "2s", "max": "8s"}
-        assert "restart: buffer_period" not in log_text(tmp_path)
+        assert "taking effect only after a restart" not in log_text(tmp_path)
         proc.terminate()
         assert proc.wait(30) == 0
 

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 from helpers import async_wait_for, task_hcl
 
+from reconciler._core.lanes import Lanes
 from reconciler.config.load import load_task_file
 from reconciler.runner.driver import Priority, RunError
 from reconciler.runner.inputs import ModuleInputs
-from reconciler.runner.pool import WorkerPool, _Lanes
+from reconciler.runner.pool import WorkerPool
 from reconciler.runner.process import ProcessRunner, child_environment
 from reconciler.runner.terraform import Terraform
 from reconciler.runner.workspace import Workspaces
@@ -259,7 +260,7 @@ async def test_priority_work_takes_the_next_free_worker(tmp_path: Path) -> None:
 
 
 async def test_lanes_serve_priority_first_then_arrival() -> None:
-    lanes = _Lanes(2)
+    lanes = Lanes(2)
     order: list[str] = []
 
     async def take(name: str, priority: Priority) -> None:
@@ -281,6 +282,45 @@ async def test_lanes_serve_priority_first_then_arrival() -> None:
     lanes.release()
     await asyncio.gather(*waiting)
     assert order == ["b1", "b2", "a1", "b3"]
+
+
+async def test_lanes_resized_while_taken() -> None:
+    lanes = Lanes(2)
+    await lanes.acquire()
+    await lanes.acquire()
+    lanes.resize(1)  # both stay taken; the first release is not handed out again
+    third = asyncio.create_task(lanes.acquire())
+    await async_wait_for(lambda: lanes.waiting == 1)
+    lanes.release()
+    await asyncio.sleep(0)
+    assert not third.done()
+    lanes.release()
+    await asyncio.wait_for(third, 5)  # one taken of one
+    lanes.resize(3)  # two more free at once
+    await asyncio.wait_for(lanes.acquire(), 5)
+    await asyncio.wait_for(lanes.acquire(), 5)
+    fourth = asyncio.create_task(lanes.acquire())
+    await async_wait_for(lambda: lanes.waiting == 1)
+    lanes.resize(4)
+    await asyncio.wait_for(fourth, 5)
+
+
+async def test_the_pool_is_resized_in_place(tmp_path: Path) -> None:
+    pool = WorkerPool(2, kill_grace=2)
+    try:
+        await pool.start(ENV)
+        first = pool.pids
+        pool.resize(1)  # an idle worker stops now
+        await async_wait_for(lambda: len(pool.pids) == 1 and not group_members(first[0]))
+        pool.resize(3)
+        dirs = [module(tmp_path / n, "sleep 1", n) for n in "abc"]
+        await asyncio.gather(*(pool.run(INIT, cwd=d, env=ENV) for d in dirs))
+        results = await asyncio.gather(*(pool.run(APPLY, cwd=d, env=ENV) for d in dirs))
+        assert all(r.returncode == 0 for r in results)
+        assert len(pool.pids) == 3  # three at once: the pool grew
+        assert pool.started_workers == 4
+    finally:
+        await pool.close()
 
 
 async def test_cancelling_a_command_interrupts_it_and_leaves_nothing(tmp_path: Path) -> None:
