@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench install clean
 
 run: $(STAMP)
 	$(VENV)/bin/reconciler start -config-file=examples/config.hcl
@@ -20,6 +20,13 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# As root: the service, its user, a default configuration (see systemd/install.sh).
+# ROOT=dir installs under dir instead (packaging); PREFIX is where the venv goes.
+PREFIX ?= /opt/reconciler
+ROOT   ?=
+install:
+	ROOT="$(ROOT)" PREFIX="$(PREFIX)" PYTHON="$(PYTHON)" bash systemd/install.sh
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)

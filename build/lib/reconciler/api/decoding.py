@@ -1,0 +1,309 @@
+"""A POST /v1/tasks body -> TaskSpec, keeping exactly the fields the client sent.
+
+Fields the client did not send stay None, so the file written for the task holds only what
+was asked for. The schema is as strict as CTS's OpenAPI validation: unknown fields
+(`working_dir`, `variable_files` included), wrong types and nulls are 400s. Values then go
+through the same `validate_task` as task files, so both report the same messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reconciler._core.errors import ConfigError
+from reconciler.api.errors import ApiError, bad_request
+from reconciler.config import hcl
+from reconciler.config.durations import parse_duration
+from reconciler.config.model import (
+    BufferPeriodConfig,
+    CatalogServicesCondition,
+    Condition,
+    ConsulKVCondition,
+    ConsulKVInput,
+    ModuleInput,
+    ScheduleCondition,
+    ServicesCondition,
+    ServicesInput,
+    TaskSpec,
+)
+from reconciler.config.validate import valid_identifier
+
+_HINTS = {
+    "working_dir": "the working directory cannot be set through the API",
+    "variable_files": "variable files cannot be set through the API; send `variables`",
+    "source": 'the deprecated "source" is not accepted by the API; send "module"',
+    "services": 'the deprecated "services" list is not accepted by the API; send '
+    "condition.services or module_input.services",
+    "consul-kv": 'the API spells it "consul_kv"',
+    "catalog-services": 'the API spells it "catalog_services"',
+}
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+class _Object:
+    """One JSON object of the request, read field by field; `finish` rejects the rest."""
+
+    def __init__(self, value: Any, path: str) -> None:
+        if not isinstance(value, dict):
+            raise _schema(path, f"must be an object, not {_type_name(value)}")
+        self.value: dict[str, Any] = value
+        self.path = path
+        self._used: set[str] = set()
+
+    def _get(self, key: str) -> Any:
+        self._used.add(key)
+        return self.value.get(key)
+
+    def _where(self, key: str) -> str:
+        return f"{self.path}.{key}"
+
+    def string(self, key: str) -> str | None:
+        if key not in self.value:
+            self._used.add(key)
+            return None
+        value = self._get(key)
+        if not isinstance(value, str):
+            raise _schema(self._where(key), f"must be a string, not {_type_name(value)}")
+        return value
+
+    def boolean(self, key: str) -> bool | None:
+        if key not in self.value:
+            self._used.add(key)
+            return None
+        value = self._get(key)
+        if not isinstance(value, bool):
+            raise _schema(self._where(key), f"must be a boolean, not {_type_name(value)}")
+        return value
+
+    def strings(self, key: str) -> tuple[str, ...] | None:
+        if key not in self.value:
+            self._used.add(key)
+            return None
+        value = self._get(key)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise _schema(self._where(key), "must be an array of strings")
+        return tuple(value)
+
+    def string_map(self, key: str) -> dict[str, str] | None:
+        if key not in self.value:
+            self._used.add(key)
+            return None
+        value = self._get(key)
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise _schema(self._where(key), "must be an object of strings")
+        return dict(value)
+
+    def child(self, key: str) -> _Object | None:
+        if key not in self.value:
+            self._used.add(key)
+            return None
+        return _Object(self._get(key), self._where(key))
+
+    def take(self, keys: tuple[str, ...]) -> list[str]:
+        """The given keys present in the object, in request order, marked as known."""
+        found = [k for k in self.value if k in keys]
+        self._used.update(found)
+        return found
+
+    def finish(self) -> None:
+        unknown = [k for k in self.value if k not in self._used]
+        if unknown:
+            key = unknown[0]
+            hint = f" ({_HINTS[key]})" if key in _HINTS else ""
+            raise _schema(self._where(key), f"is not a known field{hint}")
+
+
+def _schema(where: str, problem: str) -> ApiError:
+    return bad_request(f'request body has an error: "{where}" {problem}')
+
+
+# --- conditions and module inputs ----------------------------------------------------------
+
+
+def _services_fields(o: _Object) -> dict[str, Any]:
+    # Both names and regexp: CTS's API silently keeps names; we pass both on so that
+    # validation rejects it as it does in a file, instead of writing a file that differs
+    # from the request.
+    return {
+        "names": o.strings("names"),
+        "regexp": o.string("regexp"),
+        "datacenter": o.string("datacenter"),
+        "namespace": o.string("namespace"),
+        "filter": o.string("filter"),
+        "cts_user_defined_meta": o.string_map("cts_user_defined_meta"),
+    }
+
+
+def _condition(o: _Object) -> Condition:
+    kinds = o.take(("services", "catalog_services", "consul_kv", "schedule"))
+    o.finish()
+    if len(kinds) != 1:
+        raise _schema(
+            o.path,
+            "must hold exactly one of services, catalog_services, "
+            f"consul_kv, schedule (found {len(kinds)})",
+        )
+    kind = kinds[0]
+    c = _Object(o.value[kind], f"{o.path}.{kind}")
+    cond: Condition
+    if kind == "services":
+        cond = ServicesCondition(
+            **_services_fields(c), use_as_module_input=c.boolean("use_as_module_input")
+        )
+    elif kind == "catalog_services":
+        cond = CatalogServicesCondition(
+            regexp=c.string("regexp"),
+            datacenter=c.string("datacenter"),
+            namespace=c.string("namespace"),
+            node_meta=c.string_map("node_meta"),
+            use_as_module_input=c.boolean("use_as_module_input"),
+        )
+    elif kind == "consul_kv":
+        cond = ConsulKVCondition(
+            path=c.string("path"),
+            recurse=c.boolean("recurse"),
+            datacenter=c.string("datacenter"),
+            namespace=c.string("namespace"),
+            use_as_module_input=c.boolean("use_as_module_input"),
+        )
+    else:
+        cond = ScheduleCondition(cron=c.string("cron"))
+    c.finish()
+    return cond
+
+
+def _module_inputs(o: _Object) -> tuple[ModuleInput, ...]:
+    inputs: list[ModuleInput] = []
+    for kind in list(o.value):
+        if kind not in ("services", "consul_kv"):
+            continue  # reported by finish()
+        i = o.child(kind)
+        assert i is not None
+        if kind == "services":
+            inputs.append(ServicesInput(**_services_fields(i)))
+        else:
+            inputs.append(
+                ConsulKVInput(
+                    path=i.string("path"),
+                    recurse=i.boolean("recurse"),
+                    datacenter=i.string("datacenter"),
+                    namespace=i.string("namespace"),
+                )
+            )
+        i.finish()
+    o.finish()
+    return tuple(inputs)
+
+
+def _buffer_period(o: _Object) -> BufferPeriodConfig:
+    # Kept as sent: CTS's API turns a missing max into max = min, but the file written for
+    # the task must mean the same as the request, and in a file a missing max is 4 x min.
+    def duration(key: str) -> int | None:
+        text = o.string(key)
+        if text is None:
+            return None
+        try:
+            return parse_duration(text)
+        except ValueError as exc:
+            raise _schema(f"{o.path}.{key}", f"is not a duration: {exc}") from None
+
+    bp = BufferPeriodConfig(enabled=o.boolean("enabled"), min=duration("min"), max=duration("max"))
+    o.finish()
+    return bp
+
+
+# --- variables -----------------------------------------------------------------------------
+
+
+def parse_variable(task: str, name: str, source: str) -> Any:
+    """One `variables` value: HCL literal source (cts-spec 3.6) -> the literal value."""
+    prefix = f'{task}: variable "{name}"'
+    if not valid_identifier(name):
+        raise bad_request(
+            f"{prefix}: not a valid variable name: start with a letter or "
+            '"_", then use letters, digits, "_" or "-"'
+        )
+    try:
+        body = hcl.parse(f"v = {source}\n".encode(), "variables")
+    except ConfigError as exc:
+        detail = exc.problems[0].message if exc.problems else str(exc)
+        raise bad_request(
+            f"{prefix}: the value must be one HCL literal value such as "
+            f'"\\"text\\"", "10", "true" or "[\\"a\\"]": {detail}'
+        ) from None
+    if len(body.attributes) != 1 or body.blocks:
+        raise bad_request(
+            f"{prefix}: the value must be exactly one HCL literal value, "
+            "not several lines of configuration"
+        )
+    return body.attributes[0].value
+
+
+def _variables(task: str, o: _Object) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in o.value:
+        text = o.string(name)
+        assert text is not None
+        out[name] = parse_variable(task, name, text)
+    return out
+
+
+# --- the task ------------------------------------------------------------------------------
+
+
+def task_label(name: str | None) -> str:
+    return f'task "{name}"' if name else "task"
+
+
+def decode_task_request(data: Any) -> TaskSpec:
+    """Decode `{"task": {...}}`; raise ApiError(400) for anything the schema rejects."""
+    request = _Object(data, "body")
+    t = request.child("task")
+    request.finish()
+    if t is None:
+        raise _schema("body.task", "is required")
+    t.path = "task"
+    name = t.string("name")
+    condition = t.child("condition")
+    module_input = t.child("module_input")
+    buffer = t.child("buffer_period")
+    variables = t.child("variables")
+    tcw = t.child("terraform_cloud_workspace")
+    tcw_fields: dict[str, Any] | None = None
+    if tcw is not None:
+        tcw_fields = {
+            k: v
+            for k in ("execution_mode", "agent_pool_id", "agent_pool_name", "terraform_version")
+            if (v := tcw.string(k)) is not None
+        }
+        tcw.finish()
+    spec = TaskSpec(
+        name=name or "",
+        module=t.string("module"),
+        description=t.string("description"),
+        enabled=t.boolean("enabled"),
+        version=t.string("version"),
+        providers=t.strings("providers"),
+        variables=_variables(task_label(name), variables) if variables is not None else None,
+        condition=_condition(condition) if condition is not None else None,
+        module_inputs=_module_inputs(module_input) if module_input is not None else (),
+        buffer_period=_buffer_period(buffer) if buffer is not None else None,
+        # Enterprise-only; empty values mean nothing and are not written to a file.
+        terraform_version=t.string("terraform_version") or None,
+        terraform_cloud_workspace=tcw_fields or None,
+    )
+    t.finish()
+    return spec

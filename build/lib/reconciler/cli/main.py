@@ -1,0 +1,285 @@
+"""Command line: `reconciler start|validate -config-file=F [-config-dir=D]...`.
+
+`start` runs the daemon; `start -once` initialises every task and applies every enabled
+one once, one at a time, then exits; `start -inspect` (or `-inspect-task NAME`, repeatable)
+plans and prints, applying nothing.
+
+`validate` checks the configuration and the task files of every source (a git source in a
+temporary clone, at its configured branch, ref or commit and path).
+
+Flags use Consul-Terraform-Sync's single-dash spelling (`-config-file`); the double-dash
+spelling works too. Exit codes follow CTS: 0 ok, 11 error (a task failed), 12 interrupt,
+13 missing flags, 14 flag parse error, 15 configuration error, 16 Terraform unavailable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from reconciler import __version__
+
+if TYPE_CHECKING:
+    from reconciler.settings.model import DirectorySource as DirectorySettings
+    from reconciler.settings.model import GitSource as GitSettings
+    from reconciler.sources.base import SourceUpdate
+
+EXIT_OK = 0
+EXIT_ERROR = 11
+EXIT_INTERRUPT = 12
+EXIT_MISSING_FLAGS = 13
+EXIT_FLAG_PARSE = 14
+EXIT_CONFIG = 15
+EXIT_DRIVER = 16
+
+log = logging.getLogger("reconciler")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_FLAG_PARSE)
+
+
+class _OrderedPaths(argparse.Action):
+    """-config-file and -config-dir share one ordered list, as in CTS."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        paths = list(getattr(namespace, "config_paths", None) or [])
+        paths.append(values)
+        namespace.config_paths = paths
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-config-file",
+        "--config-file",
+        action=_OrderedPaths,
+        metavar="FILE",
+        help="a configuration file (repeatable)",
+    )
+    p.add_argument(
+        "-config-dir",
+        "--config-dir",
+        action=_OrderedPaths,
+        metavar="DIR",
+        help="a directory of *.hcl / *.json configuration files (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="reconciler", description="GitOps reconciler for CTS-style tasks.")
+    parser.add_argument("-v", "-version", "--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    start = sub.add_parser("start", help="run the daemon")
+    _add_config_flags(start)
+    start.add_argument(
+        "-once",
+        "--once",
+        action="store_true",
+        help="init and apply every enabled task once, one at a time, then exit",
+    )
+    start.add_argument(
+        "-inspect",
+        "--inspect",
+        action="store_true",
+        help="plan every task and print the plans; apply nothing",
+    )
+    start.add_argument(
+        "-inspect-task",
+        "--inspect-task",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="plan only this task (repeatable); implies -inspect",
+    )
+    validate = sub.add_parser("validate", help="check the configuration and every task file")
+    _add_config_flags(validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from reconciler.daemon.logs import setup_logging
+
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        build_parser().print_help(sys.stderr)
+        return EXIT_MISSING_FLAGS
+    paths: list[str] = getattr(args, "config_paths", None) or []
+    if not paths:
+        print(
+            "error: no config file provided: use -config-file=FILE or -config-dir=DIR",
+            file=sys.stderr,
+        )
+        return EXIT_MISSING_FLAGS
+    setup_logging("INFO")
+    if args.command == "validate":
+        return validate(paths)
+    if args.once and (args.inspect or args.inspect_task):
+        print("error: -once and -inspect cannot be used together", file=sys.stderr)
+        return EXIT_FLAG_PARSE
+    if args.once:
+        return start(paths, mode="once")
+    if args.inspect or args.inspect_task:
+        return start(paths, mode="inspect", tasks=args.inspect_task)
+    return start(paths)
+
+
+def start(paths: list[str], *, mode: str = "daemon", tasks: Sequence[str] = ()) -> int:
+    import asyncio
+
+    from reconciler._core.errors import ConfigError
+    from reconciler.daemon.logs import setup_logging
+    from reconciler.daemon.runtime import Daemon, run_daemon, run_inspect, run_once
+    from reconciler.runner.driver import RunError
+    from reconciler.settings import load_settings
+
+    try:
+        settings = load_settings(paths)
+    except ConfigError as exc:
+        print(f"configuration error:\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(settings.log_level, settings.log_format)
+    try:
+        if mode == "daemon":
+            return run_daemon(paths)
+        for warning in settings.warnings:  # run_daemon logs them in the daemon mode
+            log.warning("%s", warning)
+        settings.working_dir.mkdir(parents=True, exist_ok=True)
+        if mode == "once":
+            daemon = Daemon(settings, paths, workers=1, watch=False)
+            return EXIT_OK if asyncio.run(run_once(daemon)) else EXIT_ERROR
+        daemon = Daemon(settings, paths, eager_init=False, watch=False)
+        ok = asyncio.run(run_inspect(daemon, tasks, print))
+        return EXIT_OK if ok else EXIT_ERROR
+    except ConfigError as exc:
+        print(f"configuration error:\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except RunError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_DRIVER
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPT
+
+
+def validate(paths: list[str]) -> int:
+    """Print every problem of the configuration and of every task file of every source.
+
+    A git source is fetched into a temporary clone (removed afterwards) and its task files
+    are checked at the configured branch, ref or commit and path. Exit 15 when anything is
+    invalid; otherwise 11 when a source could not be read, so its files were not checked
+    (an unreachable remote, for instance); 0 when everything was checked and is valid.
+    """
+    from reconciler._core.errors import ConfigError
+    from reconciler.settings import load_settings
+    from reconciler.settings.model import DirectorySource
+
+    try:
+        settings = load_settings(paths)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    count = len(settings.tasks)
+    invalid = unchecked = False
+    for warning in settings.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for src in settings.sources:
+        if isinstance(src, DirectorySource):
+            result = _validate_directory(src)
+        else:
+            result = _validate_git(src)
+        if result is None:
+            unchecked = True
+            continue
+        tasks, bad = result
+        count += tasks
+        invalid = invalid or bad
+    if invalid:
+        return EXIT_CONFIG
+    if unchecked:
+        print(
+            "error: some task sources could not be read; their task files were not checked",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    print(f"configuration is valid: {count} tasks")
+    return EXIT_OK
+
+
+def _validate_directory(src: DirectorySettings) -> tuple[int, bool] | None:
+    from reconciler.sources.directory import DirectorySource
+
+    directory = DirectorySource(src.path, display_base=Path.cwd())
+    try:
+        update = directory.full_scan()
+    except Exception as exc:
+        print(f"{src.location}: {exc}", file=sys.stderr)
+        return 0, True
+    return _check_files(update, directory.display_path)
+
+
+def _validate_git(src: GitSettings) -> tuple[int, bool] | None:
+    """Fetch the repository into a temporary clone and check its task files there.
+    None when the repository cannot be read."""
+    import tempfile
+
+    from reconciler._core.errors import SourceError
+
+    try:
+        # Imported here: `import git` fails on a machine without the git binary.
+        from reconciler.sources.git import GitSource
+    except ImportError as exc:
+        print(f"{src.location}: git source {src.url} not checked: {exc}", file=sys.stderr)
+        return None
+    with tempfile.TemporaryDirectory(prefix="reconciler-validate-") as tmp:
+        source = GitSource.from_settings(src, Path(tmp))
+        try:
+            update = source.full_scan()
+        except SourceError as exc:
+            print(f"{src.location}: not checked: {exc.message}", file=sys.stderr)
+            return None
+        finally:
+            source.close()
+        # Paths below are relative to the repository, as the daemon shows them.
+        where = f"{source.options.shown_url} ({source.options.followed} at {update.revision})"
+        print(f"checking git source {where}", file=sys.stderr)
+        if not update.changed and not update.unreadable:
+            folder = f"path {source.options.path!r}" if source.options.path else "its root"
+            print(f"warning: git source {where}: no task files under {folder}", file=sys.stderr)
+        return _check_files(update, source.display_path)
+
+
+def _check_files(update: SourceUpdate, display: Callable[[str], str]) -> tuple[int, bool]:
+    """Print the problems of every file in `update`; (tasks defined, any problem)."""
+    from reconciler.config.load import load_task_file
+
+    count, failed = 0, False
+    for rel, reason in sorted(update.unreadable.items()):
+        print(f"{display(rel)}: cannot read file: {reason}", file=sys.stderr)
+        failed = True
+    for rel, content in sorted(update.changed.items()):
+        if content is None:
+            continue
+        loaded = load_task_file(content.data, display(rel))
+        for problem in loaded.problems:
+            print(f"{problem}", file=sys.stderr)
+        for warning in loaded.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        failed = failed or bool(loaded.problems)
+        count += len(loaded.tasks)
+    return count, failed
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

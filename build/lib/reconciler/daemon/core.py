@@ -1,0 +1,437 @@
+"""Building the core once: registry, reconciler, source loops, write-back, run scheduler
+and task commands, wired the same way for the daemon, the tests and the benchmarks.
+
+`Core` takes what differs between them (the sources, whether and how Terraform runs, an
+optional gate) and wires the rest. The gate (HA leadership, when it comes) is the one
+seam both the task commands and the run queue consult: None lets everything through, a
+string is the reason this instance must not change or run anything now.
+
+`core_from_settings` is the daemon's recipe: the sources of its configuration, Terraform
+as configured, the parse cache and events under `<working_dir>/.reconciler/`, and the
+tasks written in the configuration files as a read-only source on a loop of its own.
+
+Build it inside the running event loop: the loops' locks belong to that loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reconciler._core.errors import ConfigError, Problem, SourceError
+from reconciler._core.metrics import NULL, Recorder
+from reconciler.commands import Gate, TaskCommands
+from reconciler.config.load import gc_paused
+from reconciler.config.model import GlobalDefaults, TaskSpec
+from reconciler.reconcile.cache import ParseCache
+from reconciler.reconcile.configtasks import ConfigTasks
+from reconciler.reconcile.engine import Reconciler
+from reconciler.reconcile.loop import SourceLoop
+from reconciler.reconcile.writeback import WriteBack
+from reconciler.registry.status import StatusStore
+from reconciler.registry.store import Registry
+from reconciler.runner.driver import Driver
+from reconciler.runner.inputs import Catalog
+from reconciler.runner.process import ProcessRunner
+from reconciler.runner.terraform import Terraform
+from reconciler.runner.workspace import Workspaces
+from reconciler.settings import Settings, global_defaults
+from reconciler.settings.model import ConfiguredTask
+from reconciler.settings.model import DirectorySource as DirectorySettings
+from reconciler.sources.base import Source
+from reconciler.sources.directory import DirectorySource
+from reconciler.triggers.buffer import BufferedSource, buffered
+from reconciler.triggers.consul.config import ConsulConfigError
+from reconciler.triggers.consul.directory import default_catalog_path
+from reconciler.triggers.consul.source import NoConsulSource, consul_condition
+from reconciler.triggers.consul.trigger import ConsulTrigger
+from reconciler.triggers.consul.validate import scope_problem
+from reconciler.triggers.execute import exponential_backoff
+from reconciler.triggers.schedule import CronSource
+from reconciler.triggers.scheduler import Scheduler
+from reconciler.triggers.sources import TriggerSource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SourcePlan:
+    """One task source and how its loop runs."""
+
+    source: Source
+    writable: bool = True  # API changes may be written to it
+    allow_empty: bool = False
+    rescan_interval: float = 300.0
+    retry_interval: float = 1.0
+    webhook_secret: str | None = None  # a signed webhook call fetches it
+    # What the source was configured as: a reload keeps a source whose settings are
+    # unchanged (None: never matched, always replaced).
+    key: object = None
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """How tasks run; a core without one only changes files."""
+
+    workspaces: Workspaces
+    driver: Driver
+    status: StatusStore
+    workers: int = 4
+    catalog: Catalog | None = None
+    retry_delay: Callable[[int], float] = exponential_backoff
+    eager_init: bool = True
+    # What fires runs besides cron schedules (Consul conditions), and what owns them.
+    consul: ConsulTrigger | None = None
+    defaults: GlobalDefaults = field(default_factory=GlobalDefaults)  # inherited buffer period
+    apply_on_start: str = "changed"
+    recorder: Recorder = NULL  # run metrics
+
+
+class Core:
+    def __init__(
+        self,
+        sources: Sequence[SourcePlan],
+        *,
+        runs: RunPlan | None = None,
+        cache: ParseCache | None = None,
+        gate: Gate | None = None,
+    ) -> None:
+        self.registry = Registry()
+        self.cache = cache or ParseCache()
+        self.reconciler = Reconciler(self.registry, self.cache)
+        self.scheduler: Scheduler | None = None
+        self.consul = runs.consul if runs is not None else None
+        self.defaults = runs.defaults if runs is not None else GlobalDefaults()
+        self._buffer: BufferedSource | None = None
+        if runs is not None:
+            triggers: list[TriggerSource] = [CronSource()]
+            if runs.consul is None:
+                triggers.append(NoConsulSource())
+            elif runs.consul.source is not None:
+                self._buffer = buffered(runs.consul.source, runs.defaults)
+                triggers.append(self._buffer)
+            self.scheduler = Scheduler(
+                self.registry,
+                runs.status,
+                runs.workspaces,
+                runs.driver,
+                catalog=runs.consul.catalog if runs.consul is not None else runs.catalog,
+                workers=runs.workers,
+                retry_delay=runs.retry_delay,
+                eager_init=runs.eager_init,
+                sources=triggers,
+                gate=gate,
+                apply_on_start=runs.apply_on_start,
+                recorder=runs.recorder,
+            )
+        self._recorder = runs.recorder if runs is not None else NULL
+        self.plans = {plan.source.name: plan for plan in sources}
+        self.source_names_used = set(self.plans)  # never reused: see source_plans
+        self.loops = {name: self._new_loop(plan) for name, plan in self.plans.items()}
+        self.hooks: dict[str, list[SourceLoop]] = {}
+        self.writeback = WriteBack(self.reconciler, {}, None)
+        self._wire_sources()
+        self.commands = TaskCommands(
+            self.reconciler,
+            self.writeback,
+            self.scheduler,
+            gate=gate,
+            check=self._consul_check if self.consul is not None else None,
+        )
+        self.config_tasks: ConfigTasks | None = None
+        self.config_loop: SourceLoop | None = None
+        self._background: list[asyncio.Task[None]] = []
+        self._loop_tasks: dict[str, asyncio.Task[None]] = {}
+        self._sources_changed = asyncio.Event()
+
+    def _new_loop(self, plan: SourcePlan) -> SourceLoop:
+        return SourceLoop(
+            plan.source,
+            self.reconciler,
+            allow_empty=plan.allow_empty,
+            rescan_interval=plan.rescan_interval,
+            retry_interval=plan.retry_interval,
+            recorder=self._recorder,
+        )
+
+    def _wire_sources(self) -> None:
+        """Webhook secrets and the write-back target follow the sources."""
+        self.hooks = {}
+        for name, plan in self.plans.items():
+            if plan.webhook_secret:
+                self.hooks.setdefault(plan.webhook_secret, []).append(self.loops[name])
+        # API-created tasks go to the first writable source.
+        writable = next((name for name, plan in self.plans.items() if plan.writable), None)
+        self.writeback.retarget(dict(self.loops), writable)
+
+    def set_defaults(self, defaults: GlobalDefaults) -> None:
+        """What tasks inherit changed (a reload): the API shows, and the buffer uses, the
+        new values."""
+        self.defaults = defaults
+        if self._buffer is not None:
+            self._buffer.set_defaults(defaults)
+
+    async def _consul_check(self, spec: TaskSpec) -> str | None:
+        assert self.consul is not None
+        return await scope_problem(self.consul.api, spec)
+
+    @property
+    def status(self) -> StatusStore | None:
+        return self.scheduler.status if self.scheduler is not None else None
+
+    # --- loading -------------------------------------------------------------------------
+
+    async def load(self, config_tasks: Iterable[ConfiguredTask] = ()) -> None:
+        """The first pass of every source (the configuration's tasks first, as CTS
+        reads them first); the parse cache and the events are loaded before."""
+        if self.consul is not None:
+            await self.consul.open()
+        with gc_paused():  # bulk parsing: avoid repeated full passes over young objects
+            self.cache.load()
+            if self.status is not None:
+                self.status.load()
+            await self.set_config_tasks(config_tasks)
+            for loop in self.loops.values():
+                await loop.initial_load()
+            if self.status is not None:
+                # Events of tasks deleted while we were not running go with them.
+                self.status.retain(self.registry.names())
+            await asyncio.to_thread(self.cache.save)
+
+    async def set_config_tasks(self, tasks: Iterable[ConfiguredTask]) -> None:
+        """Make the configuration's tasks these (at start, and when it is re-read): one
+        full pass of their source's loop, under its lock like any other pass."""
+        tasks = list(tasks)
+        if self.config_loop is None:
+            if not tasks:
+                return  # none now or before: no "config" source in the status at all
+            self.config_tasks = ConfigTasks(tasks)
+            self.config_loop = SourceLoop(self.config_tasks, self.reconciler, allow_empty=True)
+        else:
+            assert self.config_tasks is not None
+            self.config_tasks.replace(tasks)
+        await self.config_loop.initial_load()
+
+    # --- running -------------------------------------------------------------------------
+
+    def start(self) -> list[asyncio.Task[None]]:
+        """The root tasks of the core: the source loops' supervisor, and the scheduler.
+        The configuration's source has no loop task: it changes only on
+        `set_config_tasks`."""
+        for name, loop in self.loops.items():
+            self._start_loop(name, loop)
+        self._background = [asyncio.create_task(self._supervise_sources(), name="sources")]
+        if self.scheduler is not None:
+            self._background.append(asyncio.create_task(self.scheduler.run(), name="runner"))
+        if self.consul is not None:
+            self.consul.start()
+        return list(self._background)
+
+    def _start_loop(self, name: str, loop: SourceLoop) -> None:
+        self._loop_tasks[name] = asyncio.create_task(loop.run(), name=f"source:{name}")
+        self._sources_changed.set()
+
+    async def _supervise_sources(self) -> None:
+        """Wait on every source loop (they come and go with `set_sources`); a loop that
+        fails ends this task with its exception, as a root task of the daemon."""
+        while True:
+            self._sources_changed.clear()
+            changed = asyncio.create_task(self._sources_changed.wait())
+            try:
+                done, _ = await asyncio.wait(
+                    [changed, *self._loop_tasks.values()], return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                changed.cancel()
+            for task in done:
+                failure = None if task is changed or task.cancelled() else task.exception()
+                if failure is not None:
+                    raise failure
+
+    async def set_sources(self, plans: Sequence[SourcePlan]) -> bool:
+        """Make the task sources these (a reload): a source configured as before keeps
+        its loop and its tasks; a new one is read in full first, and only when every new
+        one could be read do they replace the removed ones, in one reconcile (see
+        Reconciler.replace_sources). False when a new source could not be read: then
+        nothing changed."""
+        kept: dict[str, SourcePlan] = {}
+        added: list[SourcePlan] = []
+        unmatched = dict(self.plans)
+        for plan in plans:
+            match = next(
+                (n for n, p in unmatched.items() if p.key is not None and p.key == plan.key),
+                None,
+            )
+            if match is None:
+                added.append(plan)
+            else:
+                kept[match] = unmatched.pop(match)
+        removed = list(unmatched)
+        order = [next((n for n, p in kept.items() if p.key == plan.key), "") for plan in plans]
+        if not added and not removed:
+            if list(self.plans) != order:
+                self.plans = {name: self.plans[name] for name in order}
+                self._wire_sources()
+            return True
+        new_loops = {plan.source.name: self._new_loop(plan) for plan in added}
+        self.source_names_used |= set(new_loops)
+        try:
+            scans = [await loop.scan() for loop in new_loops.values()]
+        except SourceError as exc:
+            log.error("task sources not changed: %s", exc.message)
+            for name, loop in new_loops.items():
+                self.reconciler.forget_source(name)
+                await asyncio.to_thread(loop.close)
+            return False
+        async with contextlib.AsyncExitStack() as stack:
+            # No API write is half-way through a source that goes away.
+            for name in removed:
+                await stack.enter_async_context(self.loops[name].lock)
+            change = self.reconciler.replace_sources(removed, scans)
+        gone = [self.loops.pop(name) for name in removed]
+        for name in removed:
+            task = self._loop_tasks.pop(name, None)
+            if task is not None:
+                task.cancel()
+        self.plans = {}
+        for name, plan in zip(order, plans, strict=True):
+            if name:
+                self.plans[name] = kept[name]
+            else:
+                self.plans[plan.source.name] = plan
+        self.loops = {name: self.loops.get(name) or new_loops[name] for name in self.plans}
+        self._wire_sources()
+        for name, loop in new_loops.items():
+            if self._background:  # started: the new loops follow their sources from now on
+                self._start_loop(name, loop)
+        for loop in gone:
+            await asyncio.to_thread(loop.close)
+        log.info(
+            "task sources: %s added, %s removed; %d tasks created, %d updated, %d deleted",
+            ", ".join(new_loops) or "none",
+            ", ".join(removed) or "none",
+            len(change.created),
+            len(change.updated),
+            len(change.deleted),
+        )
+        return True
+
+    async def close(self, grace: float = 0.0, force: asyncio.Event | None = None) -> None:
+        """Stop the runs (running jobs get `grace` seconds), the loops, their sources."""
+        if self.scheduler is not None:
+            await self.scheduler.shutdown(grace, force)
+        if self.consul is not None:
+            await self.consul.aclose()
+        tasks = [*self._background, *self._loop_tasks.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for loop in self.loops.values():
+            await asyncio.to_thread(loop.close)
+
+
+def _unique(base: str, taken: set[str]) -> str:
+    name, n = base, 1
+    while name in taken:
+        name, n = f"{base}-{n}", n + 1
+    taken.add(name)
+    return name
+
+
+def source_plans(settings: Settings, taken: Iterable[str] = ()) -> list[SourcePlan]:
+    """The task sources a daemon configuration names, in its order; their names are not
+    among `taken` (the names a running core has used: a git source's clone is kept
+    under its name)."""
+    plans: list[SourcePlan] = []
+    names = set(taken)
+    for src in settings.sources:
+        if isinstance(src, DirectorySettings):
+            name = _unique("directory", names)
+            plans.append(
+                SourcePlan(
+                    DirectorySource(src.path, name=name), allow_empty=src.allow_empty, key=src
+                )
+            )
+            continue
+        # Imported here: `import git` fails on a machine without the git binary, and
+        # directory-only setups must not need it.
+        from reconciler.sources.git import GitSource
+
+        source = GitSource.from_settings(src, settings.working_dir, name=_unique("git", names))
+        plans.append(
+            SourcePlan(
+                source,
+                writable=not source.options.pinned,
+                rescan_interval=source.options.poll_interval_s,
+                webhook_secret=src.webhook_secret or None,
+                key=src,
+            )
+        )
+    return plans
+
+
+def core_from_settings(
+    settings: Settings,
+    *,
+    driver: Driver | None = None,
+    processes: ProcessRunner | None = None,
+    workers: int | None = None,
+    eager_init: bool = True,
+    gate: Gate | None = None,
+    watch: bool = True,
+    recorder: Recorder = NULL,
+) -> Core:
+    """The daemon's core: its sources, Terraform as configured (`driver` overrides it),
+    the parse cache and events kept under `<working_dir>/.reconciler/`, Consul when the
+    configuration has a consul block (`watch` False: its data is read, nothing fires)."""
+    state = Path(settings.working_dir) / ".reconciler"
+    consul = consul_trigger(settings, watch=watch)
+    runs = RunPlan(
+        Workspaces(settings.working_dir, settings.driver, settings.terraform_providers),
+        driver or Terraform(settings.driver, processes),
+        StatusStore(state / "events.json"),
+        workers=workers or settings.driver.workers,
+        eager_init=eager_init,
+        consul=consul,
+        defaults=global_defaults(settings),
+        apply_on_start=settings.driver.apply_on_start,
+        recorder=recorder,
+    )
+    return Core(
+        source_plans(settings),
+        runs=runs,
+        cache=ParseCache(state / "parse-cache.json"),
+        gate=gate,
+    )
+
+
+def consul_trigger(settings: Settings, *, watch: bool = True) -> ConsulTrigger | None:
+    """Where Consul conditions and module inputs read from: the Consul agent of a consul
+    block; else the embedded catalog of a `catalog "directory"` block, or of a `catalog`
+    directory next to the configuration when there is one; else nothing (tasks with Consul
+    conditions are then never triggered: see `unwatched_consul_tasks`)."""
+    if settings.consul_configured:
+        try:
+            return ConsulTrigger.from_settings(
+                settings.consul, watch=watch, register=settings if watch else None
+            )
+        except ConsulConfigError as exc:
+            raise ConfigError(Problem(str(exc), ("consul",))) from None
+    path = settings.catalog_path
+    if path is None:
+        default = default_catalog_path(settings.config_files)
+        path = default if default is not None and default.is_dir() else None
+    if path is None:
+        return None
+    return ConsulTrigger.from_directory(path, watch=watch)
+
+
+def unwatched_consul_tasks(core: Core) -> list[str]:
+    """Tasks with a Consul condition that nothing will trigger (no Consul configured)."""
+    if core.consul is not None:
+        return []
+    return sorted(t.spec.name for t in core.registry if consul_condition(t.spec) is not None)

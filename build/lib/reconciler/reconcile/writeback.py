@@ -1,0 +1,190 @@
+"""API changes as file changes ("one way in").
+
+Each change is written to the task's file first (atomically, durably), then the same
+reconcile path that applies hand edits applies it. Nothing here touches the registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from reconciler._core.errors import (
+    ConflictError,
+    DuplicateTaskError,
+    InvalidTaskError,
+    NotFoundError,
+    ReadOnlySourceError,
+    ReconcilerError,
+)
+from reconciler.config import edit
+from reconciler.config.model import TaskSpec
+from reconciler.config.validate import name_problem
+from reconciler.config.write import checked_render
+from reconciler.reconcile.engine import FileEntry, Reconciler
+from reconciler.reconcile.loop import SourceLoop
+from reconciler.registry.store import LiveTask
+from reconciler.sources.base import FileChange, LocalFiles
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+__all__ = ["DuplicateTaskError", "ReadOnlySourceError", "WriteBack"]
+
+
+def _edited(display: str, make: Callable[[], T]) -> T:
+    """Run a file edit; the file changed under us (broken or edited since the last
+    reconcile) is a conflict, not a crash."""
+    try:
+        return make()
+    except KeyError:
+        raise ConflictError(f"{display} no longer defines the task; try again") from None
+    except ValueError as exc:
+        raise ConflictError(f"{display} cannot be edited: {exc}") from None
+
+
+async def _commit(loop: SourceLoop, change: FileChange) -> None:
+    try:
+        await asyncio.to_thread(loop.source.commit, change)
+    except ConflictError:
+        # Someone else changed the file upstream: follow them now, not at the next poll.
+        loop.hint(None)
+        raise
+
+
+class WriteBack:
+    def __init__(self, reconciler: Reconciler, loops: dict[str, SourceLoop], default: str | None):
+        self.reconciler = reconciler
+        self.registry = reconciler.registry
+        self.loops = loops
+        self.default = default
+
+    def retarget(self, loops: dict[str, SourceLoop], default: str | None) -> None:
+        """The sources changed (a reload): writes go to these from now on."""
+        self.loops, self.default = loops, default
+
+    def _default_loop(self) -> SourceLoop:
+        if self.default is None or self.default not in self.loops:
+            raise ReadOnlySourceError(
+                'no writable task source is configured: add a source "directory" block'
+            )
+        return self.loops[self.default]
+
+    def new_task_path(self, name: str) -> Path | None:
+        """The absolute path `create` would write the task to (None when the source is not
+        on the local disk): relative paths in a task sent through the API resolve against
+        its directory, exactly as they will once the file exists."""
+        source = self._default_loop().source
+        return source.absolute_path(f"{name}.hcl") if isinstance(source, LocalFiles) else None
+
+    async def create(self, spec: TaskSpec, *, request_id: str = "") -> LiveTask:
+        problem = name_problem(spec.name)
+        if problem:  # checked before any path is built from the name
+            raise InvalidTaskError(f'task "{spec.name}": {problem}')
+        loop = self._default_loop()
+        rel = f"{spec.name}.hcl"
+        try:
+            data = checked_render(spec)
+        except ValueError as exc:  # it would not read back from its file as sent
+            raise InvalidTaskError(
+                f'task "{spec.name}" cannot be written as a task file: {exc}'
+            ) from None
+        async with loop.lock:
+            # Checked again under the lock: a hand edit may have taken the name since.
+            if spec.name in self.registry or self.reconciler.defines(spec.name):
+                raise DuplicateTaskError(f"task with name {spec.name} already exists")
+            exists = await asyncio.to_thread(loop.source.read, rel)
+            if exists is not None:
+                raise DuplicateTaskError(
+                    f"file {loop.source.display_path(rel)} already exists; it is never overwritten"
+                )
+            try:
+                await _commit(
+                    loop,
+                    FileChange(
+                        rel,
+                        data,
+                        create=True,
+                        action="create",
+                        task=spec.name,
+                        request_id=request_id,
+                    ),
+                )
+            except FileExistsError:
+                raise DuplicateTaskError(
+                    f"file {loop.source.display_path(rel)} already exists"
+                ) from None
+            await loop.sync_paths([rel])
+        live = self.registry.get(spec.name)
+        if live is None:
+            problems = self.reconciler.problems().get(loop.source.display_path(rel), [])
+            raise ReconcilerError(
+                f"task {spec.name} was written to {loop.source.display_path(rel)} but did not "
+                f"load: {'; '.join(problems) or 'unknown reason'}"
+            )
+        log.info("created task %s in %s", spec.name, live.provenance.file)
+        return live
+
+    def _locate(self, name: str) -> tuple[SourceLoop, str, FileEntry]:
+        found = self.reconciler.file_of(name)
+        if found is None:
+            raise NotFoundError(
+                f"a task with the name '{name}' does not exist or has not been initialized yet"
+            )
+        (source_name, rel), entry = found
+        loop = self.loops.get(source_name)
+        if loop is None:
+            raise ReadOnlySourceError(
+                f"task {name} is defined in {entry.display}, which cannot be changed through "
+                "the API; edit the file instead"
+            )
+        if entry.problems:
+            raise ConflictError(
+                f"task {name} cannot be changed: its file {entry.display} currently fails "
+                f"to load: {'; '.join(entry.problems)}"
+            )
+        return loop, rel, entry
+
+    async def set_enabled(self, name: str, enabled: bool, *, request_id: str = "") -> LiveTask:
+        loop, rel, _ = self._locate(name)
+        async with loop.lock:
+            loop2, rel2, entry = self._locate(name)  # it may have moved while we waited
+            if (loop2, rel2) != (loop, rel):
+                raise ConflictError(f"task {name} moved to {entry.display} during the request")
+            data = await asyncio.to_thread(loop.source.read, rel)
+            if data is None:
+                raise ConflictError(f"file {entry.display} disappeared during the request")
+            new = _edited(
+                entry.display, lambda: edit.set_enabled(data, entry.display, name, enabled)
+            )
+            if new != data:
+                await _commit(
+                    loop,
+                    FileChange(rel, new, action="update", task=name, request_id=request_id),
+                )
+            await loop.sync_paths([rel])
+        live = self.registry.get(name)
+        if live is None:
+            raise ConflictError(f"task {name} disappeared during the request")
+        return live
+
+    async def delete(self, name: str, *, request_id: str = "") -> None:
+        loop, rel, _ = self._locate(name)
+        async with loop.lock:
+            loop2, rel2, entry = self._locate(name)
+            if (loop2, rel2) != (loop, rel):
+                raise ConflictError(f"task {name} moved to {entry.display} during the request")
+            data = await asyncio.to_thread(loop.source.read, rel)
+            if data is None:
+                raise ConflictError(f"file {entry.display} disappeared during the request")
+            new = _edited(entry.display, lambda: edit.remove_task(data, entry.display, name))
+            await _commit(
+                loop,
+                FileChange(rel, new, action="delete", task=name, request_id=request_id),
+            )
+            await loop.sync_paths([rel], deliberate=[name])
+        log.info("deleted task %s from %s", name, entry.display)

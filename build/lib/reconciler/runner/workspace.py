@@ -1,0 +1,253 @@
+"""A task's working directory `<working_dir>/<task name>/` and the root module in it.
+
+Relative paths in a task (`module`, `variable_files`, `working_dir`) resolve against the
+directory of the file that defines the task, so a module kept next to the task files in a
+repository works wherever the daemon runs. A local module is then written into main.tf as
+a path relative to the workspace, which Terraform reads in place at every run.
+
+The workspace knows whether it needs `terraform init`: a marker inside `.terraform/`
+records a digest of the init-relevant files (everything but terraform.tfvars, which only
+carries data) and of the Terraform in use. A changed definition, a different Terraform, or
+a deleted `.terraform/` means init again; a restart with nothing changed does not.
+
+Generated files are written with a rename but without fsync: they are derived data, and
+after a crash the digest check regenerates anything that did not reach the disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reconciler._core.errors import ConfigError, ReconcilerError
+from reconciler._core.fsutil import TEMP_PREFIX
+from reconciler.config import hcl
+from reconciler.config.model import TaskSpec
+from reconciler.runner import rootmodule
+from reconciler.runner.inputs import ModuleInputs, declared_inputs
+from reconciler.settings.model import TerraformDriver, TerraformProvider
+
+INIT_MARKER = Path(".terraform") / "reconciler-init"
+LOCAL_BACKEND: Mapping[str, Mapping[str, Any]] = {"local": {}}
+# Where throwaway workspaces (POST ?run=inspect) live, under the working directory.
+SCRATCH = Path(".reconciler") / "inspect"
+
+_OPTIONAL = ("variables.module.tf", "variables.auto.tfvars", "providers.auto.tfvars")
+
+
+class WorkspaceError(ReconcilerError):
+    """The task's definition cannot be turned into a root module (e.g. a variable file
+    that cannot be read)."""
+
+    reason = "WorkspaceInvalid"
+
+
+def is_local_module(source: str) -> bool:
+    """Terraform's rule: local paths start with ./ or ../; we take absolute paths too."""
+    return source.startswith(("./", "../", "/")) or source in (".", "..")
+
+
+def module_source(source: str, base_dir: Path, workspace: Path) -> str:
+    """`source` as the workspace's main.tf must say it."""
+    if not is_local_module(source):
+        return source
+    target = os.path.normpath(os.path.join(base_dir, source))
+    relative = os.path.relpath(target, workspace)
+    return relative if relative.startswith("..") else "./" + relative
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
+    data = text.encode()
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    tmp = path.with_name(f"{TEMP_PREFIX}{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+    return True
+
+
+@dataclass
+class Workspace:
+    name: str
+    directory: Path
+    module: rootmodule.RootModule
+    env: Mapping[str, str] = field(default_factory=dict)
+    # Select a Terraform workspace named after the task: needed when the backend is
+    # shared between tasks (anything but the default per-directory local state).
+    select_workspace: bool = False
+    throwaway: bool = False
+
+    def files(self) -> dict[str, str | None]:
+        """Init-relevant files by name; None means the file must not exist."""
+        m = self.module
+        return {
+            "main.tf": rootmodule.render_main_tf(m),
+            "variables.tf": rootmodule.render_variables_tf(m),
+            "variables.module.tf": rootmodule.render_variables_module_tf(m),
+            "variables.auto.tfvars": rootmodule.render_variables_auto_tfvars(m),
+            "providers.auto.tfvars": rootmodule.render_providers_auto_tfvars(m),
+        }
+
+    def digest(self, identity: str) -> str:
+        h = hashlib.sha256(identity.encode())
+        for name, text in sorted(self.files().items()):
+            h.update(f"\0{name}\0{text}".encode())
+        return h.hexdigest()
+
+    def module_digest(self) -> str:
+        """The content of a local module's files (a remote module is named by its source
+        and version, already in main.tf): an edit of the module is a change to apply."""
+        source = self.module.source
+        if not is_local_module(source):
+            return ""
+        root = (self.directory / source).resolve()
+        h = hashlib.sha256()
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                path = Path(dirpath) / name
+                try:
+                    data = path.read_bytes()
+                except OSError:
+                    continue
+                h.update(f"\0{path.relative_to(root)}\0".encode())
+                h.update(data)
+        return h.hexdigest()
+
+    def write(self) -> None:
+        self.directory.mkdir(mode=0o750, parents=True, exist_ok=True)
+        for name, text in self.files().items():
+            path = self.directory / name
+            if text is None:
+                if name in _OPTIONAL:
+                    path.unlink(missing_ok=True)
+            else:
+                _write_if_changed(path, text)
+
+    def write_inputs(self, inputs: ModuleInputs) -> str:
+        """Render terraform.tfvars; returns its digest."""
+        text = rootmodule.render_terraform_tfvars(self.module, inputs)
+        self.directory.mkdir(mode=0o750, parents=True, exist_ok=True)
+        _write_if_changed(self.directory / "terraform.tfvars", text)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    # --- init bookkeeping ------------------------------------------------------------------
+
+    def is_initialized(self, identity: str) -> bool:
+        try:
+            return (self.directory / INIT_MARKER).read_text() == self.digest(identity)
+        except OSError:
+            return False
+
+    def mark_initialized(self, identity: str) -> None:
+        marker = self.directory / INIT_MARKER
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        _write_if_changed(marker, self.digest(identity))
+
+    def forget_initialized(self) -> None:
+        (self.directory / INIT_MARKER).unlink(missing_ok=True)
+
+    def remove(self) -> None:
+        if self.throwaway:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class Workspaces:
+    """Builds the workspace of a task from its definition and the daemon settings."""
+
+    def __init__(
+        self,
+        working_dir: Path,
+        driver: TerraformDriver | None = None,
+        providers: Sequence[TerraformProvider] = (),
+    ) -> None:
+        self.working_dir = working_dir
+        self.driver = driver or TerraformDriver(backend=LOCAL_BACKEND)
+        self.providers = {p.id: p for p in providers}
+
+    def directory_for(self, spec: TaskSpec, base_dir: Path | None) -> Path:
+        if spec.working_dir:
+            return Path(os.path.normpath(os.path.join(base_dir or Path.cwd(), spec.working_dir)))
+        return self.working_dir / spec.name
+
+    def for_task(
+        self, spec: TaskSpec, base_dir: Path | None, *, throwaway: bool = False
+    ) -> Workspace:
+        """The workspace of `spec`, whose relative paths resolve against `base_dir` (the
+        directory of its file; None: the current directory, as CTS does).
+
+        A throwaway workspace (for planning a task that does not exist yet) gets a fresh
+        directory of its own, removed after use."""
+        base = base_dir or Path.cwd()
+        if throwaway:
+            directory = self.working_dir / SCRATCH / f"{spec.name}-{secrets.token_hex(4)}"
+        else:
+            directory = self.directory_for(spec, base)
+        catalog_services, consul_kv = declared_inputs(spec)
+        providers = [self._provider(pid) for pid in spec.providers or ()]
+        env: dict[str, str] = {}
+        for pid in spec.providers or ():
+            known = self.providers.get(pid)
+            if known is not None:
+                env.update(known.task_env)
+        backend = self.driver.backend or LOCAL_BACKEND
+        module = rootmodule.RootModule(
+            task=spec.name,
+            description=spec.description or "",
+            source=module_source(spec.module or "", base, directory),
+            version=spec.version or "",
+            variables=self._variables(spec, base),
+            providers=providers,
+            required_providers=self.driver.required_providers,
+            backend=backend,
+            catalog_services=catalog_services,
+            consul_kv=consul_kv,
+        )
+        return Workspace(
+            spec.name,
+            directory,
+            module,
+            env,
+            select_workspace=dict(backend) != dict(LOCAL_BACKEND),
+            throwaway=throwaway,
+        )
+
+    def _provider(self, pid: str) -> rootmodule.ProviderConfig:
+        known = self.providers.get(pid)
+        name = pid.split(".", 1)[0]
+        # CTS writes an empty provider block for a name no terraform_provider defines.
+        return rootmodule.ProviderConfig(name, dict(known.body) if known else {})
+
+    @staticmethod
+    def _variables(spec: TaskSpec, base: Path) -> dict[str, Any]:
+        """variable_files in order (later files win), then the task's `variables`."""
+        values: dict[str, Any] = {}
+        for name in spec.variable_files or ():
+            path = Path(os.path.normpath(os.path.join(base, name)))
+            try:
+                body = hcl.parse(path.read_bytes(), str(path))
+            except OSError as exc:
+                raise WorkspaceError(
+                    f'task "{spec.name}": variable file {path} cannot be read: {exc.strerror}'
+                ) from None
+            except ConfigError as exc:
+                raise WorkspaceError(f'task "{spec.name}": {exc}') from None
+            if body.blocks:
+                raise WorkspaceError(
+                    f'task "{spec.name}": variable file {path} may only hold `name = value` '
+                    f"lines, found a {body.blocks[0].type!r} block on line {body.blocks[0].line}"
+                )
+            values.update({a.name: a.value for a in body.attributes})
+        values.update(spec.variables or {})
+        return values

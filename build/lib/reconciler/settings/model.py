@@ -1,0 +1,255 @@
+"""The daemon configuration, resolved once: every default applied, every path absolute.
+
+Maps hold plain values (str, number, bool, list, dict) exactly as written; they are typed
+`Mapping` to say "do not mutate", not copied into read-only proxies, so that the settings
+stay picklable for worker processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reconciler._core.errors import Location, Problem
+from reconciler.config.model import TaskSpec
+
+SECOND = 1_000_000_000
+
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERR")
+LOG_FORMATS = ("text", "json")  # not in CTS
+BACKEND_TYPES = ("azurerm", "consul", "cos", "gcs", "kubernetes", "local", "manta", "pg", "s3")
+SOURCE_TYPES = ("directory", "git")
+# version/terraform.go in CTS: ">= 0.13.0, <= 1.14.3".
+TERRAFORM_MIN = (0, 13, 0)
+TERRAFORM_MAX = (1, 14, 3)
+
+_NOWHERE = Location("<defaults>")
+
+
+@dataclass(frozen=True)
+class BufferPeriod:
+    enabled: bool = True
+    min: int = 5 * SECOND  # nanoseconds
+    max: int = 20 * SECOND
+
+
+@dataclass(frozen=True)
+class Syslog:
+    enabled: bool = False
+    facility: str = "LOCAL0"
+    name: str = "consul-terraform-sync"
+
+
+@dataclass(frozen=True)
+class TLS:
+    """TLS for our own API server."""
+
+    enabled: bool = False
+    cert: Path | None = None
+    key: Path | None = None
+    verify_incoming: bool = False
+    ca_cert: Path | None = None
+    ca_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class ConsulAuth:
+    enabled: bool = False
+    username: str = ""
+    password: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class ConsulTLS:
+    enabled: bool = False
+    verify: bool = True
+    cert: Path | None = None
+    key: Path | None = None
+    ca_cert: Path | None = None
+    ca_path: Path | None = None
+    server_name: str = ""
+
+
+@dataclass(frozen=True)
+class ConsulTransport:
+    dial_keep_alive: int = 30 * SECOND
+    dial_timeout: int = 30 * SECOND
+    disable_keep_alives: bool = False
+    idle_conn_timeout: int = 5 * SECOND
+    max_idle_conns: int = 0
+    max_idle_conns_per_host: int = 100
+    tls_handshake_timeout: int = 10 * SECOND
+    # Not in CTS: the most connections held to Consul at once; 0 = no cap (one per
+    # long poll, as CTS). Above it, services are watched through Consul's cluster-wide
+    # indexes (triggers/consul/feed.py).
+    max_conns_per_host: int = 64
+
+
+@dataclass(frozen=True)
+class DefaultCheck:
+    enabled: bool = True
+    address: str = ""
+
+
+@dataclass(frozen=True)
+class ServiceRegistration:
+    enabled: bool = True
+    service_name: str = "consul-terraform-sync"
+    address: str = ""
+    namespace: str = ""
+    default_check: DefaultCheck = DefaultCheck()
+
+
+@dataclass(frozen=True)
+class Consul:
+    address: str = "localhost:8500"
+    token: str = field(default="", repr=False)
+    auth: ConsulAuth = ConsulAuth()
+    tls: ConsulTLS = ConsulTLS()
+    transport: ConsulTransport = ConsulTransport()
+    kv_namespace: str = ""
+    kv_path: str = "consul-terraform-sync/"
+    service_registration: ServiceRegistration = ServiceRegistration()
+
+
+@dataclass(frozen=True)
+class TerraformDriver:
+    version: str | None = None  # None: the runner picks
+    path: Path | None = None  # where the terraform binary is looked for; None: the runner picks
+    log: bool = False
+    persist_log: bool = False
+    workers: int = 4  # at most this many Terraform runs at once
+    # "changed": at start, a task whose definition and inputs equal its last successful
+    # apply is not applied again; "always": every task is (CTS).
+    apply_on_start: str = "changed"
+    required_providers: Mapping[str, Any] = field(default_factory=dict)
+    # Exactly one backend type; when none is configured, `local` (state per task in its
+    # workspace) where CTS defaults to consul. A configured consul backend gets CTS's
+    # defaults (address, path, gzip, TLS) merged in.
+    backend: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: {"local": {}})
+
+
+@dataclass(frozen=True)
+class TerraformProvider:
+    name: str
+    # The block as written, meta-arguments (alias, task_env, auto_commit) included.
+    body: Mapping[str, Any] = field(default_factory=dict)
+    location: Location = field(default=_NOWHERE, compare=False)
+
+    @property
+    def alias(self) -> str | None:
+        alias = self.body.get("alias")
+        return alias if isinstance(alias, str) else None
+
+    @property
+    def id(self) -> str:
+        """`name` or `name.alias`: how tasks refer to it."""
+        return f"{self.name}.{self.alias}" if self.alias else self.name
+
+    @property
+    def task_env(self) -> Mapping[str, str]:
+        env = self.body.get("task_env")
+        return env if isinstance(env, dict) else {}
+
+    @property
+    def auto_commit(self) -> bool:
+        return self.body.get("auto_commit") is True
+
+    @property
+    def arguments(self) -> Mapping[str, Any]:
+        """The provider arguments without CTS's own meta-arguments."""
+        return {k: v for k, v in self.body.items() if k not in ("task_env", "auto_commit")}
+
+
+@dataclass(frozen=True)
+class Service:
+    """Deprecated CTS `service` block."""
+
+    name: str
+    id: str
+    description: str = ""
+    datacenter: str = ""
+    namespace: str = ""
+    filter: str = ""
+    cts_user_defined_meta: Mapping[str, str] = field(default_factory=dict)
+    location: Location = field(default=_NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
+class DirectorySource:
+    path: Path
+    allow_empty: bool = False
+    location: Location = field(default=_NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
+class GitAuthor:
+    name: str = "reconciler"
+    email: str = "reconciler@localhost"
+
+
+@dataclass(frozen=True)
+class GitSource:
+    url: str
+    branch: str = "main"
+    ref: str | None = None
+    commit: str | None = None
+    path: str = ""  # directory inside the repository, "" for its root
+    poll_interval: int = 30 * SECOND
+    push: bool = False
+    webhook_secret: str | None = field(default=None, repr=False)
+    # Attempts to rebase and push again after a rejected push, or "background": keep a
+    # commit the remote cannot take now and push it later.
+    push_retry: int | str = 3
+    ssh_key_file: Path | None = None
+    token_env: str | None = None  # name of the environment variable holding a token
+    token_username: str = "x-access-token"
+    timeout: int = 30 * SECOND  # for every git command
+    author: GitAuthor = GitAuthor()
+    location: Location = field(default=_NOWHERE, compare=False)
+
+
+Source = DirectorySource | GitSource
+
+
+@dataclass(frozen=True)
+class ConfiguredTask:
+    """A task written in a daemon configuration file."""
+
+    spec: TaskSpec
+    file: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    log_level: str = "INFO"
+    log_format: str = "text"  # or "json": one JSON object per line
+    port: int = 8558
+    bind_address: str = "127.0.0.1"
+    # Required as `Authorization: Bearer <token>` on the API (but /v1/health and the
+    # signed webhook); "" = no token.
+    api_token: str = field(default="", repr=False)
+    metrics_token: bool = True  # /metrics needs the token too (when there is one)
+    working_dir: Path = Path("sync-tasks")  # always absolute once loaded
+    id: str = ""
+    client_type: str = ""
+    buffer_period: BufferPeriod = BufferPeriod()
+    syslog: Syslog = Syslog()
+    tls: TLS = TLS()
+    consul: Consul = Consul()
+    # A `consul` block was written: the daemon connects to Consul (without one, the
+    # defaults above only feed a driver "terraform" backend "consul").
+    consul_configured: bool = False
+    # `catalog "directory" { path }`: the embedded catalog; None when no block sets it.
+    catalog_path: Path | None = None
+    driver: TerraformDriver = TerraformDriver()
+    terraform_providers: tuple[TerraformProvider, ...] = ()
+    vault: Mapping[str, Any] | None = None  # None: no vault block
+    services: tuple[Service, ...] = ()
+    sources: tuple[Source, ...] = ()
+    tasks: tuple[ConfiguredTask, ...] = ()
+    warnings: tuple[Problem, ...] = field(default=(), compare=False)
+    config_files: tuple[str, ...] = field(default=(), compare=False)

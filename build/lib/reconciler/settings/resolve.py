@@ -1,0 +1,526 @@
+"""Merged partials -> Settings: defaults (including environment variables) and validation.
+
+Every check records a problem and carries on with a usable value, so that one load reports
+every mistake.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import posixpath
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from reconciler._core.errors import Location, Problem
+from reconciler.config.tasks import task_where
+from reconciler.settings.model import (
+    BACKEND_TYPES,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    TERRAFORM_MAX,
+    TERRAFORM_MIN,
+    TLS,
+    BufferPeriod,
+    ConfiguredTask,
+    Consul,
+    ConsulAuth,
+    ConsulTLS,
+    ConsulTransport,
+    DefaultCheck,
+    Service,
+    ServiceRegistration,
+    Syslog,
+    TerraformDriver,
+    TerraformProvider,
+)
+from reconciler.settings.partial import Partial
+from reconciler.settings.tls import TLSFileError, missing_files, server_context
+
+_SEMVER = re.compile(r"v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?")
+_VAULT_SECRET = re.compile(r"\{\{-?\s*(?:with\s+)?secret\b")
+
+
+class Checker:
+    def __init__(self, problems: list[Problem], warnings: list[Problem]) -> None:
+        self.problems = problems
+        self.warnings = warnings
+
+    def bad(self, message: str, where: tuple[str, ...], at: Location) -> None:
+        self.problems.append(Problem(message, where, at))
+
+    def warn(self, message: str, where: tuple[str, ...], at: Location) -> None:
+        self.warnings.append(Problem(message, where, at))
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def _env(env: Mapping[str, str], *names: str) -> str | None:
+    for name in names:
+        value = env.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def log_level(top: Partial, c: Checker) -> str:
+    level = str(top.get("log_level", "INFO")).upper()
+    if level not in LOG_LEVELS:
+        c.bad(
+            f'invalid log_level "{top.get("log_level")}": expected one of ' + ", ".join(LOG_LEVELS),
+            (),
+            top.loc("log_level"),
+        )
+        return "INFO"
+    return level
+
+
+def log_format(top: Partial, c: Checker) -> str:
+    fmt = top.get("log_format", LOG_FORMATS[0])
+    if fmt not in LOG_FORMATS:
+        c.bad(f'"log_format" must be "text" or "json", not "{fmt}"', (), top.loc("log_format"))
+        return LOG_FORMATS[0]
+    return str(fmt)
+
+
+def buffer_period(p: Partial, c: Checker) -> BufferPeriod:
+    enabled, low, high = p.get("enabled"), p.get("min"), p.get("max")
+    if enabled is False:
+        return BufferPeriod(False, 0, 0)
+    if enabled is None and low is None and high is None:
+        return BufferPeriod()
+    low = BufferPeriod.min if low is None else low
+    high = 4 * low if high is None else high
+    if low < 0 or high < 0:
+        c.bad("buffer_period: cannot be negative", (), p.loc("min" if low < 0 else "max"))
+        return BufferPeriod()
+    if high < low:
+        c.warn(
+            "buffer_period: min is greater than max; max is raised to min (as CTS does)",
+            (),
+            p.loc("max"),
+        )
+    return BufferPeriod(True, low, max(low, high))
+
+
+def catalog_path(top: Partial, c: Checker) -> Path | None:
+    """`catalog "directory" { path }`: the embedded catalog, which stands in for Consul."""
+    block = top.blocks.get("catalog")
+    if block is None:
+        return None
+    where = ('catalog "directory"',)
+    if "consul" in top.blocks:
+        c.bad(
+            'a catalog "directory" block and a consul block cannot both be configured: '
+            "tasks read either Consul or the embedded catalog",
+            where,
+            block.at,
+        )
+        return None
+    path = block.get("path")
+    if not path:
+        c.bad('"path" is required', where, block.at)
+        return None
+    return Path(path)
+
+
+def syslog(p: Partial) -> Syslog:
+    enabled = p.get("enabled")
+    if enabled is None:
+        enabled = bool(p.get("facility") or p.get("name"))
+    return Syslog(enabled, p.get("facility", Syslog.facility).upper(), p.get("name", Syslog.name))
+
+
+def api_tls(p: Partial, c: Checker) -> TLS:
+    cert, key = _path(p.get("cert")), _path(p.get("key"))
+    ca_cert, ca_path = _path(p.get("ca_cert")), _path(p.get("ca_path"))
+    verify_incoming = p.get("verify_incoming", False)
+    enabled = p.get("enabled")
+    if enabled is None:
+        enabled = bool(cert or key or ca_cert or ca_path or verify_incoming)
+    where = ("tls",)
+    before = len(c.problems)
+    if enabled and not (cert and key):
+        c.bad(
+            "key and cert are required if TLS is enabled on the CTS API",
+            where,
+            p.loc("enabled", "cert", "key"),
+        )
+    elif cert and not key:
+        c.bad("key is required if cert is configured for TLS on the CTS API", where, p.loc("cert"))
+    if verify_incoming and not (ca_cert or ca_path):
+        c.bad(
+            "either ca_cert or ca_path is required if verify_incoming is enabled on the CTS API",
+            where,
+            p.loc("verify_incoming"),
+        )
+    if verify_incoming and ca_cert and ca_path:
+        c.warn(
+            "ca_cert and ca_path are both configured, but only ca_cert will be used for "
+            "TLS on the CTS API",
+            where,
+            p.loc("ca_path"),
+        )
+    if enabled and not verify_incoming and (ca_cert or ca_path):
+        c.warn(
+            "ca_cert and ca_path are used only with verify_incoming = true: clients are "
+            "not asked for a certificate",
+            where,
+            p.loc("ca_cert", "ca_path"),
+        )
+    result = TLS(enabled, cert, key, verify_incoming, ca_cert, ca_path)
+    if not enabled or len(c.problems) != before:
+        return result  # the files matter once the block itself is right
+    for missing in missing_files(result):
+        c.bad(missing.message, where, p.loc(missing.setting))
+    if len(c.problems) == before:
+        # Load the files now, so that a wrong key or a file that is not PEM is reported
+        # with its line (and by `reconciler validate`), not when the server starts.
+        try:
+            server_context(result)
+        except TLSFileError as exc:
+            c.bad(exc.message, where, p.loc(exc.setting))
+    return result
+
+
+def consul(p: Partial, env: Mapping[str, str], c: Checker) -> Consul:
+    address = p.get("address")
+    if address is None:
+        address = _env(env, "CONSUL_HTTP_ADDR") or Consul.address
+    token = p.get("token")
+    if token is None:
+        token = _env(env, "CONSUL_TOKEN", "CONSUL_HTTP_TOKEN") or ""
+    auth = p.block("auth")
+    username, password = auth.get("username", ""), auth.get("password", "")
+    transport = p.block("transport")
+    d = ConsulTransport()
+    max_conns = transport.get("max_conns_per_host", d.max_conns_per_host)
+    if max_conns < 0:
+        c.bad(
+            '"max_conns_per_host" cannot be negative (0: no cap)',
+            ("consul", "transport"),
+            transport.loc("max_conns_per_host"),
+        )
+        max_conns = d.max_conns_per_host
+    return Consul(
+        address=address,
+        token=token,
+        auth=ConsulAuth(auth.get("enabled", bool(username or password)), username, password),
+        tls=_consul_tls(p.block("tls"), env),
+        transport=ConsulTransport(
+            dial_keep_alive=transport.get("dial_keep_alive", d.dial_keep_alive),
+            dial_timeout=transport.get("dial_timeout", d.dial_timeout),
+            disable_keep_alives=transport.get("disable_keep_alives", d.disable_keep_alives),
+            idle_conn_timeout=transport.get("idle_conn_timeout", d.idle_conn_timeout),
+            max_idle_conns=transport.get("max_idle_conns", d.max_idle_conns),
+            max_idle_conns_per_host=transport.get(
+                "max_idle_conns_per_host", d.max_idle_conns_per_host
+            ),
+            tls_handshake_timeout=transport.get("tls_handshake_timeout", d.tls_handshake_timeout),
+            max_conns_per_host=max_conns,
+        ),
+        kv_namespace=p.get("kv_namespace", ""),
+        kv_path=p.get("kv_path", Consul.kv_path),
+        service_registration=_service_registration(p.block("service_registration"), c),
+    )
+
+
+def _consul_tls(p: Partial, env: Mapping[str, str]) -> ConsulTLS:
+    enabled = p.get("enabled")
+    if enabled is None:
+        # As CTS: any field set in the file enables TLS, environment variables do not.
+        enabled = any(p.get(k) for k in ("cert", "key", "ca_cert", "ca_path", "server_name"))
+        enabled = enabled or p.has("verify")
+
+    def file(name: str, variable: str) -> Path | None:
+        if p.has(name):
+            return _path(p.get(name))
+        value = _env(env, variable)
+        return Path(value).absolute() if value else None
+
+    return ConsulTLS(
+        enabled=enabled,
+        verify=p.get("verify", True),
+        cert=file("cert", "CONSUL_CLIENT_CERT"),
+        key=file("key", "CONSUL_CLIENT_KEY"),
+        ca_cert=file("ca_cert", "CONSUL_CACERT"),
+        ca_path=file("ca_path", "CONSUL_CAPATH"),
+        server_name=p.get("server_name")
+        if p.has("server_name")
+        else (_env(env, "CONSUL_TLS_SERVER_NAME") or ""),
+    )
+
+
+def _service_registration(p: Partial, c: Checker) -> ServiceRegistration:
+    check = p.block("default_check")
+    address = check.get("address", "")
+    where = ("consul", "service_registration", "default_check")
+    if address and not address.lower().startswith("http"):
+        c.bad(
+            "default check address must include scheme (http or https)", where, check.loc("address")
+        )
+    elif address:
+        try:
+            host = urlsplit(address).netloc
+        except ValueError as exc:  # e.g. "Invalid IPv6 URL" for an unbalanced "["
+            c.bad(
+                f'error with address for default check: {exc}: "{address}"',
+                where,
+                check.loc("address"),
+            )
+        else:
+            if not host:
+                c.bad(
+                    f'error with address for default check: no host in "{address}"',
+                    where,
+                    check.loc("address"),
+                )
+    d = ServiceRegistration()
+    return ServiceRegistration(
+        enabled=p.get("enabled", d.enabled),
+        service_name=p.get("service_name", d.service_name),
+        address=p.get("address", d.address),
+        namespace=p.get("namespace", d.namespace),
+        default_check=DefaultCheck(check.get("enabled", True), address),
+    )
+
+
+APPLY_ON_START = ("changed", "always")
+
+
+def driver(p: Partial, consul_settings: Consul, c: Checker) -> TerraformDriver:
+    where = ('driver "terraform"',)
+    version = p.get("version") or None
+    if version is not None:
+        problem = terraform_version_problem(version)
+        if problem:
+            c.bad(problem, where, p.loc("version"))
+    apply_on_start = p.get("apply_on_start", TerraformDriver.apply_on_start)
+    if apply_on_start not in APPLY_ON_START:
+        c.bad(
+            f'"apply_on_start" must be "changed" or "always", not "{apply_on_start}"',
+            where,
+            p.loc("apply_on_start"),
+        )
+        apply_on_start = TerraformDriver.apply_on_start
+    workers = p.get("workers", TerraformDriver.workers)
+    if workers < 1:
+        c.bad('"workers" must be at least 1', where, p.loc("workers"))
+        workers = 1
+    backend: dict[str, Any] = dict(p.get("backend") or {})
+    if len(backend) > 1:
+        c.bad(
+            "only one Terraform backend can be configured, found: "
+            + ", ".join(f'"{b}"' for b in sorted(backend)),
+            where,
+            p.loc("backend"),
+        )
+    if not backend:
+        # CTS defaults to its consul backend; without a Consul client we keep state per
+        # task in its workspace (<working_dir>/<task>/terraform.tfstate) instead.
+        backend = {"local": {}}
+    elif "consul" in backend:
+        default = default_backend(consul_settings)
+        backend["consul"] = {**default["consul"], **backend["consul"]}
+    return TerraformDriver(
+        version=version,
+        path=_path(p.get("path")),
+        log=p.get("log", False),
+        persist_log=p.get("persist_log", False),
+        workers=workers,
+        apply_on_start=apply_on_start,
+        required_providers=p.get("required_providers") or {},
+        backend=backend,
+    )
+
+
+def backend_type_problems(backend: Mapping[str, Any]) -> Iterator[str]:
+    for name in backend:
+        if name not in BACKEND_TYPES:
+            yield f'unsupported Terraform backend by Sync "{name}"; expected one of: ' + (
+                ", ".join(BACKEND_TYPES)
+            )
+
+
+def terraform_version_problem(version: str) -> str | None:
+    m = _SEMVER.fullmatch(version)
+    if m is None:
+        return f"Malformed version: {version}"
+    if m.group(3) is None:
+        return f"provide the exact Terraform version to install: {version}"
+    parts = (int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    if m.group(4) or not TERRAFORM_MIN <= parts <= TERRAFORM_MAX:
+        low, high = (".".join(map(str, v)) for v in (TERRAFORM_MIN, TERRAFORM_MAX))
+        return (
+            "Terraform version is not supported by Consul Terraform Sync, try updating to "
+            f"a different version (>= {low}, <= {high}): {version}"
+        )
+    return None
+
+
+def default_backend(settings: Consul) -> dict[str, Any]:
+    """CTS's default consul backend (state in Consul KV under <kv_path>/terraform, over TLS
+    if Consul is), which a configured `backend "consul"` is merged over."""
+    kv = settings.kv_path
+    path = "consul-terraform-sync/terraform"
+    if kv:
+        path = (
+            kv if kv.endswith("/terraform") else posixpath.normpath(posixpath.join(kv, "terraform"))
+        )
+    backend: dict[str, Any] = {"address": settings.address, "path": path, "gzip": True}
+    tls = settings.tls
+    if tls.enabled:
+        backend["scheme"] = "https"
+        for key, value in (
+            ("ca_file", tls.ca_cert),
+            ("cert_file", tls.cert),
+            ("key_file", tls.key),
+        ):
+            if value is not None:
+                backend[key] = str(value)
+    return {"consul": backend}
+
+
+# --- lists gathered from every file --------------------------------------------------------
+
+
+def check_providers(providers: list[TerraformProvider], c: Checker) -> None:
+    seen: dict[str, TerraformProvider] = {}
+    for provider in providers:
+        first = seen.setdefault(provider.id, provider)
+        if first is not provider:
+            c.bad(
+                f"duplicate provider configuration: {provider.id} (first configured at "
+                f"{first.location})",
+                (),
+                provider.location,
+            )
+
+
+def check_services(services: list[Service], c: Checker) -> None:
+    seen: dict[str, Service] = {}
+    for service in services:
+        first = seen.setdefault(service.id, service)
+        if first is not service:
+            c.bad(
+                f"unique service IDs are required: {service.id} (first used at {first.location})",
+                ("service",),
+                service.location,
+            )
+
+
+def check_tasks(
+    tasks: list[ConfiguredTask], providers: list[TerraformProvider], c: Checker
+) -> list[ConfiguredTask]:
+    """Report tasks defined twice across files and auto_commit providers shared by tasks;
+    return the tasks with duplicates left out."""
+    unique: dict[str, ConfiguredTask] = {}
+    for task in tasks:
+        name = task.spec.name
+        first = unique.setdefault(name, task)
+        if first is not task:
+            c.bad(
+                f"duplicate task name: {name} (defined in {first.file}:{first.line} and in "
+                f"{task.file}:{task.line})",
+                (task_where(name),),
+                Location(task.file, task.line),
+            )
+    auto_commit = {p.id for p in providers if p.auto_commit}
+    users: dict[str, ConfiguredTask] = {}
+    for task in unique.values():
+        for provider in task.spec.providers or ():
+            if provider not in auto_commit:
+                continue
+            first = users.setdefault(provider, task)
+            if first is not task:
+                c.bad(
+                    f"provider with autocommit ({provider}) cannot be used by more than one "
+                    f"task: also used by task {first.spec.name}",
+                    (task_where(task.spec.name),),
+                    Location(task.file, task.line),
+                )
+    return list(unique.values())
+
+
+def check_vault_templates(
+    providers: list[TerraformProvider],
+    vault: Mapping[str, Any] | None,
+    env: Mapping[str, str],
+    c: Checker,
+) -> None:
+    vault = vault or {}
+    enabled = vault.get("enabled")
+    if not isinstance(enabled, bool):
+        enabled = bool(vault.get("address") or _env(env, "VAULT_ADDR"))
+    if enabled:
+        return
+    for provider in providers:
+        if any(_VAULT_SECRET.search(s) for s in _strings(provider.body)):
+            c.bad(
+                "detected dynamic configuration using Vault: missing Vault configuration",
+                (f'terraform_provider "{provider.name}"',),
+                provider.location,
+            )
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+TOKEN_KEYS = ("api_token", "api_token_file", "api_token_env")
+
+
+def api_token(top: Partial, env: Mapping[str, str], c: Checker) -> str:
+    """The API token from `api_token`, the file `api_token_file` (one line; surrounding
+    whitespace dropped) or the environment variable `api_token_env` names; one of them."""
+    given = [k for k in TOKEN_KEYS if top.get(k) is not None]
+    if len(given) > 1:
+        c.bad(f"set only one of {', '.join(given)}", (), top.loc(given[1]))
+        return ""
+    if not given:
+        return ""
+    key = given[0]
+    value = top.get(key)
+    if key == "api_token_file":
+        try:
+            token = Path(value).read_text().strip()
+        except OSError as exc:
+            c.bad(f'api_token_file "{value}": {exc.strerror or exc}', (), top.loc(key))
+            return ""
+        where = f'the file "{value}"'
+    elif key == "api_token_env":
+        token = env.get(value, "").strip()
+        where = f"the environment variable {value}"
+        if value not in env:
+            c.bad(f"api_token_env: {where} is not set", (), top.loc(key))
+            return ""
+    else:
+        token, where = str(value), "api_token"
+    if not token:
+        c.bad(f"api_token: {where} is empty", (), top.loc(key))
+        return ""
+    if any(ch.isspace() for ch in token) or not token.isprintable():
+        c.bad(f"api_token: {where} holds whitespace or control characters", (), top.loc(key))
+        return ""
+    return token
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost`, a name under it (RFC 6761), or a loopback address."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

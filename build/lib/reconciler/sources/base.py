@@ -1,0 +1,99 @@
+"""What every source (directory, git repository) hands to the reconciler."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+
+def content_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class FileContent:
+    data: bytes
+    digest: str
+
+    @classmethod
+    def of(cls, data: bytes) -> FileContent:
+        return cls(data, content_digest(data))
+
+
+@dataclass
+class SourceUpdate:
+    """Files that changed since the source's last update.
+
+    `changed` maps a '/'-separated path relative to the source root to its new content, or
+    None when the file is gone. `unreadable` maps paths that exist but cannot be read to
+    the reason; their tasks stay at their last-known-good definition. `revision` is the
+    source-wide revision (a commit sha for git) or None when each file's content hash is
+    its revision.
+    """
+
+    changed: dict[str, FileContent | None] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)
+    revision: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.changed or self.unreadable)
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One file change asked for through the API, with what a commit message needs."""
+
+    rel: str
+    data: bytes | None  # None: remove the file
+    create: bool = False  # never replace an existing file
+    action: str = ""  # "create", "update" or "delete"
+    task: str = ""
+    request_id: str = ""
+
+
+class Source(Protocol):
+    """A place task files live. Blocking methods run in a worker thread."""
+
+    name: str
+
+    def display_path(self, rel: str) -> str:
+        """How to show a file in messages (e.g. 'tasks/web.hcl')."""
+        ...
+
+    def full_scan(self) -> SourceUpdate:
+        """Compare everything with what was reported before. Raises SourceError when the
+        source as a whole is unavailable (never report that as 'all files deleted')."""
+        ...
+
+    def scan_paths(self, paths: set[str]) -> SourceUpdate:
+        """Re-read only the given paths (hints from a watcher)."""
+        ...
+
+    def read(self, rel: str) -> bytes | None:
+        """Current bytes of one file, or None if it does not exist."""
+        ...
+
+    def commit(self, change: FileChange) -> None:
+        """Make one change durable in the source (for git: commit, and push if asked)
+        before returning. With change.create an existing file is never replaced
+        (FileExistsError). Raises SourceError when the change cannot be made durable now
+        and ConflictError when it collides with a change made elsewhere; in both cases
+        nothing changed."""
+        ...
+
+
+@runtime_checkable
+class LocalFiles(Protocol):
+    """A source whose files are on the local disk (a directory, a git checkout).
+
+    Relative paths inside a task (its `module`, `variable_files`) resolve against the
+    directory of the file that defines it. The path must stay the same across revisions
+    (a stable checkout path, not one directory per commit), or every new revision would
+    move every task's module and re-initialise its workspace.
+    """
+
+    def absolute_path(self, rel: str) -> Path:
+        """The absolute path of a file of the source."""
+        ...

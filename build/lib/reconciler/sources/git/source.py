@@ -1,0 +1,409 @@
+"""A git repository as a task source.
+
+Following: each full scan fetches the followed branch (or pinned tag or commit) into
+`refs/reconciler/incoming`, moves the work tree there, and reports only the files that
+changed between the commit last reported and the new one (revision = commit sha).
+
+Writing: each API change is one commit touching one file, pushed before `commit()`
+returns (with `push = true`). What makes this safe across crashes is one invariant:
+`refs/remotes/origin/<branch>` is always an ancestor of the local branch, so
+`origin/<branch>..<branch>` are exactly the commits not pushed yet. Fetching never moves
+it; it moves only once the local branch has been reset or rebased onto the fetched
+commit, or after a push. Unpushed commits are never dropped silently: they are pushed,
+rebased, or (when they conflict while following) kept under `refs/reconciler/preserved/`
+and reported. The one exception is the commit of the call in progress, dropped when
+that call fails, so that a failed API call changes nothing.
+
+Threads: every public method takes the source's lock and opens its own GitPython `Repo`
+for the operation (runner.session), so it can be called from any worker thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import logging
+import os
+import stat
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler._core.errors import ConflictError, SourceError, StorageFullError
+from reconciler._core.fsutil import atomic_write, durable_unlink
+from reconciler.sources.base import FileChange, FileContent, SourceUpdate
+from reconciler.sources.directory import MAX_READ_BYTES, is_candidate
+from reconciler.sources.git.branch import Branch, Conflict
+from reconciler.sources.git.clone import Clone
+from reconciler.sources.git.options import GitOptions
+from reconciler.sources.git.runner import Git, GitFailure
+
+log = logging.getLogger(__name__)
+
+
+class SourceReadOnlyError(ConflictError):
+    """The source follows a pinned tag or commit: it cannot take changes (API: 409)."""
+
+    reason = "ReadOnly"
+
+
+@dataclass(frozen=True)
+class GitStatus:
+    url: str  # credentials masked
+    follows: str
+    last_fetched_revision: str | None = None
+    last_fetch_at: float | None = None  # Unix time
+    fetches: int = 0
+    head_revision: str | None = None  # the commit the work tree is at
+    last_error: str | None = None
+    unpushed_commits: int = 0
+    preserved: tuple[str, ...] = ()  # refs keeping unpushed commits that conflicted
+
+    def as_dict(self) -> dict[str, object]:
+        out = dataclasses.asdict(self)
+        out["preserved"] = list(self.preserved)
+        return out
+
+
+class GitSource:
+    def __init__(self, options: GitOptions, working_dir: Path, *, name: str = "git") -> None:
+        self.name = name
+        self.options = options
+        self.clone_dir = working_dir / ".reconciler" / "git" / name
+        self._lock = threading.RLock()
+        self._clone = Clone(options, self.clone_dir, name, self._fetched)
+        self._branch = Branch(self._clone)
+        self._applied: str | None = None  # the commit whose files were last reported
+        self._reported: set[str] = set()  # files reported as existing
+        self._status = GitStatus(options.shown_url, options.followed)
+
+    @classmethod
+    def from_settings(cls, settings: object, working_dir: Path, *, name: str = "git") -> GitSource:
+        return cls(GitOptions.from_settings(settings), working_dir, name=name)
+
+    def close(self) -> None:
+        with self._lock:
+            self._clone.close()
+
+    # --- paths and status --------------------------------------------------------------
+
+    def _repo_rel(self, rel: str) -> str:
+        return f"{self.options.path}/{rel}" if self.options.path else rel
+
+    def _source_rel(self, repo_rel: str) -> str | None:
+        prefix = self.options.path
+        if not prefix:
+            return repo_rel
+        return repo_rel[len(prefix) + 1 :] if repo_rel.startswith(prefix + "/") else None
+
+    def absolute_path(self, rel: str) -> Path:
+        """Where the file is in the clone: the same path at every revision, so a task's
+        relative module path does not move with each commit."""
+        return self.clone_dir / self._repo_rel(rel)
+
+    def display_path(self, rel: str) -> str:
+        return self._repo_rel(rel)
+
+    def describe(self) -> dict[str, object]:
+        """For /v1/status."""
+        return self.status().as_dict()
+
+    def problems(self) -> list[str]:
+        """What /v1/health reports beyond an unreachable remote."""
+        status = self.status()
+        out: list[str] = []
+        if status.unpushed_commits and self.options.push:
+            out.append(f"{status.unpushed_commits} commit(s) not pushed to {status.url} yet")
+        for ref in status.preserved:
+            out.append(f"an unpushed commit conflicted with upstream and is kept at {ref}")
+        return out
+
+    def status(self) -> GitStatus:
+        """A snapshot; safe to read from any thread."""
+        return self._status
+
+    def _note(self, **changes: object) -> None:
+        self._status = dataclasses.replace(self._status, **changes)  # type: ignore[arg-type]
+
+    def _fetched(self, commit: str) -> None:
+        self._note(
+            last_fetched_revision=commit,
+            last_fetch_at=time.time(),
+            fetches=self._status.fetches + 1,
+        )
+
+    def _refresh_status(self, git: Git) -> None:
+        unpushed = self._branch.unpushed(git)
+        self._note(
+            head_revision=git.rev("HEAD"),
+            unpushed_commits=unpushed,
+            preserved=self._branch.preserved(git),
+            last_error=self._branch.push_error if unpushed else None,
+        )
+
+    def _unavailable(self, exc: GitFailure) -> SourceError:
+        # A killed command may leave git lock files: clean up before the next use.
+        self._clone.dirty = True
+        self._note(last_error=exc.message)
+        return SourceError(f"git source {self.options.shown_url}: {exc.message}")
+
+    # --- following ---------------------------------------------------------------------
+
+    def full_scan(self) -> SourceUpdate:
+        with self._lock:
+            try:
+                update = self._scan_once()
+            except GitFailure as exc:
+                if exc.remote:
+                    raise self._unavailable(exc) from None
+                # A local command failed: the clone is broken; clone again.
+                self._clone.suspect = exc.message
+                try:
+                    update = self._scan_once()
+                except GitFailure as again:
+                    raise self._unavailable(again) from None
+            self._clone.maybe_gc()
+            return update
+
+    def _scan_once(self) -> SourceUpdate:
+        with self._clone.session() as git:
+            new = self._clone.fetch(git)
+            if not self.options.pinned:
+                self._branch.follow(git, new)
+            elif git.rev("HEAD") != new:
+                git.out("checkout", "-q", "--force", "--detach", new)
+            update = self._report(git, ())
+            self._refresh_status(git)
+            return update
+
+    def scan_paths(self, paths: set[str]) -> SourceUpdate:
+        """The hinted files, plus whatever the work tree's commit changed since the last
+        report (after a write-back rebased onto upstream, that includes upstream's
+        changes). Nothing is fetched."""
+        with self._lock:
+            try:
+                with self._clone.session() as git:
+                    return self._report(git, paths)
+            except GitFailure as exc:
+                raise self._unavailable(exc) from None
+
+    def _report(self, git: Git, extra: Iterable[str]) -> SourceUpdate:
+        head = git.rev("HEAD")
+        assert head is not None
+        prefix = self.options.path
+        if self._applied is None or git.rev(self._applied) is None:
+            candidates = set(git.tree_paths(head, prefix))
+            candidates |= {self._repo_rel(r) for r in self._reported}
+        elif self._applied != head:
+            candidates = set(git.changed_paths(self._applied, head, prefix))
+        else:
+            candidates = set()
+        candidates |= {self._repo_rel(r) for r in extra}
+        update = SourceUpdate(revision=head)
+        for repo_rel in sorted(candidates):
+            rel = self._source_rel(repo_rel)
+            if rel is not None and is_candidate(rel):
+                self._report_file(rel, update)
+        self._applied = head
+        return update
+
+    def _report_file(self, rel: str, update: SourceUpdate) -> None:
+        result = self._read_file(rel)
+        if isinstance(result, str):
+            update.unreadable[rel] = result
+        elif result is not None:
+            update.changed[rel] = result
+            self._reported.add(rel)
+        elif rel in self._reported:
+            update.changed[rel] = None
+            self._reported.discard(rel)
+
+    def _read_file(self, rel: str) -> FileContent | str | None:
+        """Content, a reason it cannot be read, or None when it does not exist. Symbolic
+        links are not followed: a repository must not make us read files outside it."""
+        path = self.clone_dir / self._repo_rel(rel)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return "symbolic links are not followed in a git source"
+            return exc.strerror or str(exc)
+        with open(fd, "rb") as f:
+            try:
+                st = os.fstat(f.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    return "not a regular file"
+                if st.st_size > MAX_READ_BYTES:
+                    return f"file is {st.st_size} bytes, larger than the {MAX_READ_BYTES} limit"
+                return FileContent.of(f.read())
+            except OSError as exc:
+                return exc.strerror or str(exc)
+
+    def read(self, rel: str) -> bytes | None:
+        with self._lock:
+            if self._clone.dirty:
+                with contextlib.suppress(GitFailure), self._clone.session():
+                    pass  # opening a session cleans up after the failed write
+            result = self._read_file(rel) if self.clone_dir.exists() else None
+        if isinstance(result, str):
+            raise OSError(result)
+        return None if result is None else result.data
+
+    # --- writing -----------------------------------------------------------------------
+
+    def commit(self, change: FileChange) -> None:
+        if self.options.pinned:
+            raise SourceReadOnlyError(
+                f"the git source {self.options.shown_url} follows {self.options.followed}, "
+                "which is read-only; change the task in a branch instead"
+            )
+        if ".." in change.rel.split("/") or not is_candidate(change.rel):
+            raise SourceError(f"refusing to write {change.rel!r}: not a task file path")
+        with self._lock:
+            try:
+                with self._clone.session() as git:
+                    self._commit(git, change)
+            except GitFailure as exc:
+                raise self._unavailable(exc) from None
+
+    def _commit(self, git: Git, change: FileChange) -> None:
+        before = git.rev(self._clone.branch_ref)
+        assert before is not None
+        if not self._write(change):
+            return
+        path = self._repo_rel(change.rel)
+        try:
+            git.out("add", "-A", "--", path)
+            if git.ok("diff", "--cached", "--quiet", "--", path):
+                return
+            git.out("commit", "-q", "--no-verify", *_message(change), "--", path)
+        except GitFailure as exc:
+            self._undo(git, before, path)
+            if _out_of_space(exc.message, self.clone_dir):
+                raise StorageFullError(
+                    f"cannot commit {path}: no space left in {self.clone_dir} "
+                    f"({exc.message}); nothing was changed: free some space and retry",
+                    errno.ENOSPC,
+                ) from None
+            raise SourceError(f"cannot commit {path}: {exc.message}; nothing was changed") from None
+        log.info("git source %s: committed %s (%s)", self.name, path, change.action)
+        if self.options.push:
+            self._push_own(git, path, change)
+        self._refresh_status(git)
+
+    def _write(self, change: FileChange) -> bool:
+        """Change the work tree file; False when it already is as asked. A failed write
+        leaves the old file (atomic_write): nothing half-written."""
+        target = self.clone_dir / self._repo_rel(change.rel)
+        try:
+            if change.data is None:
+                if not target.exists():
+                    return False
+                durable_unlink(target)
+                return True
+            if not change.create and _read_bytes(target) == change.data:
+                return False
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(target, change.data, exclusive=change.create)
+        except FileExistsError:
+            raise
+        except StorageFullError as exc:
+            self._clone.dirty = True
+            raise StorageFullError(
+                f"cannot write {self.display_path(change.rel)}: no space left in "
+                f"{self.clone_dir}; nothing was changed: free some space and retry",
+                exc.errno,
+            ) from None
+        except OSError as exc:
+            self._clone.dirty = True
+            raise SourceError(
+                f"cannot write {self.display_path(change.rel)}: {exc.strerror or exc}; "
+                "nothing was changed"
+            ) from None
+        return True
+
+    def _undo(self, git: Git, before: str, path: str) -> None:
+        """Put the work tree, index and branch back as they were before this call."""
+        reset, _ = git.run("reset", "-q", "--hard", before, check=False)
+        clean, _ = git.run("clean", "-fdq", "--", path, check=False)
+        if reset or clean:
+            self._clone.dirty = True
+
+    def _push_own(self, git: Git, path: str, change: FileChange) -> None:
+        try:
+            self._branch.push(git, own=path)
+        except Conflict as conflict:
+            self._drop_own(git, follow=conflict.upstream)
+            what = f"the {change.action or 'update'} of task {change.task or path}"
+            if conflict.busy:
+                raise ConflictError(
+                    f"{self.options.followed} kept moving upstream: {what} was rejected "
+                    f"{self.options.push_retries + 1} times and not made; retry"
+                ) from None
+            raise ConflictError(
+                f"{path} was changed upstream (commit {conflict.upstream[:12]}) while {what} "
+                "was being pushed; the change was not made. Retry once the upstream change "
+                "has been applied"
+            ) from None
+        except GitFailure as exc:
+            if self.options.background_push:
+                self._branch.push_error = f"commit for {path} not pushed yet: {exc.message}"
+                log.warning(
+                    "git source %s: %s; it will be pushed later", self.name, self._branch.push_error
+                )
+                return
+            self._drop_own(git, follow=None)
+            raise SourceError(
+                f"the change to {path} could not be pushed to {self.options.shown_url} "
+                f"({exc.message}); it was not made"
+            ) from None
+
+    def _drop_own(self, git: Git, follow: str | None) -> None:
+        """Drop the commit of the call in progress (HEAD); with nothing else unpushed,
+        move on to the upstream commit `follow`."""
+        git.out("reset", "-q", "--hard", "HEAD~1")
+        if follow is not None and self._branch.unpushed(git) == 0:
+            git.out("reset", "-q", "--hard", follow)
+            git.out("update-ref", self._clone.origin_ref, follow)
+        self._refresh_status(git)
+
+
+def _message(change: FileChange) -> list[str]:
+    """`<action> task <name>`, then the trailers, as `git commit` arguments."""
+    action = _line(change.action or "update")
+    trailers = [f"Request-Id: {_line(change.request_id)}"] if change.request_id else []
+    trailers.append(f"Reconciler-Action: {action}")
+    return ["-m", f"{action} task {_line(change.task or change.rel)}", "-m", "\n".join(trailers)]
+
+
+# How git reports ENOSPC / EDQUOT (strerror in its messages).
+_NO_SPACE_TEXT = ("no space left on device", "disk quota exceeded", "out of diskspace")
+# Below this much free space, a failed git write is taken as lack of space even when git's
+# message does not say so (e.g. "fatal: unable to write new index file").
+_LOW_SPACE_BYTES = 256 * 1024
+
+
+def _out_of_space(message: str, directory: Path) -> bool:
+    if any(text in message.lower() for text in _NO_SPACE_TEXT):
+        return True
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < _LOW_SPACE_BYTES
+
+
+def _line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
