@@ -111,7 +111,10 @@ def create(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
         except ClientError as exc:
             ui.error(f"Error: unable to generate plan for '{name}'", exc.message)
             return EXIT_ERROR
-        run = inspect.get("run") or {}
+        if not isinstance(inspect, dict) or not isinstance(inspect.get("run"), dict):
+            ui.error(f"Error: unable to retrieve a plan for '{name}'")
+            return EXIT_ERROR
+        run = inspect["run"]
         ui.output(f"Request ID: {inspect.get('request_id', '')}")
         ui.output("Request Payload:")
         ui.output(json.dumps(body, indent=2).replace("\n", "\n    "))
@@ -137,6 +140,7 @@ def create(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
         except ClientError as exc:
             ui.error(f"Error: unable to create '{name}'", exc.message)
             return EXIT_ERROR
+        created = created if isinstance(created, dict) else {}
         ui.info(f"Task '{(created.get('task') or {}).get('name', name)}' created")
         ui.output(f"Request ID: '{created.get('request_id', '')}'")
         return EXIT_OK
@@ -301,7 +305,7 @@ def list_tasks(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
     if inv.flags.boolean("json"):
         ui.raw(json.dumps(answer, indent=2))
         return EXIT_OK
-    tasks = answer.get("tasks") or []
+    tasks = (answer.get("tasks") if isinstance(answer, dict) else None) or []
     if not tasks:
         ui.raw("No tasks.")
         return EXIT_OK

@@ -10,6 +10,7 @@ from helpers import wait_for
 from reconciler.cli.client import ClientError, add_client_flags, resolve_settings
 from reconciler.cli.flags import FlagError, FlagSet, HelpRequested
 from reconciler.cli.progress import waiting
+from reconciler.cli.status import status_lines
 
 
 def flags() -> FlagSet:
@@ -95,3 +96,30 @@ def test_progress_stays_quiet_when_not_a_terminal() -> None:
     with waiting(stream, "Applying 'web'", delay=0, interval=0.01):
         pass
     assert stream.getvalue() == ""
+
+
+def test_status_lists_what_is_wrong_under_the_table() -> None:
+    lines = status_lines(
+        {
+            "web": {
+                "status": "errored",
+                "enabled": True,
+                "active": True,
+                "source": {"file": "tasks/web.hcl", "line": 3},
+                "file_errors": ['tasks/web.hcl:4: task "web": bad'],
+                "init_error": "module not found",
+            },
+            "db": {"status": "successful", "enabled": False, "deleting": True, "source": {}},
+        }
+    )
+    assert [line.split() for line in lines[:3]] == [
+        ["TASK", "STATUS", "ENABLED", "RUNNING", "SOURCE"],
+        ["db", "successful", "false", "deleting", "-"],
+        ["web", "errored", "true", "true", "tasks/web.hcl:3"],
+    ]
+    assert "2 tasks: 1 successful, 1 errored; 1 disabled" in lines
+    assert lines[lines.index("Problems:") + 1 :] == [
+        "  task 'web': file: tasks/web.hcl:4: task \"web\": bad",
+        "  task 'web': module not found",
+    ]
+    assert status_lines({}) == ["No tasks."]
