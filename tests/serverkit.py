@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import resource
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import trustme
 import uvicorn
 from helpers import free_port
 from starlette.applications import Starlette
@@ -87,6 +89,38 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 60
             if time.monotonic() > deadline:
                 raise AssertionError(f"nothing listens on port {port} after {timeout}s") from None
             time.sleep(0.05)
+
+
+# --- certificates -----------------------------------------------------------------------
+
+
+class Certs:
+    """A CA, a server certificate for localhost, a client signed by the CA and one signed by
+    another CA; written as PEM files under `directory`."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.ca = trustme.CA()
+        self.rogue_ca = trustme.CA()
+        server = self.ca.issue_cert("localhost", "127.0.0.1")
+        self.client = self.ca.issue_cert("client@example.com")
+        self.rogue_client = self.rogue_ca.issue_cert("client@example.com")
+        self.cert, self.key = directory / "server.pem", directory / "server.key"
+        self.ca_cert = directory / "ca.pem"
+        server.cert_chain_pems[0].write_to_path(str(self.cert))
+        server.private_key_pem.write_to_path(str(self.key))
+        self.ca.cert_pem.write_to_path(str(self.ca_cert))
+
+    def client_context(self, cert: trustme.LeafCert | None = None) -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        self.ca.configure_trust(ctx)
+        if cert is not None:
+            cert.configure_cert(ctx)
+        return ctx
+
+
+def tls_block(certs: Certs, extra: str = "") -> str:
+    return f'tls {{\n  cert = "{certs.cert}"\n  key = "{certs.key}"\n{extra}}}\n'
 
 
 # --- the server configuration, embedded -----------------------------------------------------

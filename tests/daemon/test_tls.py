@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import trustme
-from serverkit import daemon_process, embedded_server, small_app, wait_listening
+from serverkit import Certs, daemon_process, embedded_server, small_app, tls_block, wait_listening
 
 from reconciler.daemon.server import GuardedEventLoop
 from reconciler.settings import TLS
@@ -32,31 +32,6 @@ def anyio_backend() -> tuple[str, dict[str, Any]]:
 
 
 HEALTH = b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-
-
-class Certs:
-    """A CA, a server certificate for localhost, a client signed by the CA and one signed by
-    another CA; written as PEM files under `directory`."""
-
-    def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.ca = trustme.CA()
-        self.rogue_ca = trustme.CA()
-        server = self.ca.issue_cert("localhost", "127.0.0.1")
-        self.client = self.ca.issue_cert("client@example.com")
-        self.rogue_client = self.rogue_ca.issue_cert("client@example.com")
-        self.cert, self.key = directory / "server.pem", directory / "server.key"
-        self.ca_cert = directory / "ca.pem"
-        server.cert_chain_pems[0].write_to_path(str(self.cert))
-        server.private_key_pem.write_to_path(str(self.key))
-        self.ca.cert_pem.write_to_path(str(self.ca_cert))
-
-    def client_context(self, cert: trustme.LeafCert | None = None) -> ssl.SSLContext:
-        ctx = ssl.create_default_context()
-        self.ca.configure_trust(ctx)
-        if cert is not None:
-            cert.configure_cert(ctx)
-        return ctx
 
 
 async def ask(port: int, ctx: ssl.SSLContext | None) -> str:
@@ -79,10 +54,6 @@ async def ask(port: int, ctx: ssl.SSLContext | None) -> str:
     finally:
         writer.close()
     return answer.split(b"\r\n", 1)[0].decode(errors="replace") or "refused: closed"
-
-
-def tls_block(certs: Certs, extra: str = "") -> str:
-    return f'tls {{\n  cert = "{certs.cert}"\n  key = "{certs.key}"\n{extra}}}\n'
 
 
 async def test_the_daemon_serves_https_and_plain_http_gets_no_answer(tmp_path: Path) -> None:
