@@ -31,6 +31,7 @@ from reconciler.api.errors import (
     http_exception_handler,
     reconciler_error_handler,
 )
+from reconciler.api.leader import FollowerRedirect
 from reconciler.api.metrics import RequestMetrics
 from reconciler.api.status import StatusEndpoints
 from reconciler.api.tasks import TaskEndpoints
@@ -70,6 +71,7 @@ def routes(context: ApiContext) -> list[Route]:
         route("/v1/status", {"GET": status.overall}),
         route("/v1/status/tasks", {"GET": status.task_statuses}),
         route("/v1/status/tasks/{name}", {"GET": status.task_status}),
+        route("/v1/status/cluster", {"GET": status.cluster}),
         route("/v1/health", {"GET": status.health}),
     ]
 
@@ -84,6 +86,11 @@ def create_app(
             Middleware(RequestMetrics, recorder=context.recorder),
             Middleware(RequestContext),
             Middleware(TokenAuth, token=context.token, open_paths=context.open_paths),
+            *(
+                [Middleware(FollowerRedirect, redirect=context.redirect)]
+                if context.redirect is not None
+                else []
+            ),
         ],
         exception_handlers={
             ApiError: api_error_handler,

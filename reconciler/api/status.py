@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from reconciler.api.context import ApiContext
-from reconciler.api.errors import ApiError, ORJSONResponse, bad_request
+from reconciler.api.errors import ApiError, ORJSONResponse, bad_request, request_id
 from reconciler.api.inputs import single_query
 from reconciler.reconcile.engine import Reconciler, SourceStatus
 from reconciler.registry.status import STATUSES, status_of
@@ -193,4 +193,12 @@ class StatusEndpoints:
         problems = list(check() if check is not None else source_problems(self.ctx.reconciler))
         if problems:
             raise ApiError(503, "; ".join(problems))
+        if self.ctx.role is not None:
+            return ORJSONResponse({"high_availability": dict(self.ctx.role())})
         return ORJSONResponse({})
+
+    async def cluster(self, request: Request) -> Response:
+        if self.ctx.cluster is None:
+            raise ApiError(405, "this endpoint is only available with high availability configured")
+        body = {**self.ctx.cluster(), "request_id": request_id(request)}
+        return ORJSONResponse(body)

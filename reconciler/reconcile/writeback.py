@@ -57,7 +57,16 @@ async def _commit(loop: SourceLoop, change: FileChange) -> None:
 
 
 class WriteBack:
-    def __init__(self, reconciler: Reconciler, loops: dict[str, SourceLoop], default: str | None):
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        loops: dict[str, SourceLoop],
+        default: str | None,
+        *,
+        term: Callable[[], int] = lambda: 0,
+    ):
+        """`term`: the leader's term, recorded in each commit (high availability)."""
+        self.term = term
         self.reconciler = reconciler
         self.registry = reconciler.registry
         self.loops = loops
@@ -112,6 +121,7 @@ class WriteBack:
                         action="create",
                         task=spec.name,
                         request_id=request_id,
+                        term=self.term(),
                     ),
                 )
             except FileExistsError:
@@ -164,7 +174,14 @@ class WriteBack:
             if new != data:
                 await _commit(
                     loop,
-                    FileChange(rel, new, action="update", task=name, request_id=request_id),
+                    FileChange(
+                        rel,
+                        new,
+                        action="update",
+                        task=name,
+                        request_id=request_id,
+                        term=self.term(),
+                    ),
                 )
             await loop.sync_paths([rel])
         live = self.registry.get(name)
@@ -184,7 +201,14 @@ class WriteBack:
             new = _edited(entry.display, lambda: edit.remove_task(data, entry.display, name))
             await _commit(
                 loop,
-                FileChange(rel, new, action="delete", task=name, request_id=request_id),
+                FileChange(
+                    rel,
+                    new,
+                    action="delete",
+                    task=name,
+                    request_id=request_id,
+                    term=self.term(),
+                ),
             )
             await loop.sync_paths([rel], deliberate=[name])
         log.info("deleted task %s from %s", name, entry.display)

@@ -23,6 +23,7 @@ class Kind(Enum):
     STRING_MAP = "a map of strings"
     BACKEND = "a backend"  # {type: {...}}: merged per type, then per field of that type
     RETRY = 'a whole number or "background"'
+    STRINGS = "a list of strings"
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,27 @@ DRIVER = BlockSpec(
         f"feature. {ENTERPRISE}",
     },
 )
+_CONSUL_STORAGE = (
+    "high availability on Consul sessions (CTS Enterprise) is not implemented: configure "
+    'storage "etcd" { endpoints = [...] }'
+)
+HIGH_AVAILABILITY = BlockSpec(
+    {"shard_runs": B},
+    {
+        "cluster": BlockSpec(
+            {"name": S},
+            {
+                "storage": BlockSpec(
+                    {"endpoints": Kind.STRINGS, "session_ttl": D, "parent_path": S},
+                    {"tls": BlockSpec({"ca_cert": P, "cert": P, "key": P})},
+                    label="etcd",
+                    label_hints={"default": _CONSUL_STORAGE, "consul": _CONSUL_STORAGE},
+                )
+            },
+        ),
+        "instance": BlockSpec({"address": S}),
+    },
+)
 VAULT = BlockSpec(free_form=True)
 CATALOG = BlockSpec({"path": P}, label="directory")
 
@@ -124,14 +146,13 @@ TOP = BlockSpec(
         "driver": DRIVER,
         "vault": VAULT,
         "catalog": CATALOG,
+        "high_availability": HIGH_AVAILABILITY,
     },
     hints={
         "provider": "'provider' is an invalid key for Consul-Terraform-Sync (CTS) "
         "configuration, try 'terraform_provider'. The terraform_provider configuration "
         "blocks are similar to provider blocks in Terraform but have additional features "
         "supported only by CTS.",
-        "high_availability": "High availability is a Consul-Terraform-Sync (CTS) Enterprise "
-        f"feature. {ENTERPRISE}",
         "license": "'license' is a Consul-Terraform-Sync (CTS) Enterprise configuration.",
         "license_path": "'license_path' is a Consul-Terraform-Sync (CTS) Enterprise configuration.",
     },

@@ -130,7 +130,8 @@ class RunQueue:
                     request, st.pending = st.pending, None
                     if request is None or st.deleting:
                         break
-                    blocked = self.gate() if self.gate is not None else None
+                    # Only applies are gated: initialising keeps a follower warm.
+                    blocked = self.gate() if self.gate is not None and request.run else None
                     if blocked is not None:
                         fail(request.waiters, TaskBusyError(blocked))
                         continue

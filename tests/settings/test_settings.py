@@ -921,14 +921,6 @@ UNKNOWN = [
         id="provider",
     ),
     pytest.param(
-        'high_availability {\n  cluster {\n    name = "c"\n  }\n}\n',
-        1,
-        'invalid key "high_availability": High availability is a '
-        "Consul-Terraform-Sync (CTS) Enterprise feature. Upgrade to Consul Enterprise "
-        "to enable CTS Enterprise features.",
-        id="high_availability",
-    ),
-    pytest.param(
         'license = "02MV4UU43BK5HGYYTOJZWFQMTMNNEWU33JLJ"\n',
         1,
         "invalid key \"license\": 'license' is a Consul-Terraform-Sync (CTS) "

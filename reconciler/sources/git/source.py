@@ -378,6 +378,8 @@ def _message(change: FileChange) -> list[str]:
     action = _line(change.action or "update")
     trailers = [f"Request-Id: {_line(change.request_id)}"] if change.request_id else []
     trailers.append(f"Reconciler-Action: {action}")
+    if change.term:
+        trailers.append(f"Leader-Term: {change.term}")
     return ["-m", f"{action} task {_line(change.task or change.rel)}", "-m", "\n".join(trailers)]
 
 

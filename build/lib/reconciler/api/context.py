@@ -3,7 +3,7 @@ are shown with, and the health check."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from reconciler._core.metrics import NULL, Recorder
@@ -34,6 +34,11 @@ class ApiContext:
     recorder: Recorder = NULL  # request metrics
     # Paths served without the token besides /v1/health and the webhook.
     open_paths: frozenset[str] = frozenset()
+    # High availability (None: not configured): the leader to send /v1/tasks requests to
+    # (None while this member leads), /v1/status/cluster, and this member's role.
+    redirect: Callable[[], str | None] | None = None
+    cluster: Callable[[], Mapping[str, object]] | None = None
+    role: Callable[[], Mapping[str, object]] | None = None
 
     @property
     def registry(self) -> Registry:

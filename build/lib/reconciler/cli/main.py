@@ -1,4 +1,5 @@
-"""Command line: `reconciler start|validate -config-file=F [-config-dir=D]...`.
+"""Command line: `reconciler start|validate -config-file=F [-config-dir=D]...`, and the
+client commands `reconciler task ...` and `reconciler status` for a running daemon.
 
 `start` runs the daemon; `start -once` initialises every task and applies every enabled
 one once, one at a time, then exits; `start -inspect` (or `-inspect-task NAME`, repeatable)
@@ -6,6 +7,9 @@ plans and prints, applying nothing.
 
 `validate` checks the configuration and the task files of every source (a git source in a
 temporary clone, at its configured branch, ref or commit and path).
+
+`task create|enable|disable|delete|list` and `status` talk to a running daemon over its API
+(reconciler.cli.task, reconciler.cli.status); they read no configuration file.
 
 Flags use Consul-Terraform-Sync's single-dash spelling (`-config-file`); the double-dash
 spelling works too. Exit codes follow CTS: 0 ok, 11 error (a task failed), 12 interrupt,
@@ -28,13 +32,32 @@ if TYPE_CHECKING:
     from reconciler.settings.model import GitSource as GitSettings
     from reconciler.sources.base import SourceUpdate
 
-EXIT_OK = 0
-EXIT_ERROR = 11
-EXIT_INTERRUPT = 12
-EXIT_MISSING_FLAGS = 13
-EXIT_FLAG_PARSE = 14
-EXIT_CONFIG = 15
-EXIT_DRIVER = 16
+from reconciler.cli.exits import (
+    EXIT_CONFIG,
+    EXIT_DRIVER,
+    EXIT_ERROR,
+    EXIT_FLAG_PARSE,
+    EXIT_INTERRUPT,
+    EXIT_MISSING_FLAGS,
+    EXIT_OK,
+)
+
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_DRIVER",
+    "EXIT_ERROR",
+    "EXIT_FLAG_PARSE",
+    "EXIT_INTERRUPT",
+    "EXIT_MISSING_FLAGS",
+    "EXIT_OK",
+    "build_parser",
+    "main",
+    "start",
+    "validate",
+]
+
+# Commands that talk to a running daemon; their flags are parsed as CTS parses them.
+CLIENT_COMMANDS = ("task", "status")
 
 log = logging.getLogger("reconciler")
 
@@ -106,10 +129,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate = sub.add_parser("validate", help="check the configuration and every task file")
     _add_config_flags(validate)
+    # Listed for the help only: main() hands these to their own parsers.
+    sub.add_parser(
+        "task",
+        help="create, enable, disable, delete or list tasks of a running daemon",
+        add_help=False,
+    )
+    sub.add_parser("status", help="show the status of a running daemon's tasks", add_help=False)
     return parser
 
 
+def run_client(args: Sequence[str]) -> int:
+    import os
+
+    from reconciler.cli.status import status
+    from reconciler.cli.task import run_task
+    from reconciler.cli.ui import Ui
+
+    ui = Ui()
+    command = run_task if args[0] == "task" else status
+    try:
+        return command(args[1:], ui, os.environ)
+    except KeyboardInterrupt:
+        ui.warn("interrupted")
+        return EXIT_INTERRUPT
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in CLIENT_COMMANDS:
+        return run_client(argv)
     from reconciler.daemon.logs import setup_logging
 
     args = build_parser().parse_args(argv)

@@ -99,7 +99,9 @@ class Core:
         runs: RunPlan | None = None,
         cache: ParseCache | None = None,
         gate: Gate | None = None,
+        term: Callable[[], int] = lambda: 0,
     ) -> None:
+        """`term`: the leader's term that write-back commits record (high availability)."""
         self.registry = Registry()
         self.cache = cache or ParseCache()
         self.reconciler = Reconciler(self.registry, self.cache)
@@ -133,7 +135,7 @@ class Core:
         self.source_names_used = set(self.plans)  # never reused: see source_plans
         self.loops = {name: self._new_loop(plan) for name, plan in self.plans.items()}
         self.hooks: dict[str, list[SourceLoop]] = {}
-        self.writeback = WriteBack(self.reconciler, {}, None)
+        self.writeback = WriteBack(self.reconciler, {}, None, term=term)
         self._wire_sources()
         self.commands = TaskCommands(
             self.reconciler,
@@ -382,6 +384,7 @@ def core_from_settings(
     workers: int | None = None,
     eager_init: bool = True,
     gate: Gate | None = None,
+    term: Callable[[], int] = lambda: 0,
     watch: bool = True,
     recorder: Recorder = NULL,
 ) -> Core:
@@ -406,6 +409,7 @@ def core_from_settings(
         runs=runs,
         cache=ParseCache(state / "parse-cache.json"),
         gate=gate,
+        term=term,
     )
 
 

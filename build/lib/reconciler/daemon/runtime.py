@@ -27,6 +27,7 @@ from reconciler._core.errors import ConfigError, ReconcilerError
 from reconciler.api.app import ApiContext, create_app
 from reconciler.api.status import source_problems
 from reconciler.api.webhooks import webhook_routes
+from reconciler.coordination.cluster import Cluster
 from reconciler.daemon.core import core_from_settings, source_plans, unwatched_consul_tasks
 from reconciler.daemon.logs import setup_logging
 from reconciler.daemon.metrics import METRICS_PATH, PrometheusMetrics
@@ -91,12 +92,20 @@ class Daemon:
         if driver is None:
             driver = self.terraform = Terraform(settings.driver, self.processes)
         self.metrics = PrometheusMetrics()
+        # High availability: the cluster's leader writes and runs; the gate says so.
+        self.cluster: Cluster | None = None
+        if settings.high_availability is not None:
+            self.cluster = Cluster(
+                settings.high_availability, settings.id, on_change=self._leadership_changed
+            )
         self.core = core_from_settings(
             settings,
             driver=driver,
             processes=self.processes,
             workers=workers,
             eager_init=eager_init,
+            gate=self.cluster.gate if self.cluster is not None else None,
+            term=(lambda: self.cluster.term if self.cluster is not None else 0),
             watch=watch,
             recorder=self.metrics,
         )
@@ -141,7 +150,17 @@ class Daemon:
             self.core.cache.misses,
         )
 
+    def _leadership_changed(self, leading: bool) -> None:
+        """A new leader runs every task once (CTS does the same), with what it sees now;
+        one that lost leadership starts nothing more (the gate) and lets a running job
+        finish."""
+        if leading and self.core.scheduler is not None:
+            # Merged with the start-up runs when leadership comes at start.
+            self.core.scheduler.trigger_all(retry=False, reason="leader", everything=True)
+        self._notify_ready()
+
     def app_context(self) -> ApiContext:
+        cluster = self.cluster
         return ApiContext(
             self.core.commands,
             defaults=lambda: self.core.defaults,
@@ -149,11 +168,16 @@ class Daemon:
             token=lambda: self._token,
             recorder=self.metrics,
             open_paths=frozenset() if self.settings.metrics_token else frozenset({METRICS_PATH}),
+            redirect=(lambda: cluster.gate()) if cluster is not None else None,
+            cluster=cluster.status if cluster is not None else None,
+            role=cluster.role if cluster is not None else None,
         )
 
     def _health(self) -> list[str]:
         problems = source_problems(self.core.reconciler)
         consul = self.core.consul.health() if self.core.consul is not None else None
+        if self.cluster is not None and self.cluster.problem is not None:
+            problems.append(f"high availability: {self.cluster.problem}")
         return [*problems, consul] if consul else problems
 
     async def run(self) -> int:
@@ -183,6 +207,10 @@ class Daemon:
             loop.add_signal_handler(sig, self.stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         background = self.core.start()
+        member = None
+        if self.cluster is not None:
+            member = asyncio.create_task(self.cluster.run(), name="cluster")
+            background.append(member)
         background.append(asyncio.create_task(self._save_cache_periodically(), name="cache"))
         serve = asyncio.create_task(self.server.serve(), name="api")
         ready = asyncio.create_task(self._notify_when_started(), name="notify")
@@ -207,6 +235,11 @@ class Daemon:
             sd_notify("STOPPING=1")
             ready.cancel()
             await self.close_runs()
+            if self.cluster is not None and member is not None:
+                # After the runs: another member may start its own once we leave.
+                member.cancel()
+                await asyncio.gather(member, return_exceptions=True)
+                await self.cluster.close()
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)

@@ -62,6 +62,30 @@ def module_source(source: str, base_dir: Path, workspace: Path) -> str:
     return relative if relative.startswith("..") else "./" + relative
 
 
+def task_variables(spec: TaskSpec, base: Path) -> dict[str, Any]:
+    """The task's variable values: its variable_files in order (later files win, paths
+    relative to `base`), then its `variables`."""
+    values: dict[str, Any] = {}
+    for name in spec.variable_files or ():
+        path = Path(os.path.normpath(os.path.join(base, name)))
+        try:
+            body = hcl.parse(path.read_bytes(), str(path))
+        except OSError as exc:
+            raise WorkspaceError(
+                f'task "{spec.name}": variable file {path} cannot be read: {exc.strerror}'
+            ) from None
+        except ConfigError as exc:
+            raise WorkspaceError(f'task "{spec.name}": {exc}') from None
+        if body.blocks:
+            raise WorkspaceError(
+                f'task "{spec.name}": variable file {path} may only hold `name = value` '
+                f"lines, found a {body.blocks[0].type!r} block on line {body.blocks[0].line}"
+            )
+        values.update({a.name: a.value for a in body.attributes})
+    values.update(spec.variables or {})
+    return values
+
+
 def _write_if_changed(path: Path, text: str) -> bool:
     data = text.encode()
     try:
@@ -207,7 +231,7 @@ class Workspaces:
             description=spec.description or "",
             source=module_source(spec.module or "", base, directory),
             version=spec.version or "",
-            variables=self._variables(spec, base),
+            variables=task_variables(spec, base),
             providers=providers,
             required_providers=self.driver.required_providers,
             backend=backend,
@@ -228,26 +252,3 @@ class Workspaces:
         name = pid.split(".", 1)[0]
         # CTS writes an empty provider block for a name no terraform_provider defines.
         return rootmodule.ProviderConfig(name, dict(known.body) if known else {})
-
-    @staticmethod
-    def _variables(spec: TaskSpec, base: Path) -> dict[str, Any]:
-        """variable_files in order (later files win), then the task's `variables`."""
-        values: dict[str, Any] = {}
-        for name in spec.variable_files or ():
-            path = Path(os.path.normpath(os.path.join(base, name)))
-            try:
-                body = hcl.parse(path.read_bytes(), str(path))
-            except OSError as exc:
-                raise WorkspaceError(
-                    f'task "{spec.name}": variable file {path} cannot be read: {exc.strerror}'
-                ) from None
-            except ConfigError as exc:
-                raise WorkspaceError(f'task "{spec.name}": {exc}') from None
-            if body.blocks:
-                raise WorkspaceError(
-                    f'task "{spec.name}": variable file {path} may only hold `name = value` '
-                    f"lines, found a {body.blocks[0].type!r} block on line {body.blocks[0].line}"
-                )
-            values.update({a.name: a.value for a in body.attributes})
-        values.update(spec.variables or {})
-        return values

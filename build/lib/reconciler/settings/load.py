@@ -100,6 +100,7 @@ def _resolve(
             top.loc("bind_address"),
         )
     driver = r.driver(top.block("driver"), consul, c)
+    high_availability = r.high_availability(top, sources, driver, c)
     repeated = {"service": services[0].location} if services else {}
     warnings.extend(unsupported_settings(top, repeated))
 
@@ -125,6 +126,7 @@ def _resolve(
         services=tuple(services),
         sources=tuple(sources),
         tasks=tuple(tasks),
+        high_availability=high_availability,
         warnings=tuple(warnings),
         config_files=tuple(d.file for d in decoded),
     )

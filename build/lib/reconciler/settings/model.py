@@ -215,6 +215,30 @@ Source = DirectorySource | GitSource
 
 
 @dataclass(frozen=True)
+class EtcdTLS:
+    ca_cert: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+
+@dataclass(frozen=True)
+class HighAvailability:
+    """`high_availability`: members of one cluster elect a leader in etcd."""
+
+    cluster_name: str
+    endpoints: tuple[str, ...]
+    session_ttl: int = 15 * SECOND  # CTS's default
+    parent_path: str = "reconciler"  # the keys live under <parent_path>/<cluster_name>/
+    tls: EtcdTLS = EtcdTLS()
+    address: str = ""  # how other members and clients reach this one's API
+    location: Location = field(default=_NOWHERE, compare=False)
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.parent_path.strip('/')}/{self.cluster_name}/"
+
+
+@dataclass(frozen=True)
 class ConfiguredTask:
     """A task written in a daemon configuration file."""
 
@@ -251,5 +275,6 @@ class Settings:
     services: tuple[Service, ...] = ()
     sources: tuple[Source, ...] = ()
     tasks: tuple[ConfiguredTask, ...] = ()
+    high_availability: HighAvailability | None = None
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
     config_files: tuple[str, ...] = field(default=(), compare=False)

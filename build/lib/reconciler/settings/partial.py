@@ -113,6 +113,8 @@ def read_field(r: BodyReader, name: str, kind: Kind, base_dir: Path) -> Any:
         return os.path.normpath(os.path.join(base_dir, text))
     if kind is Kind.BACKEND:
         return _backend(r, name)
+    if kind is Kind.STRINGS:
+        return r.strings(name)
     if kind is Kind.RETRY:
         raw = r.value(name)
         if isinstance(raw, str) and raw == "background":

@@ -20,6 +20,7 @@ from reconciler.settings.model import (
     BACKEND_TYPES,
     LOG_FORMATS,
     LOG_LEVELS,
+    SECOND,
     TERRAFORM_MAX,
     TERRAFORM_MIN,
     TLS,
@@ -30,8 +31,12 @@ from reconciler.settings.model import (
     ConsulTLS,
     ConsulTransport,
     DefaultCheck,
+    EtcdTLS,
+    GitSource,
+    HighAvailability,
     Service,
     ServiceRegistration,
+    Source,
     Syslog,
     TerraformDriver,
     TerraformProvider,
@@ -524,3 +529,93 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def high_availability(
+    top: Partial, sources: list[Source], driver: TerraformDriver, c: Checker
+) -> HighAvailability | None:
+    """`high_availability` with `storage "etcd"`; None without the block."""
+    block = top.blocks.get("high_availability")
+    if block is None:
+        return None
+    where = ("high_availability",)
+    cluster = block.block("cluster")
+    storage = cluster.block("storage")
+    name = cluster.get("name") or ""
+    if not name:
+        c.bad("a cluster name is required: cluster { name = ... }", where, cluster.loc("name"))
+    if "storage" not in cluster.blocks:
+        c.bad('a storage "etcd" block is required in the cluster block', where, cluster.loc())
+    endpoints = storage.get("endpoints") or ()
+    if "storage" in cluster.blocks and not endpoints:
+        c.bad('storage "etcd" needs at least one endpoint', where, storage.loc("endpoints"))
+    for url in endpoints:
+        parts = urlsplit(url)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path not in ("", "/")
+        ):
+            c.bad(
+                f'storage "etcd" endpoint "{url}" must look like http://host:2379 or '
+                "https://host:2379",
+                where,
+                storage.loc("endpoints"),
+            )
+    ttl = storage.get("session_ttl", HighAvailability.session_ttl)
+    if ttl < SECOND:
+        c.bad('storage "etcd" session_ttl must be at least 1s', where, storage.loc("session_ttl"))
+    tls = storage.block("tls")
+    etcd_tls = EtcdTLS(_path(tls.get("ca_cert")), _path(tls.get("cert")), _path(tls.get("key")))
+    if bool(etcd_tls.cert) != bool(etcd_tls.key):
+        c.bad("etcd tls: cert and key go together", where, tls.loc("cert", "key"))
+    if "tls" in storage.blocks and not any(u.startswith("https://") for u in endpoints):
+        c.bad("etcd tls is configured but no endpoint uses https://", where, tls.loc())
+    for key in ("ca_cert", "cert", "key"):
+        path = getattr(etcd_tls, key)
+        if path is not None and not path.is_file():
+            c.bad(f'etcd tls: {key} "{path}" is not a file', where, tls.loc(key))
+    address = block.block("instance").get("address") or ""
+    if address and urlsplit(address).scheme not in ("http", "https"):
+        c.bad(
+            f'instance address "{address}" must be a URL such as http://host:8558',
+            where,
+            block.block("instance").loc("address"),
+        )
+    if block.get("shard_runs"):
+        c.bad(
+            "shard_runs = true is not implemented: the leader runs every task",
+            where,
+            block.loc("shard_runs"),
+        )
+    if not sources:
+        c.bad(
+            'high availability needs a task source every member reads: a source "git" '
+            "block (or one shared directory)",
+            where,
+            block.loc(),
+        )
+    elif not any(isinstance(s, GitSource) for s in sources):
+        c.warn(
+            "high availability with directory sources: every member must read the same "
+            "directory (a shared file system), or the members serve different tasks",
+            where,
+            block.loc(),
+        )
+    if "local" in driver.backend:
+        c.warn(
+            'high availability with the Terraform backend "local": each member keeps its '
+            "own state, so a new leader applies every task from an empty state; configure "
+            "a shared backend",
+            where,
+            block.loc(),
+        )
+    return HighAvailability(
+        cluster_name=name,
+        endpoints=tuple(endpoints),
+        session_ttl=ttl,
+        parent_path=storage.get("parent_path") or HighAvailability.parent_path,
+        tls=etcd_tls,
+        address=address,
+        location=block.loc(),
+    )

@@ -62,7 +62,7 @@ def missing_files(tls: TLS) -> Iterator[TLSFileError]:
         yield TLSFileError(setting, f'{setting} "{path}" {what}')
 
 
-def _ca_files(directory: Path) -> list[Path]:
+def ca_files(directory: Path) -> list[Path]:
     """Every regular file under `directory`, as CTS's ca_path reads it (go-rootcerts): PEM
     files of any name, not OpenSSL's hashed-name directory layout."""
     found: list[Path] = []
@@ -92,7 +92,7 @@ def server_context(tls: TLS) -> ssl.SSLContext:
     if tls.ca_cert is not None:
         _load_ca(ctx, "ca_cert", tls.ca_cert)
     elif tls.ca_path is not None:
-        files = _ca_files(tls.ca_path)
+        files = ca_files(tls.ca_path)
         if not files:
             raise TLSFileError("ca_path", f'ca_path "{tls.ca_path}" holds no files')
         for path in files:

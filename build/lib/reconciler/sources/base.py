@@ -51,6 +51,7 @@ class FileChange:
     action: str = ""  # "create", "update" or "delete"
     task: str = ""
     request_id: str = ""
+    term: int = 0  # the leader's term with high availability (0: none)
 
 
 class Source(Protocol):

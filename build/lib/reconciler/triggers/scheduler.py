@@ -193,17 +193,20 @@ class Scheduler:
         self.queue.request(st, Request(run=True, retry=retry))
         return True
 
-    def trigger_all(self, *, retry: bool = False) -> None:
+    def trigger_all(
+        self, *, retry: bool = False, reason: str = "start", everything: bool = False
+    ) -> None:
         """Run every enabled task once (the daemon's start, as CTS's once-mode), except the
-        tasks whose first run comes from a trigger source when their data arrives."""
+        tasks whose first run comes from a trigger source when their data arrives (unless
+        `everything`: a new leader runs those too, with the data there is now)."""
         for st in list(self._tasks.values()):
-            if any(source.owns_start(st.spec) for source in self.sources):
+            if not everything and any(source.owns_start(st.spec) for source in self.sources):
                 continue
             if st.live is not None and not st.deleting and st.spec.is_enabled:
                 request = Request(
                     run=True,
                     retry=retry,
-                    reason="start",
+                    reason=reason,
                     skip_unchanged=self.apply_on_start != "always",
                 )
                 self.queue.request(st, request)

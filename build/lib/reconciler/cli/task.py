@@ -1,0 +1,354 @@
+"""`reconciler task create|enable|disable|delete|list`: CTS's task commands over the API.
+
+The steps, prompts and messages are CTS's (command/task_*.go): create and enable show the
+plan of a `run=inspect` request and apply only after the answer `yes` (or with
+-auto-approve); disable asks nothing; delete asks first and is only marked by the daemon
+while a run is in progress. `list` is ours: the tasks as a table, or the API's JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+from reconciler.cli.client import ClientError
+from reconciler.cli.exits import EXIT_ERROR, EXIT_FLAG_PARSE, EXIT_MISSING_FLAGS, EXIT_OK
+from reconciler.cli.meta import PROG, Command, Invocation, invocation
+from reconciler.cli.progress import waiting
+from reconciler.cli.table import table
+from reconciler.cli.taskfile import TaskFileError, read_task_file
+from reconciler.cli.ui import Ui
+
+ERR_REQUEST = "Error: unable to create request"
+ERR_CLIENT = "Error: unable to create client"
+GENERATING = "Generating plan that reconciler will use Terraform to execute"
+AUTO_APPROVE = "Skip interactive approval of inspect plan"
+
+CREATE = Command(
+    "task create",
+    "[options] -task-file=<task config>",
+    "Creates a new task.",
+    "Task Create is used to create a new task. It is not to be used for updating a task;\n"
+    "it will not create a task if the task name already exists. The file's relative\n"
+    "module path and variable_files are read against the file's own directory.",
+)
+ENABLE = Command(
+    "task enable",
+    "[options] <task name>",
+    "Enables existing tasks to run.",
+    "Task Enable is used to enable existing tasks. Once enabled, a task will run and make\n"
+    "changes to your infrastructure resources. Before enabling, the CLI will present the\n"
+    "operator with an inspect plan and ask for approval.",
+)
+DISABLE = Command(
+    "task disable",
+    "[options] <task name>",
+    "Disables existing tasks from running.",
+    "Task Disable is used to disable existing tasks. Once disabled, a task will no longer\n"
+    "run and make changes to your infrastructure resources.",
+)
+DELETE = Command(
+    "task delete",
+    "[options] <task name>",
+    "Deletes an existing task.",
+    "Task Delete is used to delete an existing task. If the task is not running, then it\n"
+    "is deleted immediately. Otherwise, it will be deleted once the task is complete.",
+)
+LIST = Command(
+    "task list",
+    "[options]",
+    "Lists the tasks.",
+    "Task List shows the daemon's tasks as a table; -json prints the API's answer\n"
+    "(GET /v1/tasks) as it is, for scripts.",
+)
+
+
+def _task_path(name: str) -> str:
+    return f"/v1/tasks/{quote(name, safe='')}"
+
+
+def _plan(text: str) -> str:
+    return text if text.endswith("\n") or not text else text + "\n"
+
+
+def create(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
+    inv = invocation(CREATE, ui, environ)
+    inv.flags.add("auto-approve", bool, False, AUTO_APPROVE)
+    inv.flags.add(
+        "task-file", str, "", "[Required] A file containing the hcl or json definition of a task"
+    )
+    rest = inv.parse(args)
+    if isinstance(rest, int):
+        return rest
+    wrong = inv.no_args(rest, "use -task-file=<file>")
+    if wrong is not None:
+        return wrong
+    task_file = inv.flags.string("task-file")
+    if not task_file:
+        ui.error(ERR_REQUEST, "no task file provided", CREATE.more_help())
+        return EXIT_MISSING_FLAGS
+    try:
+        spec, body = read_task_file(task_file)
+    except TaskFileError as exc:
+        ui.error(ERR_REQUEST, *exc.lines)
+        return EXIT_ERROR
+    name = spec.name
+    client = inv.client(ERR_CLIENT)
+    if client is None:
+        return EXIT_ERROR
+    with client:
+        ui.info(f"Inspecting changes to resource if creating task '{name}'...")
+        ui.output("")
+        ui.output(GENERATING)
+        ui.output("")
+        try:
+            with waiting(ui.err, f"Planning task '{name}'"):
+                inspect = client.request(
+                    "POST", "/v1/tasks", params={"run": "inspect"}, body=body, expect=(200,)
+                )
+        except ClientError as exc:
+            ui.error(f"Error: unable to generate plan for '{name}'", exc.message)
+            return EXIT_ERROR
+        if not isinstance(inspect, dict) or not isinstance(inspect.get("run"), dict):
+            ui.error(f"Error: unable to retrieve a plan for '{name}'")
+            return EXIT_ERROR
+        run = inspect["run"]
+        ui.output(f"Request ID: {inspect.get('request_id', '')}")
+        ui.output("Request Payload:")
+        ui.output(json.dumps(body, indent=2).replace("\n", "\n    "))
+        ui.output("")
+        ui.output(f"Plan: \n{_plan(str(run.get('plan', '')))}")
+        if not inv.flags.boolean("auto-approve"):
+            code = ui.approve_create(name)
+            if code is not None:
+                return code
+        ui.info(f"Creating and running task '{name}'...")
+        ui.output("The task creation request has been sent to the reconciler daemon.")
+        ui.output(
+            "Please be patient as it may take some time to see a confirmation that this "
+            "task has completed."
+        )
+        ui.output("Warning: Terminating this process will not stop task creation.")
+        ui.output("")
+        try:
+            with waiting(ui.err, f"Creating and running task '{name}'"):
+                created = client.request(
+                    "POST", "/v1/tasks", params={"run": "now"}, body=body, expect=(201,)
+                )
+        except ClientError as exc:
+            ui.error(f"Error: unable to create '{name}'", exc.message)
+            return EXIT_ERROR
+        created = created if isinstance(created, dict) else {}
+        ui.info(f"Task '{(created.get('task') or {}).get('name', name)}' created")
+        ui.output(f"Request ID: '{created.get('request_id', '')}'")
+        return EXIT_OK
+
+
+def _named(
+    command: Command,
+    args: Sequence[str],
+    ui: Ui,
+    environ: Mapping[str, str],
+    extra: Callable[[Invocation], None] | None = None,
+) -> tuple[Invocation, str] | int:
+    inv = invocation(command, ui, environ)
+    if extra is not None:
+        extra(inv)
+    rest = inv.parse(args)
+    if isinstance(rest, int):
+        return rest
+    name = inv.one_arg(rest)
+    return name if isinstance(name, int) else (inv, name)
+
+
+def _auto_approve(inv: Invocation) -> None:
+    inv.flags.add("auto-approve", bool, False, AUTO_APPROVE)
+
+
+def enable(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
+    parsed = _named(ENABLE, args, ui, environ, _auto_approve)
+    if isinstance(parsed, int):
+        return parsed
+    inv, name = parsed
+    ui.info(f"Inspecting changes to resource if enabling '{name}'...")
+    ui.output("")
+    ui.output(GENERATING)
+    ui.output("")
+    client = inv.client(f"Error: unable to create client for '{name}'")
+    if client is None:
+        return EXIT_ERROR
+    path = _task_path(name)
+    with client:
+        try:
+            with waiting(ui.err, f"Planning task '{name}'"):
+                answer = client.request(
+                    "PATCH", path, params={"run": "inspect"}, body={"enabled": True}
+                )
+        except ClientError as exc:
+            ui.error(f"Error: unable to generate plan for '{name}'", exc.message)
+            return EXIT_ERROR
+        inspect = answer.get("inspect") if isinstance(answer, dict) else None
+        if not isinstance(inspect, dict):
+            ui.error(f"Error: unable to retrieve a plan for '{name}'")
+            return EXIT_ERROR
+        ui.output(_plan(str(inspect.get("plan", ""))))
+        if not inspect.get("changes_present"):
+            try:
+                client.request("PATCH", path, body={"enabled": True})
+            except ClientError as exc:
+                ui.error(f"Error: unable to enable '{name}'", exc.message)
+                return EXIT_ERROR
+            ui.info(f"'{name}' enable complete!")
+            return EXIT_OK
+        if not inv.flags.boolean("auto-approve"):
+            code = ui.approve_enable(name)
+            if code is not None:
+                return code
+        ui.info(f"Enabling and running '{name}'...")
+        ui.output("")
+        try:
+            with waiting(ui.err, f"Enabling and running '{name}'"):
+                client.request("PATCH", path, params={"run": "now"}, body={"enabled": True})
+        except ClientError as exc:
+            ui.error(f"Error: unable to enable and run '{name}'", exc.message)
+            return EXIT_ERROR
+        ui.info(f"'{name}' enable complete!")
+        return EXIT_OK
+
+
+def disable(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
+    parsed = _named(DISABLE, args, ui, environ)
+    if isinstance(parsed, int):
+        return parsed
+    inv, name = parsed
+    ui.info(f"Waiting to disable '{name}'...")
+    ui.output("")
+    client = inv.client(f"Error: unable to create client for '{name}'")
+    if client is None:
+        return EXIT_ERROR
+    with client:
+        try:
+            with waiting(ui.err, f"Disabling '{name}'"):
+                client.request("PATCH", _task_path(name), body={"enabled": False})
+        except ClientError as exc:
+            ui.error(f"Error: unable to disable '{name}'", exc.message)
+            return EXIT_ERROR
+    ui.info(f"'{name}' disable complete!")
+    return EXIT_OK
+
+
+def delete(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
+    def flags(inv: Invocation) -> None:
+        inv.flags.add("auto-approve", bool, False, "Skip interactive approval of deleting a task")
+
+    parsed = _named(DELETE, args, ui, environ, flags)
+    if isinstance(parsed, int):
+        return parsed
+    inv, name = parsed
+    client = inv.client(ERR_CLIENT)
+    if client is None:
+        return EXIT_ERROR
+    with client:
+        if not inv.flags.boolean("auto-approve"):
+            code = ui.approve_delete(name)
+            if code is not None:
+                return code
+        ui.info(f"Marking task '{name}' for deletion...")
+        ui.output("")
+        try:
+            client.request("DELETE", _task_path(name), expect=(202,))
+        except ClientError as exc:
+            ui.error(f"Error: unable to delete '{name}'", exc.message)
+            return EXIT_ERROR
+    ui.info(f"Task '{name}' has been marked for deletion and will be deleted when not running.")
+    return EXIT_OK
+
+
+def condition_summary(condition: Mapping[str, Any]) -> str:
+    """`services: api, web`, `schedule: */5 * * * *`, ...; "-" for none."""
+    for kind, fields in condition.items():
+        shown = kind.replace("_", "-")
+        if not isinstance(fields, dict):
+            return shown
+        if kind == "services":
+            detail = ", ".join(fields.get("names") or []) or f"regexp {fields.get('regexp', '')}"
+        elif kind == "catalog_services":
+            detail = f"regexp {fields.get('regexp', '')}"
+        elif kind == "consul_kv":
+            detail = str(fields.get("path", "")) + (" (recurse)" if fields.get("recurse") else "")
+        else:
+            detail = str(fields.get("cron", ""))
+        return f"{shown}: {detail}"
+    return "-"
+
+
+def list_tasks(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
+    inv = invocation(LIST, ui, environ)
+    inv.flags.add("json", bool, False, "Print the API's JSON answer instead of a table")
+    rest = inv.parse(args)
+    if isinstance(rest, int):
+        return rest
+    wrong = inv.no_args(rest, "task list takes only flags")
+    if wrong is not None:
+        return wrong
+    client = inv.client(ERR_CLIENT)
+    if client is None:
+        return EXIT_ERROR
+    with client:
+        try:
+            answer = client.request("GET", "/v1/tasks")
+        except ClientError as exc:
+            ui.error("Error: unable to list tasks", exc.message)
+            return EXIT_ERROR
+    if inv.flags.boolean("json"):
+        ui.raw(json.dumps(answer, indent=2))
+        return EXIT_OK
+    tasks = (answer.get("tasks") if isinstance(answer, dict) else None) or []
+    if not tasks:
+        ui.raw("No tasks.")
+        return EXIT_OK
+    rows = [
+        [
+            str(t.get("name", "")),
+            "true" if t.get("enabled", True) else "false",
+            condition_summary(t.get("condition") or {}),
+            str(t.get("module", "")),
+        ]
+        for t in tasks
+    ]
+    for line in table(["NAME", "ENABLED", "CONDITION", "MODULE"], rows):
+        ui.raw(line)
+    return EXIT_OK
+
+
+SUBCOMMANDS: dict[str, tuple[Callable[[Sequence[str], Ui, Mapping[str, str]], int], Command]] = {
+    "create": (create, CREATE),
+    "enable": (enable, ENABLE),
+    "disable": (disable, DISABLE),
+    "delete": (delete, DELETE),
+    "list": (list_tasks, LIST),
+}
+
+
+def task_help() -> str:
+    lines = [f"Usage: {PROG} task <subcommand> [-help] [options] [<task name>]", ""]
+    lines.append("Subcommands:")
+    lines += [f"    {name:<10}{command.synopsis}" for name, (_, command) in SUBCOMMANDS.items()]
+    return "\n".join(lines)
+
+
+def run_task(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
+    """`reconciler task <subcommand> ...`."""
+    if not args:
+        ui.warn(task_help())
+        return EXIT_MISSING_FLAGS
+    if args[0] in ("-h", "-help", "--help"):
+        ui.raw(task_help())
+        return EXIT_OK
+    found = SUBCOMMANDS.get(args[0])
+    if found is None:
+        ui.error(f"Error: unknown subcommand 'task {args[0]}'", task_help())
+        return EXIT_FLAG_PARSE
+    return found[0](args[1:], ui, environ)

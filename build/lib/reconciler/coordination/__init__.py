@@ -1,0 +1,1 @@
+"""Coordination between daemons: high availability on etcd."""

@@ -1,0 +1,233 @@
+"""High availability: the members of a cluster elect one leader in etcd.
+
+Keys, under `<parent_path>/<cluster name>/`: `members/<id>` for each live member and
+`leader` for the leader, each holding `{"id", "address"}` and attached to its member's
+lease (session) of `session_ttl`: a member that dies or is cut off loses both when the
+lease expires, and revoking the lease at shutdown hands leadership over at once.
+
+One loop per member, every `session_ttl / 3`: renew the lease, then campaign (create the
+leader key if it is absent, in one transaction) or, as leader, check the key is still ours;
+and read the members. The term is the revision that created the leader key: it only grows.
+
+**Fencing.** Leadership holds until the time the last successful renewal was *sent* plus
+the seconds the lease had left: etcd received that renewal later, so the lease cannot
+expire, and no other member can win, before then. `gate()` compares against that deadline
+on every call, so the leader stops accepting writes and starting runs the moment it can no
+longer be sure, without waiting for its loop to notice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from reconciler.coordination.etcd import Etcd, EtcdError, KeyValue
+from reconciler.settings.model import SECOND, HighAvailability
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Member:
+    id: str
+    address: str
+    healthy: bool
+    leader: bool
+
+
+def _describe(member_id: str, address: str) -> bytes:
+    return json.dumps({"id": member_id, "address": address}).encode()
+
+
+def _read(kv: KeyValue) -> tuple[str, str]:
+    try:
+        data = json.loads(kv.value)
+        return str(data["id"]), str(data.get("address", ""))
+    except (ValueError, KeyError, TypeError):
+        return kv.value.decode(errors="replace"), ""
+
+
+class Cluster:
+    def __init__(
+        self,
+        settings: HighAvailability,
+        member_id: str,
+        *,
+        etcd: Etcd | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[bool], None] | None = None,
+    ) -> None:
+        """`on_change(leading)` is called in the event loop when this member becomes
+        leader or stops being one."""
+        self.settings = settings
+        self.id = member_id
+        self.ttl = max(1, settings.session_ttl // SECOND)  # etcd leases are whole seconds
+        self.interval = self.ttl / 3
+        tls = settings.tls if any(e.startswith("https://") for e in settings.endpoints) else None
+        self._etcd = etcd or Etcd(settings.endpoints, tls=tls, timeout=max(0.5, self.interval))
+        self._clock = clock
+        self._on_change = on_change
+        self._lease = 0
+        self._leading = False
+        self._valid_until = 0.0  # on `clock`: leadership is certain until then
+        self.term = 0  # the revision that created our leader key, while leading
+        self.leader: tuple[str, str] | None = None  # (id, address) as last read
+        self.members: list[Member] = []
+        self.problem: str | None = "not connected to etcd yet"
+        self.elections = 0  # times this member became leader
+
+    @property
+    def name(self) -> str:
+        return self.settings.cluster_name
+
+    @property
+    def _leader_key(self) -> str:
+        return self.settings.prefix + "leader"
+
+    @property
+    def _members_prefix(self) -> str:
+        return self.settings.prefix + "members/"
+
+    # --- what the daemon asks --------------------------------------------------------------
+
+    def is_leader(self) -> bool:
+        return self._leading and self._clock() < self._valid_until
+
+    def gate(self) -> str | None:
+        """None while this member is the leader; else why it must not write or run."""
+        return None if self.is_leader() else self.redirect_message()
+
+    def redirect_message(self) -> str:
+        """What a follower answers to /v1/tasks requests (CTS's wording)."""
+        leader = self.leader
+        if leader is None or leader[0] == self.id:
+            return "redirect requests to leader"
+        member_id, address = leader
+        if address:
+            return f"redirect requests to leader '{member_id}' at {address}"
+        return f"redirect requests to leader '{member_id}'"
+
+    def status(self) -> dict[str, object]:
+        """`GET /v1/status/cluster`: as CTS documents it."""
+        members = self.members or [Member(self.id, self.settings.address, False, False)]
+        return {
+            "cluster_name": self.name,
+            "members": [
+                {"id": m.id, "address": m.address, "healthy": m.healthy, "leader": m.leader}
+                for m in sorted(members, key=lambda m: m.id)
+            ],
+        }
+
+    def role(self) -> dict[str, object]:
+        """For /v1/health: this member's role and the leader it knows of."""
+        return {
+            "id": self.id,
+            "role": "leader" if self.is_leader() else "follower",
+            "leader": self.leader[0] if self.leader is not None else None,
+            "term": self.term if self.is_leader() else None,
+        }
+
+    # --- the loop --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """The member's root task: a session with etcd, started again whenever it ends."""
+        while True:
+            try:
+                await self._session()
+            except EtcdError as exc:
+                self._lost(str(exc))
+            # A fresh session, a fraction of the TTL later (etcd may be restarting).
+            await asyncio.sleep(min(1.0, self.interval))
+
+    async def _session(self) -> None:
+        sent = self._clock()
+        self._lease = await self._etcd.grant(self.ttl)
+        self._valid_until = sent + self.ttl
+        await self._etcd.put(
+            self._members_prefix + self.id,
+            _describe(self.id, self.settings.address),
+            lease=self._lease,
+        )
+        if self.problem is not None:
+            log.info("ha: joined cluster %s as %s (session of %d s)", self.name, self.id, self.ttl)
+        self.problem = None
+        while True:
+            if self._leading:
+                await self._check_leadership()
+            else:
+                await self._campaign()
+            await self._read_members()
+            await asyncio.sleep(self.interval)
+            sent = self._clock()
+            left = await self._etcd.keep_alive(self._lease)
+            if left <= 0:
+                raise EtcdError(f"the session (lease {self._lease:x}) expired")
+            self._valid_until = sent + left
+
+    async def _campaign(self) -> None:
+        revision, existing = await self._etcd.create(
+            self._leader_key, _describe(self.id, self.settings.address), lease=self._lease
+        )
+        if existing is not None:
+            leader = _read(existing)
+            if leader != self.leader:
+                log.info("ha: following leader %s (%s)", leader[0], leader[1] or "no address")
+            self.leader = leader
+            return
+        self.leader = (self.id, self.settings.address)
+        self.term = revision
+        self._leading = True
+        self.elections += 1
+        log.info("ha: acquired leadership lock: id=%s", self.id)
+        log.info("ha: leader term %d", revision)
+        if self._on_change is not None:
+            self._on_change(True)
+
+    async def _check_leadership(self) -> None:
+        kv = await self._etcd.get(self._leader_key)
+        if kv is None or kv.lease != self._lease:
+            self._step_down("the leader key is gone or held by another session")
+
+    async def _read_members(self) -> None:
+        found = await self._etcd.get_prefix(self._members_prefix)
+        leader = self.leader[0] if self.leader is not None else None
+        members = []
+        for kv in found:
+            member_id, address = _read(kv)
+            members.append(Member(member_id, address, True, member_id == leader))
+        self.members = members
+
+    def _lost(self, reason: str) -> None:
+        if self.problem != reason:
+            log.error("ha: cannot reach etcd: %s", reason)
+        self.problem = reason
+        self.leader = None if not self._leading else self.leader
+        self._step_down(reason)
+        self.members = []
+
+    def _step_down(self, reason: str) -> None:
+        if not self._leading:
+            return
+        self._leading = False
+        self.term = 0
+        self.leader = None
+        log.warning("ha: released leadership: %s", reason)
+        if self._on_change is not None:
+            self._on_change(False)
+
+    async def close(self) -> None:
+        """Leave the cluster: revoking the lease deletes our keys, so another member can
+        take over at once instead of after the TTL."""
+        leading, self._leading = self._leading, False
+        if self._lease:
+            try:
+                await self._etcd.revoke(self._lease)
+                if leading:
+                    log.info("ha: released leadership: shutting down")
+            except EtcdError as exc:
+                log.warning("ha: could not leave the cluster cleanly: %s", exc)
+        await self._etcd.aclose()

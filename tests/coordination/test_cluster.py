@@ -1,0 +1,143 @@
+"""Leader election on a real etcd: one leader among three members, CTS's redirect
+messages, the cluster status, handover when the leader leaves, and fencing when a member
+loses etcd (it stops being leader before its lease can expire, and rejoins)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from etcdkit import EtcdServer, etcd_server
+from helpers import async_wait_for
+
+from reconciler.coordination.cluster import Cluster
+from reconciler.coordination.etcd import Etcd
+from reconciler.settings.model import SECOND, HighAvailability
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def etcd(tmp_path: Path) -> Iterator[EtcdServer]:
+    with etcd_server(tmp_path / "etcd") as server:
+        yield server
+
+
+def settings(server: EtcdServer, address: str, ttl: int = 2) -> HighAvailability:
+    return HighAvailability(
+        cluster_name="prod",
+        endpoints=(server.url,),
+        session_ttl=ttl * SECOND,
+        address=address,
+    )
+
+
+@contextlib.asynccontextmanager
+async def members(
+    server: EtcdServer, *ids: str, addresses: dict[str, str] | None = None
+) -> AsyncIterator[dict[str, Cluster]]:
+    addresses = addresses if addresses is not None else {i: f"http://{i}:8558" for i in ids}
+    clusters = {i: Cluster(settings(server, addresses.get(i, "")), i) for i in ids}
+    tasks = {i: asyncio.create_task(c.run()) for i, c in clusters.items()}
+    try:
+        yield clusters
+    finally:
+        for task in tasks.values():
+            task.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        for c in clusters.values():
+            await c.close()
+
+
+def leaders(clusters: dict[str, Cluster]) -> list[str]:
+    return [i for i, c in clusters.items() if c.is_leader()]
+
+
+async def test_one_leader_and_followers_that_name_it(etcd: EtcdServer) -> None:
+    async with members(etcd, "cts-01", "cts-02", "cts-03") as clusters:
+        await async_wait_for(
+            lambda: (
+                len(leaders(clusters)) == 1
+                and all(c.leader is not None and len(c.members) == 3 for c in clusters.values())
+            ),
+            timeout=20,
+        )
+        [leader] = leaders(clusters)
+        assert clusters[leader].gate() is None
+        assert clusters[leader].term > 0
+        for member_id, c in clusters.items():
+            if member_id != leader:
+                assert c.gate() == f"redirect requests to leader '{leader}' at http://{leader}:8558"
+            status = c.status()
+            assert status["cluster_name"] == "prod"
+            assert status["members"] == [
+                {"id": i, "address": f"http://{i}:8558", "healthy": True, "leader": i == leader}
+                for i in sorted(clusters)
+            ]
+
+
+async def test_a_leader_without_an_address_and_a_leader_unknown(etcd: EtcdServer) -> None:
+    async with members(etcd, "a", addresses={"a": ""}) as first:
+        await async_wait_for(lambda: first["a"].is_leader(), timeout=20)
+        async with members(etcd, "b") as second:
+            await async_wait_for(lambda: second["b"].leader is not None, timeout=20)
+            assert second["b"].gate() == "redirect requests to leader 'a'"
+    lonely = Cluster(settings(etcd, "http://c:8558"), "c")
+    assert lonely.gate() == "redirect requests to leader"  # not connected: no leader known
+    await lonely.close()
+
+
+async def test_leaving_hands_over_at_once_and_the_term_grows(etcd: EtcdServer) -> None:
+    # A long session: only the revoked lease can explain a quick handover.
+    long = {i: Cluster(settings(etcd, "", ttl=60), i) for i in ("x", "y")}
+    runs = {i: asyncio.create_task(c.run()) for i, c in long.items()}
+    try:
+        await async_wait_for(lambda: len(leaders(long)) == 1, timeout=20)
+        [first] = leaders(long)
+        term = long[first].term
+        runs.pop(first).cancel()
+        await long[first].close()
+        other = next(i for i in long if i != first)
+        await async_wait_for(lambda: long[other].is_leader(), timeout=30)
+        assert long[other].term > term
+        assert not long[first].is_leader()
+    finally:
+        for task in runs.values():
+            task.cancel()
+        await asyncio.gather(*runs.values(), return_exceptions=True)
+        await long["x" if "x" in runs else "y"].close()
+
+
+async def test_a_member_cut_off_from_etcd_fences_itself_and_rejoins(etcd: EtcdServer) -> None:
+    async with members(etcd, "solo") as clusters:
+        solo = clusters["solo"]
+        await async_wait_for(solo.is_leader, timeout=20)
+        etcd.stop()
+        lost_at = asyncio.get_running_loop().time()
+        # No renewal can succeed now: the gate closes within one TTL of the last one.
+        await async_wait_for(lambda: solo.gate() is not None, timeout=10)
+        assert asyncio.get_running_loop().time() - lost_at <= solo.ttl + 1
+        await async_wait_for(lambda: solo.problem is not None, timeout=10)
+        assert solo.gate() == "redirect requests to leader"
+        etcd.start()
+        await async_wait_for(solo.is_leader, timeout=30)
+        assert solo.problem is None
+
+
+async def test_the_client_tries_the_next_endpoint(etcd: EtcdServer) -> None:
+    dead = f"http://127.0.0.1:{EtcdServer(Path('/nonexistent')).client_port}"
+    client = Etcd([dead, etcd.url], timeout=2)
+    try:
+        lease = await client.grant(5)
+        revision, existing = await client.create("k/leader", b"me", lease=lease)
+        assert revision > 0 and existing is None
+        again, existing = await client.create("k/leader", b"you", lease=lease)
+        assert again == 0 and existing is not None and existing.value == b"me"
+        assert [kv.key for kv in await client.get_prefix("k/")] == ["k/leader"]
+        await client.revoke(lease)
+        assert await client.get("k/leader") is None
+    finally:
+        await client.aclose()

