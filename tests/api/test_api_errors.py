@@ -138,6 +138,8 @@ async def test_bodies_over_the_limit(core: Core) -> None:
         ({**VALID, "variables": {"a": "1 }\nx {"}}, 'variable "a"'),
         ({**VALID, "variables": {"a b": "1"}}, 'variable "a b"'),
         ({**VALID, "variables": {"a": ""}}, 'variable "a"'),
+        ({**VALID, "variables": {"a": "0x10"}}, "0x10 is not a decimal number"),
+        ({**VALID, "variables": {"a": "1.0e999"}}, "the number 1.0e999 is too large"),
         (
             {
                 **VALID,

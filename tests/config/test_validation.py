@@ -229,6 +229,18 @@ CASES = [
         'tasks/web.hcl:3:12: expected a literal value, not the expression `upper("m")`',
     ),
     (
+        "hexadecimal-number",
+        'task {\n  name = "web"\n  module = "m"\n  variables = { port = 0x50 }\n'
+        '  condition "services" { names = ["a"] }\n}\n',
+        "tasks/web.hcl:4:24: 0x50 is not a decimal number",
+    ),
+    (
+        "number-too-large",
+        'task {\n  name = "web"\n  module = "m"\n  variables = { big = 1.0e999 }\n'
+        '  condition "services" { names = ["a"] }\n}\n',
+        "tasks/web.hcl:4:23: the number 1.0e999 is too large",
+    ),
+    (
         "other-top-level-block",
         'terraform_provider "aws" {}\n',
         'tasks/web.hcl:1: invalid key "terraform_provider": task files hold only task blocks; '
