@@ -158,6 +158,22 @@ async def test_bodies_over_the_limit(core: Core) -> None:
         ),
         ({**VALID, "condition": {"schedule": {"cron": "not cron"}}}, 'condition "schedule"'),
         ({**VALID, "providers": ["aws", "aws.other"]}, "only one provider instance"),
+        (
+            {**VALID, "condition": {"services": {"regexp": "a{4294967296}"}}},
+            "the repetition number is too large",
+        ),
+        (
+            {**VALID, "condition": {"catalog_services": {"regexp": "(" * 2000 + ")" * 2000}}},
+            "nested too deeply",
+        ),
+        (
+            {
+                **VALID,
+                "condition": {"consul_kv": {"path": "k"}},
+                "module_input": {"services": {"regexp": "a{4294967296}"}},
+            },
+            'module_input "services": "regexp" is not a valid regular expression',
+        ),
         ({"module": "./mod", "condition": {"services": {"names": ["a"]}}}, '"name" is required'),
     ],
 )
