@@ -17,18 +17,20 @@ import dataclasses
 import gc
 import logging
 import signal
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import uvicorn
+from starlette.applications import Starlette
 
 from reconciler._core.errors import ConfigError, ReconcilerError
 from reconciler.api.app import ApiContext, create_app
+from reconciler.api.metrics import METRICS_PATH
 from reconciler.api.status import source_problems
-from reconciler.api.webhooks import webhook_routes
+from reconciler.api.webhooks import Trigger, webhook_routes
 from reconciler.daemon.core import core_from_settings, unwatched_consul_tasks
 from reconciler.daemon.logs import setup_logging
-from reconciler.daemon.metrics import METRICS_PATH, PrometheusMetrics
+from reconciler.daemon.metrics import PrometheusMetrics
 from reconciler.daemon.notify import reloading_message, sd_notify, watchdog_interval
 from reconciler.daemon.server import GuardedEventLoop, raise_open_file_limit, server_config
 from reconciler.reconcile.loop import SourceLoop
@@ -53,6 +55,17 @@ def _fetcher(loops: list[SourceLoop]) -> Callable[[], None]:
             loop.hint(None)
 
     return fetch
+
+
+def daemon_app(
+    context: ApiContext, hooks: Mapping[str, Trigger], metrics: PrometheusMetrics
+) -> Starlette:
+    """Every route the daemon serves: the API, the webhook (when a source has a
+    webhook_secret; `hooks` maps each secret to what it triggers) and /metrics."""
+    app = create_app(context)
+    app.router.routes.extend(webhook_routes(hooks, recorder=metrics))
+    app.router.routes.append(metrics.route())
+    return app
 
 
 class _Server(uvicorn.Server):
@@ -154,14 +167,8 @@ class Daemon:
         warm = asyncio.create_task(self._start_driver(), name="terraform-pool")
         await self.load()
         await warm
-        app = create_app(self.app_context())
-        app.router.routes.extend(
-            webhook_routes(
-                {secret: _fetcher(loops) for secret, loops in self.core.hooks.items()},
-                recorder=self.metrics,
-            )
-        )
-        app.router.routes.append(self.metrics.route())
+        hooks = {secret: _fetcher(loops) for secret, loops in self.core.hooks.items()}
+        app = daemon_app(self.app_context(), hooks, self.metrics)
         config = server_config(
             app,
             host=self.settings.bind_address,
