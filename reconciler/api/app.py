@@ -32,6 +32,7 @@ from reconciler.api.errors import (
     reconciler_error_handler,
 )
 from reconciler.api.metrics import RequestMetrics
+from reconciler.api.openapi import OPENAPI_PATH, OpenApiEndpoint
 from reconciler.api.status import StatusEndpoints
 from reconciler.api.tasks import TaskEndpoints
 
@@ -53,6 +54,7 @@ def _by_method(handlers: dict[str, Endpoint]) -> Endpoint:
 def routes(context: ApiContext) -> list[Route]:
     tasks = TaskEndpoints(context)
     status = StatusEndpoints(context)
+    openapi = OpenApiEndpoint(context)
 
     def route(path: str, handlers: dict[str, Endpoint]) -> Route:
         return Route(path, _by_method(handlers), methods=list(handlers))
@@ -71,6 +73,7 @@ def routes(context: ApiContext) -> list[Route]:
         route("/v1/status/tasks", {"GET": status.task_statuses}),
         route("/v1/status/tasks/{name}", {"GET": status.task_status}),
         route("/v1/health", {"GET": status.health}),
+        route(OPENAPI_PATH, {"GET": openapi.document}),
     ]
 
 
