@@ -529,7 +529,7 @@ class OpenApiEndpoint:
         self.ctx = context
 
     async def document(self, request: Request) -> Response:
-        # Built per request (about a millisecond): the app's routes are complete only once
+        # Built per request (some 50 microseconds): the app's routes are complete only once
         # the daemon has added the webhook and /metrics, and a reload may set the token.
         doc = openapi_document(
             request.app.router.routes,

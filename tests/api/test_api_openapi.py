@@ -88,6 +88,13 @@ async def test_document_covers_exactly_the_routes_served() -> None:
     assert documented(await served(app)) == routes
     # The catalog holds nothing the daemon cannot serve.
     assert {p: {m for m in item if m in METHODS} for p, item in OPERATIONS.items()} == routes
+    # Starlette's own method sets: HEAD is there exactly where GET is, nothing else is left out.
+    for route in app.router.routes:
+        assert isinstance(route, Route), route
+        expected = {m.upper() for m in routes[route.path]}
+        if "GET" in expected:
+            expected.add("HEAD")
+        assert route.methods == expected, route.path
 
 
 async def test_an_undocumented_route_is_left_out_and_caught() -> None:
