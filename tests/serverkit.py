@@ -10,10 +10,12 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import trustme
 import uvicorn
@@ -27,6 +29,8 @@ from reconciler.api.inputs import read_body
 from reconciler.daemon.httpguard import HttpLimits
 from reconciler.daemon.server import server_config
 from reconciler.settings import TLS
+
+T = TypeVar("T")
 
 
 def rss_kib(pid: int) -> int:
@@ -175,3 +179,43 @@ async def embedded_server(
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(serving, 30)
+
+
+@contextlib.contextmanager
+def server_thread(
+    serve: Callable[[], AbstractAsyncContextManager[T]], timeout: float = 60
+) -> Iterator[T]:
+    """`serve()` (say, a core and `embedded_server` around it) entered in an event loop on
+    a thread of its own, for clients that block (requests, schemathesis); what it yields.
+    An error of the serving side, at start or at the end, is raised here."""
+    started = threading.Event()
+    state: dict[str, Any] = {}
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        state["stop"] = (asyncio.get_running_loop(), stop)
+        try:
+            async with serve() as value:
+                state["value"] = value
+                started.set()
+                await stop.wait()
+        except BaseException as exc:
+            state["error"] = exc
+        finally:
+            started.set()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), name="server", daemon=True)
+    thread.start()
+    try:
+        assert started.wait(timeout), f"the server did not start within {timeout}s"
+        if "error" in state:
+            raise state["error"]
+        yield state["value"]
+    finally:
+        loop, stop = state.get("stop", (None, None))
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout)
+        assert not thread.is_alive(), f"the server did not stop within {timeout}s"
+    if "error" in state:
+        raise state["error"]

@@ -138,6 +138,8 @@ async def test_bodies_over_the_limit(core: Core) -> None:
         ({**VALID, "variables": {"a": "1 }\nx {"}}, 'variable "a"'),
         ({**VALID, "variables": {"a b": "1"}}, 'variable "a b"'),
         ({**VALID, "variables": {"a": ""}}, 'variable "a"'),
+        ({**VALID, "variables": {"a": "0x10"}}, "0x10 is not a decimal number"),
+        ({**VALID, "variables": {"a": "1.0e999"}}, "the number 1.0e999 is too large"),
         (
             {
                 **VALID,
@@ -156,6 +158,22 @@ async def test_bodies_over_the_limit(core: Core) -> None:
         ),
         ({**VALID, "condition": {"schedule": {"cron": "not cron"}}}, 'condition "schedule"'),
         ({**VALID, "providers": ["aws", "aws.other"]}, "only one provider instance"),
+        (
+            {**VALID, "condition": {"services": {"regexp": "a{4294967296}"}}},
+            "the repetition number is too large",
+        ),
+        (
+            {**VALID, "condition": {"catalog_services": {"regexp": "(" * 2000 + ")" * 2000}}},
+            "nested too deeply",
+        ),
+        (
+            {
+                **VALID,
+                "condition": {"consul_kv": {"path": "k"}},
+                "module_input": {"services": {"regexp": "a{4294967296}"}},
+            },
+            'module_input "services": "regexp" is not a valid regular expression',
+        ),
         ({"module": "./mod", "condition": {"services": {"names": ["a"]}}}, '"name" is required'),
     ],
 )

@@ -96,6 +96,20 @@ CASES = [
         "expression: missing ), unterminated subpattern at position 1",
     ),
     (
+        "services-regexp-repetition-too-large",
+        'task {\n  name = "web"\n  module = "m"\n  condition "services" {\n'
+        '    regexp = "a{4294967296}"\n  }\n}\n',
+        'tasks/web.hcl:5: task "web": condition "services": "regexp" is not a valid regular '
+        "expression: the repetition number is too large",
+    ),
+    (
+        "catalog-regexp-nested-too-deeply",
+        'task {\n  name = "web"\n  module = "m"\n  condition "catalog-services" {\n'
+        f'    regexp = "{"(" * 2000}{")" * 2000}"\n  }}\n}}\n',
+        'tasks/web.hcl:5: task "web": condition "catalog-services": "regexp" is not a valid '
+        "regular expression: its groups are nested too deeply",
+    ),
+    (
         "services-empty-name",
         'task {\n  name = "web"\n  module = "m"\n  condition "services" {\n'
         '    names = ["a", ""]\n  }\n}\n',
@@ -227,6 +241,18 @@ CASES = [
         'task {\n  name = "web"\n  module = upper("m")\n'
         '  condition "services" { names = ["a"] }\n}\n',
         'tasks/web.hcl:3:12: expected a literal value, not the expression `upper("m")`',
+    ),
+    (
+        "hexadecimal-number",
+        'task {\n  name = "web"\n  module = "m"\n  variables = { port = 0x50 }\n'
+        '  condition "services" { names = ["a"] }\n}\n',
+        "tasks/web.hcl:4:24: 0x50 is not a decimal number",
+    ),
+    (
+        "number-too-large",
+        'task {\n  name = "web"\n  module = "m"\n  variables = { big = 1.0e999 }\n'
+        '  condition "services" { names = ["a"] }\n}\n',
+        "tasks/web.hcl:4:23: the number 1.0e999 is too large",
     ),
     (
         "other-top-level-block",
