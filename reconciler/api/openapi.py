@@ -55,7 +55,9 @@ RESPONSES: dict[str, dict[str, Any]] = {
     "BadRequest": _error(
         "The request is malformed (a parameter, the body or its Content-Type: the message "
         "names what and the fix), the task is invalid or its name is taken, or Terraform "
-        "refused the task's module (run=inspect: the plan failed)."
+        "refused the task's module (run=inspect: the plan failed). With high "
+        "availability, a follower answers every /v1/tasks request with 400 and the leader to "
+        "ask instead (\"redirect requests to leader '<id>' at <address>\")."
     ),
     UNAUTHORIZED: _error(
         "No bearer token, or a wrong one.",
@@ -349,6 +351,18 @@ OPERATIONS: dict[str, dict[str, Any]] = {
                 "404",
             ),
         },
+    },
+    "/v1/status/cluster": {
+        "get": {
+            "operationId": "getClusterStatus",
+            "tags": ["status"],
+            "summary": "The members of the high-availability cluster",
+            "description": "Every member answers, leader or follower (CTS Enterprise's route).",
+            "responses": {
+                "200": _ok("The cluster and its members.", "ClusterStatusResponse"),
+                "405": _error("High availability is not configured (CTS OSS answers the same)."),
+            },
+        }
     },
     "/v1/health": {
         "get": {

@@ -412,7 +412,39 @@ _STATUS: dict[str, Schema] = {
             "files_with_problems",
         ],
     ),
-    "HealthResponse": closed({}, description="`{}`: healthy."),
+    "HealthResponse": closed(
+        {"high_availability": ref("MemberRole")},
+        description="`{}`: healthy; with high availability, this member's role too.",
+    ),
+}
+
+# --- high availability ---------------------------------------------------------------------
+
+_CLUSTER: dict[str, Schema] = {
+    "MemberRole": closed(
+        {
+            "id": STRING,
+            "role": {"type": "string", "enum": ["leader", "follower"]},
+            "leader": described(nullable(STRING), "The leader's id; null when none is known."),
+            "term": described(
+                nullable(COUNT), "The leader's term, on the leader; null on a follower."
+            ),
+        },
+        ["id", "role", "leader", "term"],
+    ),
+    "ClusterStatusResponse": closed(
+        {"cluster_name": STRING, "members": array(ref("Member")), "request_id": ref("RequestID")},
+        ["cluster_name", "members", "request_id"],
+    ),
+    "Member": closed(
+        {
+            "id": STRING,
+            "address": described(STRING, 'Its instance address; "" when it has none.'),
+            "healthy": BOOLEAN,
+            "leader": BOOLEAN,
+        },
+        ["id", "address", "healthy", "leader"],
+    ),
 }
 
 # --- the webhook ---------------------------------------------------------------------------
@@ -430,4 +462,11 @@ _WEBHOOK: dict[str, Schema] = {
     ),
 }
 
-SCHEMAS: dict[str, Schema] = {**_ERRORS, **_TASK, **_TASK_RESPONSES, **_STATUS, **_WEBHOOK}
+SCHEMAS: dict[str, Schema] = {
+    **_ERRORS,
+    **_TASK,
+    **_TASK_RESPONSES,
+    **_STATUS,
+    **_CLUSTER,
+    **_WEBHOOK,
+}
