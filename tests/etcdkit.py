@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -24,10 +25,13 @@ def etcd_binary() -> str:
 
 
 class EtcdServer:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, tls: tuple[Path, Path, Path] | None = None) -> None:
+        """`tls`: (certificate, key, CA that client certificates must be signed by)."""
         self.directory = directory
+        self.tls = tls
         self.client_port, self.peer_port = free_port(), free_port()
-        self.url = f"http://127.0.0.1:{self.client_port}"
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.client_port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30) -> None:
@@ -45,6 +49,16 @@ class EtcdServer:
                     f"--initial-advertise-peer-urls={peer}",
                     f"--initial-cluster=test={peer}",
                     "--log-level=error",
+                    *(
+                        [
+                            f"--cert-file={self.tls[0]}",
+                            f"--key-file={self.tls[1]}",
+                            f"--trusted-ca-file={self.tls[2]}",
+                            "--client-cert-auth",
+                        ]
+                        if self.tls
+                        else []
+                    ),
                 ],
                 stdout=log,
                 stderr=log,
@@ -52,12 +66,19 @@ class EtcdServer:
         deadline = time.monotonic() + timeout
         while True:
             assert self.proc.poll() is None, (self.directory / "etcd.log").read_text()
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
-                    if b'"health":"true"' in response.read():
-                        return
-            except OSError:
-                pass
+            if self.tls is None:
+                try:
+                    with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                        if b'"health":"true"' in response.read():
+                            return
+                except OSError:
+                    pass
+            else:  # the health check needs a client certificate: wait for the port
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection(("127.0.0.1", self.client_port), timeout=2),
+                ):
+                    return
             if time.monotonic() > deadline:
                 raise AssertionError(f"etcd did not become healthy in {timeout}s")
             time.sleep(0.05)
@@ -74,8 +95,10 @@ class EtcdServer:
 
 
 @contextlib.contextmanager
-def etcd_server(directory: Path) -> Iterator[EtcdServer]:
-    server = EtcdServer(directory)
+def etcd_server(
+    directory: Path, tls: tuple[Path, Path, Path] | None = None
+) -> Iterator[EtcdServer]:
+    server = EtcdServer(directory, tls)
     server.start()
     try:
         yield server

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 from etcdkit import EtcdServer, etcd_server
 from helpers import async_wait_for
 
-from reconciler.coordination.cluster import Cluster
+from reconciler.coordination.cluster import NOT_CONNECTED, Cluster
 from reconciler.coordination.etcd import Etcd
-from reconciler.settings.model import SECOND, HighAvailability
+from reconciler.settings.model import SECOND, EtcdTLS, HighAvailability
 
 pytestmark = pytest.mark.anyio
 
@@ -141,3 +143,43 @@ async def test_the_client_tries_the_next_endpoint(etcd: EtcdServer) -> None:
         assert await client.get("k/leader") is None
     finally:
         await client.aclose()
+
+
+async def test_etcd_over_tls_with_a_client_certificate(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    server, client = ca.issue_cert("127.0.0.1", "localhost"), ca.issue_cert("cts-01")
+    files = {
+        name: tmp_path / f"{name}.pem"
+        for name in ("ca", "server", "server-key", "client", "client-key")
+    }
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    server.cert_chain_pems[0].write_to_path(str(files["server"]))
+    server.private_key_pem.write_to_path(str(files["server-key"]))
+    client.cert_chain_pems[0].write_to_path(str(files["client"]))
+    client.private_key_pem.write_to_path(str(files["client-key"]))
+    tls = (files["server"], files["server-key"], files["ca"])
+    with etcd_server(tmp_path / "etcd", tls) as etcd:
+        assert etcd.url.startswith("https://")
+        good = dataclasses.replace(
+            settings(etcd, ""),
+            tls=EtcdTLS(files["ca"], files["client"], files["client-key"]),
+        )
+        async with running(Cluster(good, "cts-01")) as member:
+            await async_wait_for(member.is_leader, timeout=20)
+        # Without the client certificate etcd refuses the session: never leader.
+        bare = dataclasses.replace(good, tls=EtcdTLS(ca_cert=files["ca"]))
+        async with running(Cluster(bare, "cts-02")) as refused:
+            await async_wait_for(lambda: refused.problem not in (None, NOT_CONNECTED), timeout=20)
+            assert not refused.is_leader()
+            assert "no etcd endpoint answered" in str(refused.problem), refused.problem
+
+
+@contextlib.asynccontextmanager
+async def running(member: Cluster) -> AsyncIterator[Cluster]:
+    task = asyncio.create_task(member.run())
+    try:
+        yield member
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await member.close()

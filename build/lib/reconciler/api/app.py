@@ -33,6 +33,7 @@ from reconciler.api.errors import (
 )
 from reconciler.api.leader import FollowerRedirect
 from reconciler.api.metrics import RequestMetrics
+from reconciler.api.openapi import OPENAPI_PATH, OpenApiEndpoint
 from reconciler.api.status import StatusEndpoints
 from reconciler.api.tasks import TaskEndpoints
 
@@ -54,6 +55,7 @@ def _by_method(handlers: dict[str, Endpoint]) -> Endpoint:
 def routes(context: ApiContext) -> list[Route]:
     tasks = TaskEndpoints(context)
     status = StatusEndpoints(context)
+    openapi = OpenApiEndpoint(context)
 
     def route(path: str, handlers: dict[str, Endpoint]) -> Route:
         return Route(path, _by_method(handlers), methods=list(handlers))
@@ -73,6 +75,7 @@ def routes(context: ApiContext) -> list[Route]:
         route("/v1/status/tasks/{name}", {"GET": status.task_status}),
         route("/v1/status/cluster", {"GET": status.cluster}),
         route("/v1/health", {"GET": status.health}),
+        route(OPENAPI_PATH, {"GET": openapi.document}),
     ]
 
 

@@ -9,6 +9,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reconciler._core.metrics import Recorder
 
+# Served by the daemon (reconciler.daemon.metrics); named in this layer for the OpenAPI
+# document.
+METRICS_PATH = "/metrics"
+
 
 class RequestMetrics:
     def __init__(self, app: ASGIApp, recorder: Recorder) -> None:

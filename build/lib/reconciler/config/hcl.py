@@ -11,6 +11,7 @@ does not parse we ask python-hcl2 (a lark LALR parser) where the first offending
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from functools import cache
@@ -323,7 +324,16 @@ def _number(node: Node) -> int | float:
     try:
         return int(raw)
     except ValueError:
-        return float(raw)
+        pass
+    try:
+        value = float(raw)
+    except ValueError:
+        # tree-sitter-hcl reads more than HCL's decimal numbers (0x10, say).
+        raise _Unsupported(node, f"{raw[:40]} is not a decimal number") from None
+    if not math.isfinite(value):
+        shown = raw if len(raw) <= 40 else raw[:40] + "..."
+        raise _Unsupported(node, f"the number {shown} is too large")
+    return value
 
 
 def _string_lit(node: Node) -> str:

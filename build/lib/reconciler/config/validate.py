@@ -129,8 +129,10 @@ def validate_task(spec: TaskSpec) -> list[Invalid]:
 def _check_regexp(pattern: str) -> str | None:
     try:
         re.compile(pattern)
-    except re.error as exc:
+    except (re.error, OverflowError) as exc:  # OverflowError: a{4294967296}
         return f'"regexp" is not a valid regular expression: {exc}'
+    except RecursionError:
+        return '"regexp" is not a valid regular expression: its groups are nested too deeply'
     return None
 
 

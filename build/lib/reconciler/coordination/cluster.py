@@ -30,6 +30,8 @@ from reconciler.settings.model import SECOND, HighAvailability
 
 log = logging.getLogger(__name__)
 
+NOT_CONNECTED = "not connected to etcd yet"
+
 
 @dataclass(frozen=True)
 class Member:
@@ -77,7 +79,7 @@ class Cluster:
         self.term = 0  # the revision that created our leader key, while leading
         self.leader: tuple[str, str] | None = None  # (id, address) as last read
         self.members: list[Member] = []
-        self.problem: str | None = "not connected to etcd yet"
+        self.problem: str | None = NOT_CONNECTED
         self.elections = 0  # times this member became leader
 
     @property

@@ -23,10 +23,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from reconciler.api.metrics import METRICS_PATH
 from reconciler.daemon.core import Core
 from reconciler.runner.pool import WorkerPool
 
-METRICS_PATH = "/metrics"
 # Terraform runs take from milliseconds (a warm worker, nothing to change) to minutes.
 RUN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)

@@ -18,19 +18,21 @@ import dataclasses
 import gc
 import logging
 import signal
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import uvicorn
+from starlette.applications import Starlette
 
 from reconciler._core.errors import ConfigError, ReconcilerError
 from reconciler.api.app import ApiContext, create_app
+from reconciler.api.metrics import METRICS_PATH
 from reconciler.api.status import source_problems
-from reconciler.api.webhooks import webhook_routes
+from reconciler.api.webhooks import Trigger, webhook_routes
 from reconciler.coordination.cluster import Cluster
 from reconciler.daemon.core import core_from_settings, source_plans, unwatched_consul_tasks
 from reconciler.daemon.logs import setup_logging
-from reconciler.daemon.metrics import METRICS_PATH, PrometheusMetrics
+from reconciler.daemon.metrics import PrometheusMetrics
 from reconciler.daemon.notify import reloading_message, sd_notify, watchdog_interval
 from reconciler.daemon.server import (
     GuardedEventLoop,
@@ -60,6 +62,20 @@ def _fetcher(loops: list[SourceLoop]) -> Callable[[], None]:
             loop.hint(None)
 
     return fetch
+
+
+def daemon_app(
+    context: ApiContext,
+    hooks: Mapping[str, Trigger] | Callable[[], Mapping[str, Trigger]],
+    metrics: PrometheusMetrics,
+) -> Starlette:
+    """Every route the daemon serves: the API, the webhook (`hooks` maps each source's
+    webhook_secret to what it triggers: a mapping serves the route only when it has a
+    secret, a callable always, asked per call) and /metrics."""
+    app = create_app(context)
+    app.router.routes.extend(webhook_routes(hooks, recorder=metrics))
+    app.router.routes.append(metrics.route())
+    return app
 
 
 class _Server(uvicorn.Server):
@@ -185,14 +201,12 @@ class Daemon:
         warm = asyncio.create_task(self._start_driver(), name="terraform-pool")
         await self.load()
         await warm
-        app = create_app(self.app_context())
-        app.router.routes.extend(
-            webhook_routes(
-                lambda: {secret: _fetcher(loops) for secret, loops in self.core.hooks.items()},
-                recorder=self.metrics,
-            )
+        # Asked per call: a reload may add or remove sources with a webhook_secret.
+        app = daemon_app(
+            self.app_context(),
+            lambda: {secret: _fetcher(loops) for secret, loops in self.core.hooks.items()},
+            self.metrics,
         )
-        app.router.routes.append(self.metrics.route())
         if self.settings.tls.enabled:
             self.tls = ServerTLS(self.settings.tls)
         config = server_config(
