@@ -81,6 +81,8 @@ class Cluster:
         self.members: list[Member] = []
         self.problem: str | None = NOT_CONNECTED
         self.elections = 0  # times this member became leader
+        self._unpublished: dict[str, str | None] = {}
+        self._publisher: asyncio.Task[None] | None = None
 
     @property
     def name(self) -> str:
@@ -93,6 +95,38 @@ class Cluster:
     @property
     def _members_prefix(self) -> str:
         return self.settings.prefix + "members/"
+
+    @property
+    def _applied_prefix(self) -> str:
+        return self.settings.prefix + "applied/"
+
+    # --- what the leader applied, shared -------------------------------------------------
+
+    def publish_applied(self, task: str, digest: str | None) -> None:
+        """Record what `task` has applied (None: nothing certain, after a failure), for the
+        next leader. Written in the background, the latest value per task, in order."""
+        self._unpublished[task] = digest
+        if self._publisher is None or self._publisher.done():
+            self._publisher = asyncio.get_running_loop().create_task(self._publish())
+
+    async def _publish(self) -> None:
+        while self._unpublished:
+            task = next(iter(self._unpublished))
+            digest = self._unpublished.pop(task)
+            try:
+                if digest is None:
+                    await self._etcd.delete(self._applied_prefix + task)
+                else:
+                    await self._etcd.put(self._applied_prefix + task, digest.encode())
+            except EtcdError as exc:
+                # The next leader applies this task once more: safe, only slower.
+                log.warning("ha: could not record what task %s applied: %s", task, exc)
+
+    async def applied(self) -> dict[str, str]:
+        """task -> the digest of what the cluster last applied for it."""
+        found = await self._etcd.get_prefix(self._applied_prefix)
+        start = len(self._applied_prefix)
+        return {kv.key[start:]: kv.value.decode() for kv in found}
 
     # --- what the daemon asks --------------------------------------------------------------
 
@@ -224,6 +258,8 @@ class Cluster:
     async def close(self) -> None:
         """Leave the cluster: revoking the lease deletes our keys, so another member can
         take over at once instead of after the TTL."""
+        if self._publisher is not None:
+            await asyncio.gather(self._publisher, return_exceptions=True)
         leading, self._leading = self._leading, False
         if self._lease:
             try:

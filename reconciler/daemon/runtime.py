@@ -30,6 +30,7 @@ from reconciler.api.metrics import METRICS_PATH
 from reconciler.api.status import source_problems
 from reconciler.api.webhooks import Trigger, webhook_routes
 from reconciler.coordination.cluster import Cluster
+from reconciler.coordination.etcd import EtcdError
 from reconciler.daemon.core import core_from_settings, source_plans, unwatched_consul_tasks
 from reconciler.daemon.logs import setup_logging
 from reconciler.daemon.metrics import PrometheusMetrics
@@ -126,6 +127,8 @@ class Daemon:
             recorder=self.metrics,
         )
         self.metrics.watch(self.core, self.terraform.pool if self.terraform else None)
+        if self.cluster is not None and self.core.scheduler is not None:
+            self.core.scheduler.queue.on_applied = self.cluster.publish_applied
         self.server: _Server | None = None
         self.tls: ServerTLS | None = None  # the API's certificates, when served over TLS
         self._stopping = 0
@@ -167,13 +170,24 @@ class Daemon:
         )
 
     def _leadership_changed(self, leading: bool) -> None:
-        """A new leader runs every task once (CTS does the same), with what it sees now;
+        """A new leader runs every task once (CTS does the same), with what it sees now,
+        except the tasks whose definition and inputs are what the cluster last applied;
         one that lost leadership starts nothing more (the gate) and lets a running job
         finish."""
         if leading and self.core.scheduler is not None:
-            # Merged with the start-up runs when leadership comes at start.
-            self.core.scheduler.trigger_all(retry=False, reason="leader", everything=True)
+            task = asyncio.get_running_loop().create_task(self._take_over(), name="takeover")
+            self._reloads.add(task)
+            task.add_done_callback(self._reloads.discard)
         self._notify_ready()
+
+    async def _take_over(self) -> None:
+        assert self.cluster is not None and self.core.scheduler is not None
+        try:
+            known = self.core.scheduler.adopt_applied(await self.cluster.applied())
+            log.info("ha: %d tasks applied by earlier leaders are not applied again", known)
+        except EtcdError as exc:
+            log.warning("ha: what earlier leaders applied is unknown (%s): applying all", exc)
+        self.core.scheduler.trigger_all(retry=False, reason="leader", everything=True)
 
     def app_context(self) -> ApiContext:
         cluster = self.cluster

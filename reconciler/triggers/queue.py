@@ -59,6 +59,9 @@ class RunQueue:
         self.workers = workers
         self.gate = gate
         self.recorder = recorder
+        # Told when what a task has applied changes (the digest, None after a failure):
+        # with high availability, the next leader knows what not to apply again.
+        self.on_applied: Callable[[str, str | None], None] | None = None
         self.tasks: dict[str, TaskRuns] = {}
         self._pool = Lanes(workers)
         self._workers: set[asyncio.Task[None]] = set()
@@ -136,6 +139,7 @@ class RunQueue:
                         fail(request.waiters, TaskBusyError(blocked))
                         continue
                     st.current = request
+                    applied = st.applied
                     try:
                         slot = self.slot(st, request.priority)
                         event = await self.executor.execute(st, request, slot)
@@ -152,6 +156,8 @@ class RunQueue:
                     finally:
                         st.current = None
                         st.working = False
+                    if st.applied != applied and self.on_applied is not None:
+                        self.on_applied(st.name, st.applied)
                     if event is not None and not st.provisional:
                         self.status.record(event)
                         seconds = (event.end_time - event.start_time).total_seconds()

@@ -336,6 +336,18 @@ class Scheduler:
                 out[source.name] = described
         return out
 
+    def adopt_applied(self, applied: Mapping[str, str]) -> int:
+        """What the cluster last applied, task by task (a new leader learns it from etcd):
+        a task whose definition and inputs are unchanged since is not applied again.
+        Returns how many tasks it concerned."""
+        count = 0
+        for name, digest in applied.items():
+            st = self._tasks.get(name)
+            if st is not None and not st.provisional:
+                st.applied = digest
+                count += 1
+        return count
+
     def resize(self, workers: int) -> None:
         """At most `workers` Terraform runs at once from now on (a reload)."""
         self.queue.resize(workers)

@@ -275,3 +275,31 @@ def test_a_frozen_leader_is_replaced_and_rejoins_as_a_follower(tmp_path: Path) -
         assert first.role() == "follower"
         assert "ha: released leadership" in first.log()
         assert the_leader(members) is other
+
+
+def test_a_rolling_restart_applies_nothing_twice(tmp_path: Path) -> None:
+    with cluster(tmp_path) as (members, _remote, _etcd):
+        wait_for(lambda: the_leader(members) is not None, timeout=30, what="one leader")
+        leader = the_leader(members)
+        assert leader is not None
+        wait_for(lambda: "task seed: applied" in leader.log(), timeout=60, what=leader.log())
+        for member in members:  # each in turn, the leader among them
+            member.stop()
+            member.start()
+            assert member.proc is not None
+            wait_listening(member.port, member.proc)
+            wait_for(lambda: the_leader(members) is not None, timeout=60, what="a leader")
+        leader = the_leader(members)
+        assert leader is not None
+        wait_for(
+            lambda: "applied by earlier leaders are not applied again" in leader.log(),
+            timeout=60,
+            what=leader.log(),
+        )
+        wait_for(
+            lambda: "task seed: leader: nothing changed since its last apply" in leader.log(),
+            timeout=60,
+            what=leader.log(),
+        )
+        applies = sum(m.log().count("task seed: applied") for m in members)
+        assert applies == 1, [m.log() for m in members]
