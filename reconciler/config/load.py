@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -11,6 +12,8 @@ from reconciler.config.decode import BodyReader
 from reconciler.config.hcl import Body, parse
 from reconciler.config.jsonsyntax import Schema, parse_json
 from reconciler.config.tasks import DecodedFile, decode_tasks
+
+log = logging.getLogger(__name__)
 
 # A task file is small; anything this big is a mistake and is rejected before parsing.
 # Thousands of tasks fit, and adversarial input at the limit still loads in about a second
@@ -44,7 +47,25 @@ def parse_task_source(data: bytes, filename: str) -> Body:
 
 
 def load_task_file(data: bytes, filename: str) -> DecodedFile:
-    """Parse and validate one task file. Never raises for bad content."""
+    """Parse and validate one task file. Never raises: bad content is the file's problem,
+    and so is a failure of the reader itself (a bug), so that one file can never stop its
+    source from loading the others."""
+    try:
+        return _load_task_file(data, filename)
+    except Exception as exc:
+        log.exception("reading %s failed", filename)
+        return DecodedFile(
+            problems=[
+                Problem(
+                    f"cannot read this file: internal error ({type(exc).__name__}: {exc}); "
+                    "the daemon's log has the details",
+                    location=Location(filename, 1),
+                )
+            ]
+        )
+
+
+def _load_task_file(data: bytes, filename: str) -> DecodedFile:
     if len(data) > MAX_TASK_FILE_BYTES:
         return DecodedFile(
             problems=[
