@@ -19,14 +19,17 @@ longer be sure, without waiting for its loop to notice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from reconciler.coordination.etcd import Etcd, EtcdError, KeyValue
+from reconciler.coordination.shards import owner
 from reconciler.settings.model import SECOND, HighAvailability
+from reconciler.triggers.queue import Claim
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +65,13 @@ class Cluster:
         etcd: Etcd | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[bool], None] | None = None,
+        on_members: Callable[[tuple[str, ...], tuple[str, ...]], None] | None = None,
     ) -> None:
         """`on_change(leading)` is called in the event loop when this member becomes
-        leader or stops being one."""
+        leader or stops being one; `on_members(before, now)` when the ids of the live
+        members change (runs spread over them move)."""
+        self._on_members = on_members
+        self._member_ids: tuple[str, ...] = ()
         self.settings = settings
         self.id = member_id
         self.ttl = max(1, settings.session_ttl // SECOND)  # etcd leases are whole seconds
@@ -102,10 +109,22 @@ class Cluster:
 
     # --- what the leader applied, shared -------------------------------------------------
 
+    async def _publish_now(self, task: str) -> None:
+        """Write what `task` applied before its lock is released (sharded runs): the next
+        member to run it must see it."""
+        if task in self._unpublished:
+            digest = self._unpublished.pop(task)
+            if digest is None:
+                await self._etcd.delete(self._applied_prefix + task)
+            else:
+                await self._etcd.put(self._applied_prefix + task, digest.encode())
+
     def publish_applied(self, task: str, digest: str | None) -> None:
         """Record what `task` has applied (None: nothing certain, after a failure), for the
         next leader. Written in the background, the latest value per task, in order."""
         self._unpublished[task] = digest
+        if self.settings.shard_runs:
+            return  # written by the run's claim, before it releases the task's lock
         if self._publisher is None or self._publisher.done():
             self._publisher = asyncio.get_running_loop().create_task(self._publish())
 
@@ -236,14 +255,88 @@ class Cluster:
             member_id, address = _read(kv)
             members.append(Member(member_id, address, True, member_id == leader))
         self.members = members
+        self._set_member_ids(tuple(sorted(m.id for m in members)))
+
+    def _set_member_ids(self, ids: tuple[str, ...]) -> None:
+        before, self._member_ids = self._member_ids, ids
+        if ids != before:
+            log.info("ha: members: %s", ", ".join(ids) or "none")
+            if self._on_members is not None:
+                self._on_members(before, ids)
+
+    # --- runs spread over the members (shard_runs) ---------------------------------------
+
+    def owner_of(self, task: str) -> str | None:
+        """The member that runs `task` (None while this member knows no members)."""
+        return owner(task, self._member_ids)
+
+    def owns(self, task: str, members: tuple[str, ...] | None = None) -> bool:
+        ids = self._member_ids if members is None else members
+        return owner(task, ids) == self.id
+
+    @contextlib.asynccontextmanager
+    async def claim(self, task: str, background: bool) -> AsyncIterator[Claim]:
+        """Held around one run: the task's lock in etcd, on this member's lease, so that
+        no other member runs the task meanwhile. A background run also needs this member
+        to own the task. If the session could expire while the run holds the lock (this
+        member is cut off from etcd), the run is stopped first: after the lease expires
+        another member may take the lock, and the two must never overlap."""
+        if not self._session_valid():
+            yield Claim(refusal=f"not in the cluster: {self.problem or 'no session'}")
+            return
+        if background and not self.owns(task):
+            yield Claim(refusal=f"task {task} runs on member {self.owner_of(task)}")
+            return
+        key = self.settings.prefix + "locks/" + task
+        try:
+            _, holder = await self._etcd.create(
+                key, _describe(self.id, self.settings.address), lease=self._lease
+            )
+            applied = await self._etcd.get(self._applied_prefix + task)
+        except EtcdError as exc:
+            yield Claim(refusal=f"cannot lock task {task} in etcd: {exc}")
+            return
+        if holder is not None:
+            yield Claim(refusal=f"task {task} is running on member {_read(holder)[0]}")
+            return
+        run = asyncio.current_task()
+        assert run is not None
+        fence = asyncio.get_running_loop().create_task(self._fence(task, run))
+        try:
+            yield Claim(applied=applied.value.decode() if applied is not None else None)
+        finally:
+            fence.cancel()
+            try:
+                await self._publish_now(task)
+                await self._etcd.delete(key)
+            except EtcdError as exc:  # the lock goes with the lease
+                log.warning("ha: task %s: could not release its lock: %s", task, exc)
+
+    def _session_valid(self) -> bool:
+        return self._lease != 0 and self.problem is None and self._clock() < self._valid_until
+
+    async def _fence(self, task: str, run: asyncio.Task[object]) -> None:
+        margin = self.interval / 2
+        while True:
+            left = self._valid_until - self._clock() - margin
+            if left <= 0:
+                log.error(
+                    "ha: task %s: the session may expire before the run ends (cut off from "
+                    "etcd): stopping the run",
+                    task,
+                )
+                run.cancel()
+                return
+            await asyncio.sleep(min(left, self.interval))
 
     def _lost(self, reason: str) -> None:
         if self.problem != reason:
             log.error("ha: cannot reach etcd: %s", reason)
         self.problem = reason
-        self.leader = None if not self._leading else self.leader
         self._step_down(reason)
+        self.leader = None
         self.members = []
+        self._set_member_ids(())
 
     def _step_down(self, reason: str) -> None:
         if not self._leading:

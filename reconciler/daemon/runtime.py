@@ -113,7 +113,10 @@ class Daemon:
         self.cluster: Cluster | None = None
         if settings.high_availability is not None:
             self.cluster = Cluster(
-                settings.high_availability, settings.id, on_change=self._leadership_changed
+                settings.high_availability,
+                settings.id,
+                on_change=self._leadership_changed,
+                on_members=self._members_changed,
             )
         self.core = core_from_settings(
             settings,
@@ -128,7 +131,12 @@ class Daemon:
         )
         self.metrics.watch(self.core, self.terraform.pool if self.terraform else None)
         if self.cluster is not None and self.core.scheduler is not None:
-            self.core.scheduler.queue.on_applied = self.cluster.publish_applied
+            queue = self.core.scheduler.queue
+            queue.on_applied = self.cluster.publish_applied
+            if self.cluster.settings.shard_runs:
+                # Every member runs the tasks it owns, each run under the task's lock; the
+                # leader's gate is for API changes only.
+                queue.gate, queue.claims = None, self.cluster.claim
         self.server: _Server | None = None
         self.tls: ServerTLS | None = None  # the API's certificates, when served over TLS
         self._stopping = 0
@@ -174,11 +182,27 @@ class Daemon:
         except the tasks whose definition and inputs are what the cluster last applied;
         one that lost leadership starts nothing more (the gate) and lets a running job
         finish."""
-        if leading and self.core.scheduler is not None:
+        assert self.cluster is not None
+        if leading and self.core.scheduler is not None and not self.cluster.settings.shard_runs:
             task = asyncio.get_running_loop().create_task(self._take_over(), name="takeover")
             self._reloads.add(task)
             task.add_done_callback(self._reloads.discard)
         self._notify_ready()
+
+    def _members_changed(self, before: tuple[str, ...], now: tuple[str, ...]) -> None:
+        """Runs spread over the members: the tasks this member owns from now on run once
+        (what another member already applied for the same inputs is not run again)."""
+        cluster, scheduler = self.cluster, self.core.scheduler
+        if cluster is None or scheduler is None or not cluster.settings.shard_runs or not now:
+            return
+        gained = {
+            name
+            for name in self.registry.names()
+            if cluster.owns(name, now) and not cluster.owns(name, before)
+        }
+        if gained:
+            log.info("ha: %d tasks run on this member from now on", len(gained))
+            scheduler.trigger_all(retry=False, reason="owner", everything=True, only=gained)
 
     async def _take_over(self) -> None:
         assert self.cluster is not None and self.core.scheduler is not None

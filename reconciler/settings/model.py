@@ -231,6 +231,9 @@ class HighAvailability:
     parent_path: str = "reconciler"  # the keys live under <parent_path>/<cluster_name>/
     tls: EtcdTLS = EtcdTLS()
     address: str = ""  # how other members and clients reach this one's API
+    # Not in CTS: every member runs the tasks it owns (rendezvous hashing), not only the
+    # leader; the leader still takes every API change.
+    shard_runs: bool = False
     location: Location = field(default=_NOWHERE, compare=False)
 
     @property

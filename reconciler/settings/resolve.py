@@ -582,12 +582,6 @@ def high_availability(
             where,
             block.block("instance").loc("address"),
         )
-    if block.get("shard_runs"):
-        c.bad(
-            "shard_runs = true is not implemented: the leader runs every task",
-            where,
-            block.loc("shard_runs"),
-        )
     if not sources:
         c.bad(
             'high availability needs a task source every member reads: a source "git" '
@@ -617,5 +611,6 @@ def high_availability(
         parent_path=storage.get("parent_path") or HighAvailability.parent_path,
         tls=etcd_tls,
         address=address,
+        shard_runs=bool(block.get("shard_runs", False)),
         location=block.loc(),
     )

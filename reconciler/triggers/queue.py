@@ -18,6 +18,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 
 from reconciler._core.lanes import Lanes
 from reconciler._core.metrics import NULL, Recorder
@@ -41,6 +42,21 @@ log = logging.getLogger("reconciler.triggers.scheduler")
 Gate = Callable[[], str | None]
 
 
+@dataclass(frozen=True)
+class Claim:
+    """The answer of `Claims` for one run: whether this daemon may run the task now (a
+    refusal says why not) and what the cluster last applied for it (None: unknown)."""
+
+    refusal: str | None = None
+    applied: str | None = None
+
+
+# With runs spread over the members of a cluster: held for the whole run, so that no
+# other member runs the task meanwhile; `background` is False for a run an API call asked
+# for (the task's owner does not matter then, only that nobody else is running it).
+Claims = Callable[[str, bool], AbstractAsyncContextManager[Claim]]
+
+
 _NO_SLOT = contextlib.nullcontext()
 
 
@@ -62,6 +78,7 @@ class RunQueue:
         # Told when what a task has applied changes (the digest, None after a failure):
         # with high availability, the next leader knows what not to apply again.
         self.on_applied: Callable[[str, str | None], None] | None = None
+        self.claims: Claims | None = None  # runs spread over a cluster's members
         self.tasks: dict[str, TaskRuns] = {}
         self._pool = Lanes(workers)
         self._workers: set[asyncio.Task[None]] = set()
@@ -138,33 +155,49 @@ class RunQueue:
                     if blocked is not None:
                         fail(request.waiters, TaskBusyError(blocked))
                         continue
-                    st.current = request
-                    applied = st.applied
-                    try:
-                        slot = self.slot(st, request.priority)
-                        event = await self.executor.execute(st, request, slot)
-                    except (TaskGoneError, TaskBusyError) as exc:
-                        fail(request.waiters, exc)
+                    if not request.run or self.claims is None:
+                        await self._execute(st, request)
                         continue
-                    except Exception as exc:
-                        log.exception("task %s: unexpected error in its run", st.name)
-                        fail(request.waiters, exc)
-                        continue
-                    except BaseException:
-                        fail(request.waiters, TaskBusyError("the run was stopped"))
-                        raise
-                    finally:
-                        st.current = None
-                        st.working = False
-                    if st.applied != applied and self.on_applied is not None:
-                        self.on_applied(st.name, st.applied)
-                    if event is not None and not st.provisional:
-                        self.status.record(event)
-                        seconds = (event.end_time - event.start_time).total_seconds()
-                        self.recorder.run_finished(st.name, event.success, seconds)
-                    resolve(request.waiters, event)
+                    background = request.priority is Priority.BACKGROUND
+                    async with self.claims(st.name, background) as claim:
+                        if claim.refusal is not None:
+                            fail(request.waiters, TaskBusyError(claim.refusal))
+                            continue
+                        if background:
+                            # What the cluster applied last: a trigger another member
+                            # already ran for the same inputs is not run again.
+                            st.applied = claim.applied
+                            request.skip_unchanged = True
+                        await self._execute(st, request)
         finally:
             self.maybe_finish(st)
+
+    async def _execute(self, st: TaskRuns, request: Request) -> None:
+        st.current = request
+        applied = st.applied
+        try:
+            slot = self.slot(st, request.priority)
+            event = await self.executor.execute(st, request, slot)
+        except (TaskGoneError, TaskBusyError) as exc:
+            fail(request.waiters, exc)
+            return
+        except Exception as exc:
+            log.exception("task %s: unexpected error in its run", st.name)
+            fail(request.waiters, exc)
+            return
+        except BaseException:
+            fail(request.waiters, TaskBusyError("the run was stopped"))
+            raise
+        finally:
+            st.current = None
+            st.working = False
+        if st.applied != applied and self.on_applied is not None:
+            self.on_applied(st.name, st.applied)
+        if event is not None and not st.provisional:
+            self.status.record(event)
+            seconds = (event.end_time - event.start_time).total_seconds()
+            self.recorder.run_finished(st.name, event.success, seconds)
+        resolve(request.waiters, event)
 
     @contextlib.asynccontextmanager
     async def exclusive(self, st: TaskRuns) -> AsyncIterator[None]:

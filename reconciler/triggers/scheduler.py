@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 from reconciler._core.errors import DuplicateTaskError, NotFoundError
@@ -194,12 +194,20 @@ class Scheduler:
         return True
 
     def trigger_all(
-        self, *, retry: bool = False, reason: str = "start", everything: bool = False
+        self,
+        *,
+        retry: bool = False,
+        reason: str = "start",
+        everything: bool = False,
+        only: Collection[str] | None = None,
     ) -> None:
-        """Run every enabled task once (the daemon's start, as CTS's once-mode), except the
-        tasks whose first run comes from a trigger source when their data arrives (unless
-        `everything`: a new leader runs those too, with the data there is now)."""
+        """Run every enabled task (or those named in `only`) once (the daemon's start, as
+        CTS's once-mode), except the tasks whose first run comes from a trigger source when
+        their data arrives (unless `everything`: a new leader runs those too, with the data
+        there is now)."""
         for st in list(self._tasks.values()):
+            if only is not None and st.name not in only:
+                continue
             if not everything and any(source.owns_start(st.spec) for source in self.sources):
                 continue
             if st.live is not None and not st.deleting and st.spec.is_enabled:

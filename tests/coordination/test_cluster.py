@@ -183,3 +183,41 @@ async def running(member: Cluster) -> AsyncIterator[Cluster]:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await member.close()
+
+
+async def test_claims_lock_a_task_and_a_cut_off_run_is_stopped(etcd: EtcdServer) -> None:
+    sharded = {
+        i: Cluster(dataclasses.replace(settings(etcd, ""), shard_runs=True), i) for i in "ab"
+    }
+    runs = [asyncio.create_task(c.run()) for c in sharded.values()]
+    try:
+        a, b = sharded["a"], sharded["b"]
+        await async_wait_for(lambda: a.owner_of("t") is not None and len(b.members) == 2)
+        mine = a if a.owns("t") else b
+        other = b if mine is a else a
+        async with other.claim("t", True) as refused:
+            assert refused.refusal == f"task t runs on member {mine.id}"
+        async with mine.claim("t", True) as claim:
+            assert claim.refusal is None and claim.applied is None
+            mine.publish_applied("t", "digest-1")
+            # An API run on the other member (ownership aside) finds the lock taken.
+            async with other.claim("t", False) as busy:
+                assert busy.refusal == f"task t is running on member {mine.id}"
+        async with other.claim("t", False) as free:
+            assert free.refusal is None
+            assert free.applied == "digest-1"  # written before the lock was released
+
+        async def long_run() -> None:
+            async with mine.claim("t", True) as held:
+                assert held.refusal is None
+                etcd.stop()  # cut off: no renewal can succeed any more
+                await asyncio.sleep(120)  # an apply far longer than the session
+
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.create_task(long_run()), 60)
+    finally:
+        for task in runs:
+            task.cancel()
+        await asyncio.gather(*runs, return_exceptions=True)
+        for c in sharded.values():
+            await c.close()

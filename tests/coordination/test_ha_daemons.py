@@ -41,12 +41,13 @@ def git(cwd: Path, *args: str) -> str:
     return result.stdout
 
 
-def make_remote(root: Path) -> Path:
+def make_remote(root: Path, files: dict[str, str] | None = None) -> Path:
     bare, work = root / "remote.git", root / "human"
     git(root, "init", "-q", "--bare", "-b", "main", str(bare))
     git(root, "clone", "-q", str(bare), str(work))
     git(work, "checkout", "-q", "-B", "main")
-    (work / "seed.hcl").write_text(task_hcl("seed", module=str(MODULE)))
+    for rel, text in (files or {"seed.hcl": task_hcl("seed", module=str(MODULE))}).items():
+        (work / rel).write_text(text)
     git(work, "add", "-A")
     git(work, "commit", "-q", "-m", "seed")
     git(work, "push", "-q", "origin", "main")
@@ -69,7 +70,16 @@ def call(port: int, method: str, path: str, body: object = None) -> tuple[int, d
 
 
 class Member:
-    def __init__(self, root: Path, member_id: str, remote: Path, etcd: EtcdServer) -> None:
+    def __init__(
+        self,
+        root: Path,
+        member_id: str,
+        remote: Path,
+        etcd: EtcdServer,
+        *,
+        extra: str = "",
+        shard: bool = False,
+    ) -> None:
         self.id = member_id
         self.root = root / member_id
         self.root.mkdir(parents=True)
@@ -81,7 +91,8 @@ class Member:
             'high_availability {\n  cluster {\n    name = "prod"\n'
             f'    storage "etcd" {{\n      endpoints = ["{etcd.url}"]\n'
             '      session_ttl = "2s"\n    }\n  }\n'
-            f'  instance {{\n    address = "{self.address}"\n  }}\n}}\n'
+            f'  instance {{\n    address = "{self.address}"\n  }}\n'
+            f"  shard_runs = {str(shard).lower()}\n}}\n" + extra
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -117,10 +128,21 @@ class Member:
 
 
 @contextlib.contextmanager
-def cluster(tmp_path: Path, count: int = 3) -> Iterator[tuple[list[Member], Path, EtcdServer]]:
-    remote = make_remote(tmp_path)
+def cluster_of(
+    tmp_path: Path,
+    count: int = 3,
+    *,
+    files: dict[str, str] | None = None,
+    extra: str = "",
+    shard: bool = False,
+) -> Iterator[tuple[list[Member], Path, EtcdServer]]:
+    """`count` daemons on one etcd and one git remote holding `files` (default: one task)."""
+    remote = make_remote(tmp_path, files)
     with etcd_server(tmp_path / "etcd") as etcd:
-        members = [Member(tmp_path, f"cts-0{i + 1}", remote, etcd) for i in range(count)]
+        members = [
+            Member(tmp_path, f"cts-0{i + 1}", remote, etcd, extra=extra, shard=shard)
+            for i in range(count)
+        ]
         try:
             for m in members:
                 m.start()
@@ -142,7 +164,7 @@ def the_leader(members: list[Member]) -> Member | None:
 def test_one_leader_followers_redirect_and_every_member_reports_the_cluster(
     tmp_path: Path,
 ) -> None:
-    with cluster(tmp_path) as (members, _remote, _etcd):
+    with cluster_of(tmp_path) as (members, _remote, _etcd):
         wait_for(lambda: the_leader(members) is not None, timeout=30, what="one leader")
         leader = the_leader(members)
         assert leader is not None
@@ -177,7 +199,7 @@ def test_one_leader_followers_redirect_and_every_member_reports_the_cluster(
 
 
 def test_kill_of_the_leader_during_writes_loses_nothing(tmp_path: Path) -> None:
-    with cluster(tmp_path) as (members, remote, _etcd):
+    with cluster_of(tmp_path) as (members, remote, _etcd):
         wait_for(lambda: the_leader(members) is not None, timeout=30, what="one leader")
         first = the_leader(members)
         assert first is not None
@@ -254,7 +276,7 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_frozen_leader_is_replaced_and_rejoins_as_a_follower(tmp_path: Path) -> None:
-    with cluster(tmp_path, count=2) as (members, _remote, _etcd):
+    with cluster_of(tmp_path, 2) as (members, _remote, _etcd):
         wait_for(lambda: the_leader(members) is not None, timeout=30, what="one leader")
         first = the_leader(members)
         assert first is not None and first.proc is not None
@@ -278,7 +300,7 @@ def test_a_frozen_leader_is_replaced_and_rejoins_as_a_follower(tmp_path: Path) -
 
 
 def test_a_rolling_restart_applies_nothing_twice(tmp_path: Path) -> None:
-    with cluster(tmp_path) as (members, _remote, _etcd):
+    with cluster_of(tmp_path) as (members, _remote, _etcd):
         wait_for(lambda: the_leader(members) is not None, timeout=30, what="one leader")
         leader = the_leader(members)
         assert leader is not None

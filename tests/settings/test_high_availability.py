@@ -50,6 +50,7 @@ def test_the_block_in_full(tmp_path: Path) -> None:
         address="http://cts-01.example.com:8558",
     )
     assert settings.high_availability.prefix == "ops/prod/"
+    assert not settings.high_availability.shard_runs
     # The local backend keeps state per member: said, not refused.
     assert any("shared backend" in str(w) for w in settings.warnings)
 
@@ -59,6 +60,9 @@ def test_defaults(tmp_path: Path) -> None:
     ha = load_settings([tmp_path / "c.hcl"], environ={}).high_availability
     assert ha is not None
     assert (ha.session_ttl, ha.prefix, ha.address) == (15 * SECOND, "reconciler/prod/", "")
+    (tmp_path / "c.hcl").write_text(block(extra="  shard_runs = true\n") + GIT)
+    sharded = load_settings([tmp_path / "c.hcl"], environ={}).high_availability
+    assert sharded is not None and sharded.shard_runs
 
 
 def test_consul_storage_is_recognised_and_refused(tmp_path: Path) -> None:
@@ -84,11 +88,6 @@ def test_consul_storage_is_recognised_and_refused(tmp_path: Path) -> None:
             'storage "etcd" {\n  endpoints = ["http://e:2379"]\n  tls {\n    cert = "/x"\n  }\n}',
             "",
             "cert and key go together",
-        ),
-        (
-            'storage "etcd" {\n  endpoints = ["http://e:2379"]\n}',
-            "  shard_runs = true\n",
-            "shard_runs",
         ),
         (
             'storage "etcd" {\n  endpoints = ["http://e:2379"]\n}',
