@@ -260,9 +260,9 @@ class Core:
         one could be read do they replace the removed ones, in one reconcile (see
         Reconciler.replace_sources). False when a new source could not be read: then
         nothing changed."""
-        kept: dict[str, SourcePlan] = {}
-        added: list[SourcePlan] = []
         unmatched = dict(self.plans)
+        wanted: dict[str, SourcePlan] = {}  # the new order: kept ones under their names
+        added: list[SourcePlan] = []
         for plan in plans:
             match = next(
                 (n for n, p in unmatched.items() if p.key is not None and p.key == plan.key),
@@ -270,13 +270,13 @@ class Core:
             )
             if match is None:
                 added.append(plan)
+                wanted[plan.source.name] = plan
             else:
-                kept[match] = unmatched.pop(match)
+                wanted[match] = unmatched.pop(match)
         removed = list(unmatched)
-        order = [next((n for n, p in kept.items() if p.key == plan.key), "") for plan in plans]
         if not added and not removed:
-            if list(self.plans) != order:
-                self.plans = {name: self.plans[name] for name in order}
+            if list(self.plans) != list(wanted):
+                self.plans = wanted
                 self._wire_sources()
             return True
         new_loops = {plan.source.name: self._new_loop(plan) for plan in added}
@@ -290,22 +290,18 @@ class Core:
                 await asyncio.to_thread(loop.close)
             return False
         async with contextlib.AsyncExitStack() as stack:
-            # No API write is half-way through a source that goes away.
+            # No API write or pass is half-way through a source that goes away; its loop
+            # is stopped before the lock is released, so no pass of it can follow.
             for name in removed:
                 await stack.enter_async_context(self.loops[name].lock)
+            for name in removed:
+                task = self._loop_tasks.pop(name, None)
+                if task is not None:
+                    task.cancel()
             change = self.reconciler.replace_sources(removed, scans)
         gone = [self.loops.pop(name) for name in removed]
-        for name in removed:
-            task = self._loop_tasks.pop(name, None)
-            if task is not None:
-                task.cancel()
-        self.plans = {}
-        for name, plan in zip(order, plans, strict=True):
-            if name:
-                self.plans[name] = kept[name]
-            else:
-                self.plans[plan.source.name] = plan
-        self.loops = {name: self.loops.get(name) or new_loops[name] for name in self.plans}
+        self.plans = wanted
+        self.loops = {name: self.loops.get(name) or new_loops[name] for name in wanted}
         self._wire_sources()
         for name, loop in new_loops.items():
             if self._background:  # started: the new loops follow their sources from now on
