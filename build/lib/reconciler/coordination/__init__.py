@@ -1,1 +1,0 @@
-"""Coordination between daemons: high availability on etcd."""
