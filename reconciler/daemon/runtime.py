@@ -183,6 +183,10 @@ class Daemon:
         one that lost leadership starts nothing more (the gate) and lets a running job
         finish."""
         assert self.cluster is not None
+        if leading:
+            # The old leader's last commits may be newer than our last poll: fetch now.
+            for loop in self.core.loops.values():
+                loop.hint(None)
         if leading and self.core.scheduler is not None and not self.cluster.settings.shard_runs:
             task = asyncio.get_running_loop().create_task(self._take_over(), name="takeover")
             self._reloads.add(task)

@@ -79,6 +79,7 @@ class Member:
         *,
         extra: str = "",
         shard: bool = False,
+        poll: str = "1s",
     ) -> None:
         self.id = member_id
         self.root = root / member_id
@@ -87,7 +88,7 @@ class Member:
         self.address = f"http://127.0.0.1:{self.port}"
         (self.root / "config.hcl").write_text(
             f'id = "{member_id}"\nport = {self.port}\nworking_dir = "state"\n'
-            f'source "git" {{\n  url = "{remote}"\n  push = true\n  poll_interval = "1s"\n}}\n'
+            f'source "git" {{\n  url = "{remote}"\n  push = true\n  poll_interval = "{poll}"\n}}\n'
             'high_availability {\n  cluster {\n    name = "prod"\n'
             f'    storage "etcd" {{\n      endpoints = ["{etcd.url}"]\n'
             '      session_ttl = "2s"\n    }\n  }\n'
@@ -135,12 +136,13 @@ def cluster_of(
     files: dict[str, str] | None = None,
     extra: str = "",
     shard: bool = False,
+    poll: str = "1s",
 ) -> Iterator[tuple[list[Member], Path, EtcdServer]]:
     """`count` daemons on one etcd and one git remote holding `files` (default: one task)."""
     remote = make_remote(tmp_path, files)
     with etcd_server(tmp_path / "etcd") as etcd:
         members = [
-            Member(tmp_path, f"cts-0{i + 1}", remote, etcd, extra=extra, shard=shard)
+            Member(tmp_path, f"cts-0{i + 1}", remote, etcd, extra=extra, shard=shard, poll=poll)
             for i in range(count)
         ]
         try:
@@ -199,17 +201,23 @@ def test_one_leader_followers_redirect_and_every_member_reports_the_cluster(
 
 
 def test_kill_of_the_leader_during_writes_loses_nothing(tmp_path: Path) -> None:
-    with cluster_of(tmp_path) as (members, remote, _etcd):
+    # Followers poll the remote only every 10 minutes: a new leader fetches at once.
+    with cluster_of(tmp_path, poll="10m") as (members, remote, _etcd):
         wait_for(lambda: the_leader(members) is not None, timeout=30, what="one leader")
         first = the_leader(members)
         assert first is not None
         acknowledged: list[str] = []
-        stop = threading.Event()
+        stop, resumed = threading.Event(), threading.Event()
 
         def writer() -> None:
+            """Writes to the first leader until it dies, then (once resumed) to the new."""
             n = 0
             while not stop.is_set():
-                leader = the_leader([m for m in members if m.proc and m.proc.poll() is None])
+                if resumed.is_set():
+                    live = [m for m in members if m.proc and m.proc.poll() is None]
+                    leader = the_leader(live)
+                else:
+                    leader = first if first.proc and first.proc.poll() is None else None
                 if leader is None:
                     time.sleep(0.05)  # poll interval while leadership moves
                     continue
@@ -224,6 +232,7 @@ def test_kill_of_the_leader_during_writes_loses_nothing(tmp_path: Path) -> None:
                 try:
                     status, answer = call(leader.port, "POST", "/v1/tasks", body)
                 except OSError:
+                    time.sleep(0.05)
                     continue  # the leader died under the request: not acknowledged
                 if status == 201:
                     acknowledged.append(name)
@@ -241,6 +250,19 @@ def test_kill_of_the_leader_during_writes_loses_nothing(tmp_path: Path) -> None:
             first.proc.wait(10)
             survivors = [m for m in members if m is not first]
             wait_for(lambda: the_leader(survivors) is not None, timeout=60, what="a new leader")
+            before_kill = list(acknowledged)
+            new_leader = the_leader(survivors)
+            assert new_leader is not None
+
+            def serves_them() -> bool:
+                status, body = call(new_leader.port, "GET", "/v1/tasks")
+                names = {t["name"] for t in body.get("tasks", [])}  # type: ignore[attr-defined]
+                return status == 200 and set(before_kill) <= names
+
+            # Nothing was written to the new leader yet: only its fetch at takeover (not
+            # its 10-minute poll) can bring the old leader's last commits.
+            wait_for(serves_them, timeout=60, what=new_leader.log())
+            resumed.set()
             count = len(acknowledged)
             wait_for(lambda: len(acknowledged) >= count + 3, timeout=120, what="writes after")
         finally:
