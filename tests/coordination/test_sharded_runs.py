@@ -14,7 +14,7 @@ from test_ha_daemons import MODULE, Member, call, cluster_of
 
 from reconciler.coordination.shards import owner
 
-TASKS = [f"t{i:02d}" for i in range(24)]
+TASKS = [f"t{i:02d}" for i in range(100)]
 APPLIED = re.compile(r"task (t\d\d): applied \(")
 
 
@@ -66,7 +66,7 @@ def test_runs_spread_over_the_members_once_per_change(tmp_path: Path) -> None:
         first = settle(members, members, 1)
         assert Counter(task for (_, task) in first.elements()) == Counter(TASKS)
         per_member = Counter(member for member, _ in expected.elements())
-        assert all(per_member[i] >= 3 for i in ids), per_member  # spread over all three
+        assert all(per_member[i] >= 20 for i in ids), per_member  # about evenly (33 each)
 
         (catalog / "web-2.hcl").write_text(instance(2))
         counts = settle(members, members, 2)
