@@ -195,6 +195,11 @@ class Cluster:
                 await self._session()
             except EtcdError as exc:
                 self._lost(str(exc))
+            except Exception as exc:
+                # A bug or an answer we cannot read must not end the member: it follows
+                # (and fences itself) until a fresh session works.
+                log.exception("ha: the session with etcd failed")
+                self._lost(f"unexpected error: {exc!r}")
             # A fresh session, a fraction of the TTL later (etcd may be restarting).
             await asyncio.sleep(min(1.0, self.interval))
 

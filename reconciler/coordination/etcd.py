@@ -91,8 +91,12 @@ class Etcd:
             if response.status_code >= 500:
                 failures.append(f"{self.endpoints[index]}: HTTP {response.status_code}")
                 continue
+            try:
+                data: dict[str, Any] = response.json()
+            except ValueError:
+                failures.append(f"{self.endpoints[index]}: not an etcd answer")
+                continue
             self._preferred = index
-            data: dict[str, Any] = response.json()
             if response.status_code != 200 or "error" in data:
                 raise EtcdError(f"etcd refused {path}: {data.get('message') or data}")
             return data

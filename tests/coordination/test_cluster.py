@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import http.server
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from etcdkit import EtcdServer, etcd_server
 from helpers import async_wait_for
 
 from reconciler.coordination.cluster import NOT_CONNECTED, Cluster
-from reconciler.coordination.etcd import Etcd
+from reconciler.coordination.etcd import Etcd, EtcdError
 from reconciler.settings.model import SECOND, EtcdTLS, HighAvailability
 
 pytestmark = pytest.mark.anyio
@@ -129,9 +131,31 @@ async def test_a_member_cut_off_from_etcd_fences_itself_and_rejoins(etcd: EtcdSe
         assert solo.problem is None
 
 
+class _NotEtcd(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        body = b"<html>a proxy's error page</html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
 async def test_the_client_tries_the_next_endpoint(etcd: EtcdServer) -> None:
     dead = f"http://127.0.0.1:{EtcdServer(Path('/nonexistent')).client_port}"
-    client = Etcd([dead, etcd.url], timeout=2)
+    impostor = http.server.HTTPServer(("127.0.0.1", 0), _NotEtcd)
+    threading.Thread(target=impostor.serve_forever, daemon=True).start()
+    other = f"http://127.0.0.1:{impostor.server_address[1]}"
+    alone = Etcd([other], timeout=2)
+    try:
+        with pytest.raises(EtcdError, match="not an etcd answer"):
+            await alone.grant(5)
+    finally:
+        await alone.aclose()
+    client = Etcd([dead, other, etcd.url], timeout=2)
     try:
         lease = await client.grant(5)
         revision, existing = await client.create("k/leader", b"me", lease=lease)
@@ -143,6 +167,8 @@ async def test_the_client_tries_the_next_endpoint(etcd: EtcdServer) -> None:
         assert await client.get("k/leader") is None
     finally:
         await client.aclose()
+        impostor.shutdown()
+        impostor.server_close()
 
 
 async def test_etcd_over_tls_with_a_client_certificate(tmp_path: Path) -> None:
