@@ -98,7 +98,8 @@ class Daemon:
         eager_init: bool = True,
         watch: bool = True,
     ) -> None:
-        """`watch`: Consul conditions fire runs (off in the one-shot modes)."""
+        """`watch`: Consul conditions fire runs, and a high-availability member joins its
+        cluster (both off in the one-shot modes, which run or plan here and exit)."""
         self.settings = settings
         self._token = settings.api_token  # the event loop owns it; a reload replaces it
         self.config_paths = list(config_paths)
@@ -111,7 +112,7 @@ class Daemon:
         self.metrics = PrometheusMetrics()
         # High availability: the cluster's leader writes and runs; the gate says so.
         self.cluster: Cluster | None = None
-        if settings.high_availability is not None:
+        if settings.high_availability is not None and watch:
             self.cluster = Cluster(
                 settings.high_availability,
                 settings.id,

@@ -347,3 +347,24 @@ def test_a_rolling_restart_applies_nothing_twice(tmp_path: Path) -> None:
         )
         applies = sum(m.log().count("task seed: applied") for m in members)
         assert applies == 1, [m.log() for m in members]
+
+
+def test_the_one_shot_modes_do_not_join_the_cluster(tmp_path: Path) -> None:
+    remote = make_remote(tmp_path)
+    dead = f"http://127.0.0.1:{free_port()}"  # no etcd anywhere: -once must not need one
+    (tmp_path / "config.hcl").write_text(
+        'working_dir = "state"\n'
+        f'source "git" {{\n  url = "{remote}"\n}}\n'
+        'high_availability {\n  cluster {\n    name = "prod"\n'
+        f'    storage "etcd" {{\n      endpoints = ["{dead}"]\n    }}\n  }}\n}}\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "reconciler.cli.main", "start", "-once", "-config-file=config.hcl"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "task seed: applied" in result.stderr
+    assert "ha:" not in result.stderr
