@@ -1,9 +1,13 @@
-"""High availability: the members of a cluster elect one leader in etcd.
+"""High availability: the members of a cluster elect one leader in etcd, and share what
+was applied (and, with `shard_runs`, the runs themselves).
 
 Keys, under `<parent_path>/<cluster name>/`: `members/<id>` for each live member and
 `leader` for the leader, each holding `{"id", "address"}` and attached to its member's
 lease (session) of `session_ttl`: a member that dies or is cut off loses both when the
 lease expires, and revoking the lease at shutdown hands leadership over at once.
+`applied/<task>` holds the digest of the task's last successful apply (no lease: it
+outlives members), `locks/<task>` the member running the task (on its lease, sharded
+runs only; see `claim`).
 
 One loop per member, every `session_ttl / 3`: renew the lease, then campaign (create the
 leader key if it is absent, in one transaction) or, as leader, check the key is still ours;
