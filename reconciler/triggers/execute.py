@@ -112,8 +112,10 @@ class Executor:
     async def execute(self, st: TaskRuns, request: Request, slot: Slot) -> Event | None:
         """Do what the request asks; the caller holds the task's lock."""
         spec = st.spec
-        started = now()
         async with slot():
+            # The run starts when it has its slot: time queued behind other tasks' runs is
+            # not the run's own duration.
+            started = now()
             try:
                 ws = self.workspace(st)
                 await self.ensure_init(st, ws, force=request.force_init, priority=request.priority)

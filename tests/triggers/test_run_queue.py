@@ -3,6 +3,7 @@ backoff), trigger sources behind their protocol, and the revision each run recor
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -174,3 +175,19 @@ async def test_a_new_revision_of_the_same_definition_counts_as_applied(tmp_path:
     registry.apply(RegistryChange(moved=(live(spec("a"), tmp_path / "other" / "a.hcl", "sha-3"),)))
     assert scheduler.status.last_applied_revision("a") == "sha-2"
     await scheduler.shutdown(0)
+
+
+async def test_a_run_starts_when_it_gets_its_slot_not_when_it_was_queued(
+    tmp_path: Path,
+) -> None:
+    registry, scheduler, fake = make_scheduler(tmp_path, workers=1)
+    create(registry, live(spec("a")), live(spec("b")))
+    await scheduler.idle()
+    fake.gates["a"] = asyncio.Event()
+    scheduler.trigger("a")
+    await async_wait_for(lambda: fake.ops("a", "apply") == ["apply"], what="a's apply")
+    scheduler.trigger("b")  # queued behind "a" for the only slot
+    fake.gates["a"].set()
+    await scheduler.idle()
+    [a], [b] = scheduler.status.events("a"), scheduler.status.events("b")
+    assert b.start_time >= a.end_time  # b's queueing time is not counted as its run
