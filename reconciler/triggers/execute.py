@@ -24,7 +24,7 @@ from reconciler.registry.status import Event, EventConfig, now
 from reconciler.runner.driver import Driver, Plan, Priority, RunError
 from reconciler.runner.inputs import Catalog, EmptyCatalog, ModuleInputs, gather_inputs
 from reconciler.runner.workspace import Workspace, Workspaces
-from reconciler.triggers.requests import Request, TaskRuns
+from reconciler.triggers.requests import Request, TaskBusyError, TaskRuns
 
 # The scheduler's logger: a task's run is logged under one name whichever module does it.
 log = logging.getLogger("reconciler.triggers.scheduler")
@@ -57,6 +57,8 @@ class Executor:
         self.driver = driver
         self.catalog: Catalog = catalog or EmptyCatalog()
         self.retry_delay = retry_delay
+        # Set when the daemon stops: a run waiting to retry ends with the failure it has.
+        self.stopping = asyncio.Event()
 
     def workspace(self, st: TaskRuns) -> Workspace:
         return self.workspaces.for_task(st.spec, st.base_dir)
@@ -151,9 +153,13 @@ class Executor:
             if error is None:
                 break
             # The slot is free while waiting: other tasks run meanwhile.
-            await asyncio.sleep(self.retry_delay(attempt - 1))
-            async with slot():
-                error = await self._apply(st, ws, attempt, attempts, request.priority)
+            if not await self._backoff(self.retry_delay(attempt - 1)):
+                break
+            try:
+                async with slot():
+                    error = await self._apply(st, ws, attempt, attempts, request.priority)
+            except TaskBusyError:  # the daemon stops: the failure so far is the result
+                break
         if error is None:
             st.applied = digest
             log.info("task %s: applied (%s)", st.name, request.reason or "requested")
@@ -161,6 +167,15 @@ class Executor:
             st.applied = None
         event = self.event(st, spec, started, error, ran=True)
         return dataclasses.replace(event, digest=digest) if error is None else event
+
+    async def _backoff(self, delay: float) -> bool:
+        """Wait `delay` seconds before a retry; False when the daemon stops meanwhile."""
+        try:
+            async with asyncio.timeout(delay):
+                await self.stopping.wait()
+        except TimeoutError:
+            return True
+        return False
 
     async def _apply(
         self, st: TaskRuns, ws: Workspace, attempt: int, of: int, priority: Priority

@@ -400,6 +400,7 @@ class Scheduler:
         """Stop the trigger sources and the queue (running jobs get `grace` seconds)."""
         self._stopped.set()
         self.queue.closed = True
+        self.executor.stopping.set()
         await asyncio.gather(*(source.close() for source in self.sources))
         await self.queue.drain(grace, force)
         await self.status.flush()

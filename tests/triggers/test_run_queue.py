@@ -191,3 +191,16 @@ async def test_a_run_starts_when_it_gets_its_slot_not_when_it_was_queued(
     await scheduler.idle()
     [a], [b] = scheduler.status.events("a"), scheduler.status.events("b")
     assert b.start_time >= a.end_time  # b's queueing time is not counted as its run
+
+
+async def test_a_run_waiting_to_retry_at_shutdown_records_its_failure(tmp_path: Path) -> None:
+    registry, scheduler, fake = make_scheduler(tmp_path, workers=1, retry_delay=lambda _: 600.0)
+    fake.failing["a"] = {"apply"}
+    create(registry, live(spec("a")))
+    await scheduler.idle()
+    scheduler.trigger("a")
+    await async_wait_for(lambda: fake.ops("a", "apply") == ["apply"], what="a's first apply")
+    await scheduler.shutdown(grace=5)  # the retry is 10 minutes away
+    [event] = scheduler.status.events("a")
+    assert not event.success and "fake failure of a" in (event.error or "")
+    assert fake.ops("a", "apply") == ["apply"]  # not retried once the daemon stops
