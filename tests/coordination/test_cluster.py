@@ -237,7 +237,7 @@ async def test_claims_lock_a_task_and_a_cut_off_run_is_stopped(etcd: EtcdServer)
             async with mine.claim("t", True) as held:
                 assert held.refusal is None
                 etcd.stop()  # cut off: no renewal can succeed any more
-                await asyncio.sleep(120)  # an apply far longer than the session
+                await asyncio.Event().wait()  # an apply that outlasts any session
 
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(asyncio.create_task(long_run()), 60)

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -219,7 +218,7 @@ def test_kill_of_the_leader_during_writes_loses_nothing(tmp_path: Path) -> None:
                 else:
                     leader = first if first.proc and first.proc.poll() is None else None
                 if leader is None:
-                    time.sleep(0.05)  # poll interval while leadership moves
+                    stop.wait(0.05)  # poll interval while leadership moves
                     continue
                 name = f"t{n}"
                 body = {
@@ -232,7 +231,7 @@ def test_kill_of_the_leader_during_writes_loses_nothing(tmp_path: Path) -> None:
                 try:
                     status, answer = call(leader.port, "POST", "/v1/tasks", body)
                 except OSError:
-                    time.sleep(0.05)
+                    stop.wait(0.05)
                     continue  # the leader died under the request: not acknowledged
                 if status == 201:
                     acknowledged.append(name)

@@ -264,8 +264,8 @@ async def test_schedule_fires_on_its_cron_and_applies_only_changes(tmp_path: Pat
     assert all(e.success for e in scheduler.status.events("s"))
 
     registry.apply(RegistryChange(deleted=(task,)))
-    await asyncio.sleep(0)
-    assert scheduler.schedules() == {}  # the schedule stopped with the task
+    # The schedule stops with the task.
+    await async_wait_for(lambda: scheduler.schedules() == {}, what="the schedule to stop")
     assert scheduler.waiting_on("s") == {}
 
 
@@ -292,7 +292,8 @@ async def test_shutdown_gives_runs_a_grace_period_then_stops_them(tmp_path: Path
     scheduler.trigger("slow")
     await async_wait_for(lambda: fake.active == 1)
     waiter = asyncio.ensure_future(scheduler.run_now("slow"))
-    await asyncio.sleep(0)
+    st = scheduler.queue.tasks["slow"]
+    await async_wait_for(lambda: st.pending is not None, what="run_now queued")
     loop = asyncio.get_running_loop()
     started = loop.time()
     await scheduler.shutdown(0.2)
