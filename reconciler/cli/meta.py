@@ -4,12 +4,15 @@ API client."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from reconciler.cli.client import ApiClient, ClientError, add_client_flags, resolve_settings
 from reconciler.cli.exits import EXIT_FLAG_PARSE, EXIT_MISSING_FLAGS, EXIT_OK
 from reconciler.cli.flags import FlagError, FlagSet, HelpRequested
+from reconciler.cli.progress import waiting
 from reconciler.cli.ui import Ui
 
 PROG = "reconciler"
@@ -108,3 +111,27 @@ class Invocation:
 
 def invocation(command: Command, ui: Ui, environ: Mapping[str, str]) -> Invocation:
     return Invocation(command, ui, environ, command.flags())
+
+
+# What `request` answers when the call failed (its error is printed already).
+FAILED: Any = object()
+
+
+def request(
+    ui: Ui,
+    client: ApiClient,
+    error: str,
+    method: str,
+    path: str,
+    *,
+    progress: str | None = None,
+    **options: Any,
+) -> Any:
+    """`client.request(method, path, **options)`; on failure, print `error` with the
+    reason and answer FAILED. With `progress`, a terminal shows it while the call runs."""
+    try:
+        with waiting(ui.err, progress) if progress else contextlib.nullcontext():
+            return client.request(method, path, **options)
+    except ClientError as exc:
+        ui.error(error, exc.message)
+        return FAILED

@@ -8,9 +8,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from reconciler.cli.client import ClientError
 from reconciler.cli.exits import EXIT_ERROR, EXIT_MISSING_FLAGS, EXIT_OK
-from reconciler.cli.meta import Command, invocation
+from reconciler.cli.meta import FAILED, Command, invocation, request
 from reconciler.cli.table import table
 from reconciler.cli.ui import Ui
 
@@ -85,11 +84,9 @@ def status(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
     if client is None:
         return EXIT_ERROR
     with client:
-        try:
-            answer = client.request("GET", path)
-        except ClientError as exc:
-            what = f"the status of '{rest[0]}'" if rest else "the status of the tasks"
-            ui.error(f"Error: unable to get {what}", exc.message)
+        what = f"the status of '{rest[0]}'" if rest else "the status of the tasks"
+        answer = request(ui, client, f"Error: unable to get {what}", "GET", path)
+        if answer is FAILED:
             return EXIT_ERROR
     if inv.flags.boolean("json"):
         ui.raw(json.dumps(answer, indent=2))

@@ -13,10 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from reconciler.cli.client import ClientError
 from reconciler.cli.exits import EXIT_ERROR, EXIT_FLAG_PARSE, EXIT_MISSING_FLAGS, EXIT_OK
-from reconciler.cli.meta import PROG, Command, Invocation, invocation
-from reconciler.cli.progress import waiting
+from reconciler.cli.meta import FAILED, PROG, Command, Invocation, invocation, request
 from reconciler.cli.table import table
 from reconciler.cli.taskfile import TaskFileError, read_task_file
 from reconciler.cli.ui import Ui
@@ -103,13 +101,17 @@ def create(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
         ui.output("")
         ui.output(GENERATING)
         ui.output("")
-        try:
-            with waiting(ui.err, f"Planning task '{name}'"):
-                inspect = client.request(
-                    "POST", "/v1/tasks", params={"run": "inspect"}, body=body, expect=(200,)
-                )
-        except ClientError as exc:
-            ui.error(f"Error: unable to generate plan for '{name}'", exc.message)
+        inspect = request(
+            ui,
+            client,
+            f"Error: unable to generate plan for '{name}'",
+            "POST",
+            "/v1/tasks",
+            progress=f"Planning task '{name}'",
+            params={"run": "inspect"},
+            body=body,
+        )
+        if inspect is FAILED:
             return EXIT_ERROR
         if not isinstance(inspect, dict) or not isinstance(inspect.get("run"), dict):
             ui.error(f"Error: unable to retrieve a plan for '{name}'")
@@ -132,13 +134,18 @@ def create(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
         )
         ui.output("Warning: Terminating this process will not stop task creation.")
         ui.output("")
-        try:
-            with waiting(ui.err, f"Creating and running task '{name}'"):
-                created = client.request(
-                    "POST", "/v1/tasks", params={"run": "now"}, body=body, expect=(201,)
-                )
-        except ClientError as exc:
-            ui.error(f"Error: unable to create '{name}'", exc.message)
+        created = request(
+            ui,
+            client,
+            f"Error: unable to create '{name}'",
+            "POST",
+            "/v1/tasks",
+            progress=f"Creating and running task '{name}'",
+            params={"run": "now"},
+            body=body,
+            expect=(201,),
+        )
+        if created is FAILED:
             return EXIT_ERROR
         created = created if isinstance(created, dict) else {}
         ui.info(f"Task '{(created.get('task') or {}).get('name', name)}' created")
@@ -181,13 +188,17 @@ def enable(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
         return EXIT_ERROR
     path = _task_path(name)
     with client:
-        try:
-            with waiting(ui.err, f"Planning task '{name}'"):
-                answer = client.request(
-                    "PATCH", path, params={"run": "inspect"}, body={"enabled": True}
-                )
-        except ClientError as exc:
-            ui.error(f"Error: unable to generate plan for '{name}'", exc.message)
+        answer = request(
+            ui,
+            client,
+            f"Error: unable to generate plan for '{name}'",
+            "PATCH",
+            path,
+            progress=f"Planning task '{name}'",
+            params={"run": "inspect"},
+            body={"enabled": True},
+        )
+        if answer is FAILED:
             return EXIT_ERROR
         inspect = answer.get("inspect") if isinstance(answer, dict) else None
         if not isinstance(inspect, dict):
@@ -195,10 +206,8 @@ def enable(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
             return EXIT_ERROR
         ui.output(_plan(str(inspect.get("plan", ""))))
         if not inspect.get("changes_present"):
-            try:
-                client.request("PATCH", path, body={"enabled": True})
-            except ClientError as exc:
-                ui.error(f"Error: unable to enable '{name}'", exc.message)
+            error = f"Error: unable to enable '{name}'"
+            if request(ui, client, error, "PATCH", path, body={"enabled": True}) is FAILED:
                 return EXIT_ERROR
             ui.info(f"'{name}' enable complete!")
             return EXIT_OK
@@ -208,11 +217,17 @@ def enable(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
                 return code
         ui.info(f"Enabling and running '{name}'...")
         ui.output("")
-        try:
-            with waiting(ui.err, f"Enabling and running '{name}'"):
-                client.request("PATCH", path, params={"run": "now"}, body={"enabled": True})
-        except ClientError as exc:
-            ui.error(f"Error: unable to enable and run '{name}'", exc.message)
+        enabled = request(
+            ui,
+            client,
+            f"Error: unable to enable and run '{name}'",
+            "PATCH",
+            path,
+            progress=f"Enabling and running '{name}'",
+            params={"run": "now"},
+            body={"enabled": True},
+        )
+        if enabled is FAILED:
             return EXIT_ERROR
         ui.info(f"'{name}' enable complete!")
         return EXIT_OK
@@ -229,11 +244,16 @@ def disable(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
     if client is None:
         return EXIT_ERROR
     with client:
-        try:
-            with waiting(ui.err, f"Disabling '{name}'"):
-                client.request("PATCH", _task_path(name), body={"enabled": False})
-        except ClientError as exc:
-            ui.error(f"Error: unable to disable '{name}'", exc.message)
+        disabled = request(
+            ui,
+            client,
+            f"Error: unable to disable '{name}'",
+            "PATCH",
+            _task_path(name),
+            progress=f"Disabling '{name}'",
+            body={"enabled": False},
+        )
+        if disabled is FAILED:
             return EXIT_ERROR
     ui.info(f"'{name}' disable complete!")
     return EXIT_OK
@@ -257,10 +277,8 @@ def delete(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
                 return code
         ui.info(f"Marking task '{name}' for deletion...")
         ui.output("")
-        try:
-            client.request("DELETE", _task_path(name), expect=(202,))
-        except ClientError as exc:
-            ui.error(f"Error: unable to delete '{name}'", exc.message)
+        error = f"Error: unable to delete '{name}'"
+        if request(ui, client, error, "DELETE", _task_path(name), expect=(202,)) is FAILED:
             return EXIT_ERROR
     ui.info(f"Task '{name}' has been marked for deletion and will be deleted when not running.")
     return EXIT_OK
@@ -297,10 +315,8 @@ def list_tasks(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
     if client is None:
         return EXIT_ERROR
     with client:
-        try:
-            answer = client.request("GET", "/v1/tasks")
-        except ClientError as exc:
-            ui.error("Error: unable to list tasks", exc.message)
+        answer = request(ui, client, "Error: unable to list tasks", "GET", "/v1/tasks")
+        if answer is FAILED:
             return EXIT_ERROR
     if inv.flags.boolean("json"):
         ui.raw(json.dumps(answer, indent=2))
