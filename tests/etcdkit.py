@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from helpers import free_port
+from serverkit import stop_process
 
 
 def etcd_binary() -> str:
@@ -84,13 +85,7 @@ class EtcdServer:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, timeout=20)
         self.proc = None
 
 

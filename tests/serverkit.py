@@ -50,6 +50,18 @@ def raise_nofile() -> int:
     return soft
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 30) -> None:
+    """SIGTERM, then SIGKILL if it has not ended after `timeout` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
 @contextlib.contextmanager
 def daemon_process(
     tmp_path: Path, extra_config: str = "", *, port: int | None = None
@@ -72,13 +84,7 @@ def daemon_process(
         try:
             yield proc, port
         finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
+            stop_process(proc)
 
 
 def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from etcdkit import EtcdServer, etcd_server
 from helpers import free_port, task_hcl, wait_for
-from serverkit import wait_listening
+from serverkit import stop_process, wait_listening
 
 MODULE = Path(__file__).resolve().parents[1] / "fixtures" / "modules" / "services-file"
 GIT_ENV = {
@@ -118,13 +118,7 @@ class Member:
         return str(ha["role"]) if status == 200 and isinstance(ha, dict) else None
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
 
 
 @contextlib.contextmanager
