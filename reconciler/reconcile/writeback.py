@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -47,15 +48,6 @@ def _edited(display: str, make: Callable[[], T]) -> T:
         raise ConflictError(f"{display} cannot be edited: {exc}") from None
 
 
-async def _commit(loop: SourceLoop, change: FileChange) -> None:
-    try:
-        await asyncio.to_thread(loop.source.commit, change)
-    except ConflictError:
-        # Someone else changed the file upstream: follow them now, not at the next poll.
-        loop.hint(None)
-        raise
-
-
 class WriteBack:
     def __init__(
         self,
@@ -75,6 +67,15 @@ class WriteBack:
     def retarget(self, loops: dict[str, SourceLoop], default: str | None) -> None:
         """The sources changed (a reload): writes go to these from now on."""
         self.loops, self.default = loops, default
+
+    async def _commit(self, loop: SourceLoop, change: FileChange) -> None:
+        """Write (and commit) the change, stamped with the leader's term."""
+        try:
+            await asyncio.to_thread(loop.source.commit, replace(change, term=self.term()))
+        except ConflictError:
+            # Someone else changed the file upstream: follow them now, not at the next poll.
+            loop.hint(None)
+            raise
 
     def _default_loop(self) -> SourceLoop:
         if self.default is None or self.default not in self.loops:
@@ -112,7 +113,7 @@ class WriteBack:
                     f"file {loop.source.display_path(rel)} already exists; it is never overwritten"
                 )
             try:
-                await _commit(
+                await self._commit(
                     loop,
                     FileChange(
                         rel,
@@ -121,7 +122,6 @@ class WriteBack:
                         action="create",
                         task=spec.name,
                         request_id=request_id,
-                        term=self.term(),
                     ),
                 )
             except FileExistsError:
@@ -172,16 +172,9 @@ class WriteBack:
                 entry.display, lambda: edit.set_enabled(data, entry.display, name, enabled)
             )
             if new != data:
-                await _commit(
+                await self._commit(
                     loop,
-                    FileChange(
-                        rel,
-                        new,
-                        action="update",
-                        task=name,
-                        request_id=request_id,
-                        term=self.term(),
-                    ),
+                    FileChange(rel, new, action="update", task=name, request_id=request_id),
                 )
             await loop.sync_paths([rel])
         live = self.registry.get(name)
@@ -199,16 +192,9 @@ class WriteBack:
             if data is None:
                 raise ConflictError(f"file {entry.display} disappeared during the request")
             new = _edited(entry.display, lambda: edit.remove_task(data, entry.display, name))
-            await _commit(
+            await self._commit(
                 loop,
-                FileChange(
-                    rel,
-                    new,
-                    action="delete",
-                    task=name,
-                    request_id=request_id,
-                    term=self.term(),
-                ),
+                FileChange(rel, new, action="delete", task=name, request_id=request_id),
             )
             await loop.sync_paths([rel], deliberate=[name])
         log.info("deleted task %s from %s", name, entry.display)
