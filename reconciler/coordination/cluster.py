@@ -114,14 +114,15 @@ class Cluster:
     # --- what the leader applied, shared -------------------------------------------------
 
     async def _publish_now(self, task: str) -> None:
-        """Write what `task` applied before its lock is released (sharded runs): the next
-        member to run it must see it."""
-        if task in self._unpublished:
-            digest = self._unpublished.pop(task)
-            if digest is None:
-                await self._etcd.delete(self._applied_prefix + task)
-            else:
-                await self._etcd.put(self._applied_prefix + task, digest.encode())
+        """Write what `task` applied (if it changed) and forget it. Sharded runs call it
+        before the task's lock is released: the next member to run it must see it."""
+        if task not in self._unpublished:
+            return
+        digest = self._unpublished.pop(task)
+        if digest is None:
+            await self._etcd.delete(self._applied_prefix + task)
+        else:
+            await self._etcd.put(self._applied_prefix + task, digest.encode())
 
     def publish_applied(self, task: str, digest: str | None) -> None:
         """Record what `task` has applied (None: nothing certain, after a failure), for the
@@ -135,12 +136,8 @@ class Cluster:
     async def _publish(self) -> None:
         while self._unpublished:
             task = next(iter(self._unpublished))
-            digest = self._unpublished.pop(task)
             try:
-                if digest is None:
-                    await self._etcd.delete(self._applied_prefix + task)
-                else:
-                    await self._etcd.put(self._applied_prefix + task, digest.encode())
+                await self._publish_now(task)
             except EtcdError as exc:
                 # The next leader applies this task once more: safe, only slower.
                 log.warning("ha: could not record what task %s applied: %s", task, exc)
