@@ -20,6 +20,7 @@ import logging
 import signal
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import uvicorn
 from starlette.applications import Starlette
@@ -46,7 +47,8 @@ from reconciler.registry.store import Registry
 from reconciler.runner.driver import Driver
 from reconciler.runner.process import ProcessRunner
 from reconciler.runner.terraform import Terraform
-from reconciler.settings import Settings, global_defaults, load_settings
+from reconciler.settings import TLS, Settings, global_defaults, load_settings
+from reconciler.settings.model import TerraformDriver
 from reconciler.triggers.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -409,9 +411,7 @@ class Daemon:
         if settings.buffer_period != old.buffer_period:
             self.core.set_defaults(global_defaults(settings))
             log.info("the buffer_period changed: tasks that inherit it use the new one")
-        driver = dataclasses.replace(
-            old.driver, **{k: getattr(settings.driver, k) for k in RELOADED_KEYS["driver"]}
-        )
+        driver = _reloaded_part(old.driver, settings.driver, RELOADED_KEYS["driver"])
         if driver != old.driver:
             if self.terraform is not None:
                 self.terraform.reconfigure(driver)
@@ -420,9 +420,7 @@ class Daemon:
                 log.info("Terraform workers: %d", driver.workers)
         tls = old.tls
         if self.tls is not None:
-            candidate = dataclasses.replace(
-                old.tls, **{k: getattr(settings.tls, k) for k in RELOADED_KEYS["tls"]}
-            )
+            candidate = _reloaded_part(old.tls, settings.tls, RELOADED_KEYS["tls"])
             try:
                 self.tls.reload(candidate)
             except ConfigError as exc:
@@ -438,16 +436,9 @@ class Daemon:
                 sources = settings.sources
             else:
                 failed.append("task sources")
+        applied = {name: getattr(settings, name) for name in RELOADED}
         self.settings = dataclasses.replace(
-            old,
-            log_level=settings.log_level,
-            log_format=settings.log_format,
-            api_token=settings.api_token,
-            buffer_period=settings.buffer_period,
-            driver=driver,
-            tls=tls,
-            sources=sources,
-            tasks=settings.tasks,
+            old, **{**applied, "driver": driver, "tls": tls, "sources": sources}
         )
         # Through the configuration source's loop, like any other change of tasks.
         await self.core.set_config_tasks(settings.tasks)
@@ -466,6 +457,14 @@ RELOADED_KEYS = {
     "driver": ("log", "persist_log", "workers"),
     "tls": ("cert", "key", "ca_cert", "ca_path"),
 }
+
+
+_Block = TypeVar("_Block", TerraformDriver, TLS)
+
+
+def _reloaded_part(old: _Block, new: _Block, keys: Sequence[str]) -> _Block:
+    """`old` with the `keys` a reload applies taken from `new`."""
+    return dataclasses.replace(old, **{k: getattr(new, k) for k in keys})
 
 
 def restart_needed(old: Settings, new: Settings) -> list[str]:
