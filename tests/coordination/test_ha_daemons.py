@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,35 +21,10 @@ import pytest
 from etcdkit import EtcdServer, etcd_server
 from helpers import free_port, task_hcl, wait_for
 from serverkit import stop_process, wait_listening
+from test_git_support import Remote
 
 MODULE = Path(__file__).resolve().parents[1] / "fixtures" / "modules" / "services-file"
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Human",
-    "GIT_AUTHOR_EMAIL": "human@example.com",
-    "GIT_COMMITTER_NAME": "Human",
-    "GIT_COMMITTER_EMAIL": "human@example.com",
-}
-
-
-def git(cwd: Path, *args: str) -> str:
-    result = subprocess.run(
-        ["git", *args], cwd=cwd, env={**os.environ, **GIT_ENV}, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def make_remote(root: Path, files: dict[str, str] | None = None) -> Path:
-    bare, work = root / "remote.git", root / "human"
-    git(root, "init", "-q", "--bare", "-b", "main", str(bare))
-    git(root, "clone", "-q", str(bare), str(work))
-    git(work, "checkout", "-q", "-B", "main")
-    for rel, text in (files or {"seed.hcl": task_hcl("seed", module=str(MODULE))}).items():
-        (work / rel).write_text(text)
-    git(work, "add", "-A")
-    git(work, "commit", "-q", "-m", "seed")
-    git(work, "push", "-q", "origin", "main")
-    return bare
+SEED = {"seed.hcl": task_hcl("seed", module=str(MODULE))}
 
 
 def call(port: int, method: str, path: str, body: object = None) -> tuple[int, dict[str, object]]:
@@ -130,12 +104,14 @@ def cluster_of(
     extra: str = "",
     shard: bool = False,
     poll: str = "1s",
-) -> Iterator[tuple[list[Member], Path, EtcdServer]]:
+) -> Iterator[tuple[list[Member], Remote, EtcdServer]]:
     """`count` daemons on one etcd and one git remote holding `files` (default: one task)."""
-    remote = make_remote(tmp_path, files)
+    remote = Remote.create(tmp_path, files or SEED)
     with etcd_server(tmp_path / "etcd") as etcd:
         members = [
-            Member(tmp_path, f"cts-0{i + 1}", remote, etcd, extra=extra, shard=shard, poll=poll)
+            Member(
+                tmp_path, f"cts-0{i + 1}", remote.bare, etcd, extra=extra, shard=shard, poll=poll
+            )
             for i in range(count)
         ]
         try:
@@ -264,13 +240,13 @@ def test_kill_of_the_leader_during_writes_loses_nothing(tmp_path: Path) -> None:
         second = the_leader(survivors)
         assert second is not None and second is not first
         # Every acknowledged task is in the repository, created by exactly one commit.
-        git(remote.parent / "human", "pull", "-q", "origin", "main")
-        messages = git(remote, "log", "--format=%B%x00", "main").split("\0")
+        messages = remote.messages(count=1000)
+        files = remote.files()
         for name in acknowledged:
-            creates = [m for m in messages if m.strip().startswith(f"create task {name}\n")]
+            creates = [m for m in messages if m.startswith(f"create task {name}\n")]
             assert len(creates) == 1, (name, creates)
             assert "Leader-Term: " in creates[0]
-            assert (remote.parent / "human" / f"{name}.hcl").exists()
+            assert f"{name}.hcl" in files
         terms = {
             line.split(": ")[1]
             for m in messages
@@ -343,11 +319,11 @@ def test_a_rolling_restart_applies_nothing_twice(tmp_path: Path) -> None:
 
 
 def test_the_one_shot_modes_do_not_join_the_cluster(tmp_path: Path) -> None:
-    remote = make_remote(tmp_path)
+    remote = Remote.create(tmp_path, SEED)
     dead = f"http://127.0.0.1:{free_port()}"  # no etcd anywhere: -once must not need one
     (tmp_path / "config.hcl").write_text(
         'working_dir = "state"\n'
-        f'source "git" {{\n  url = "{remote}"\n}}\n'
+        f'source "git" {{\n  url = "{remote.url}"\n}}\n'
         'high_availability {\n  cluster {\n    name = "prod"\n'
         f'    storage "etcd" {{\n      endpoints = ["{dead}"]\n    }}\n  }}\n}}\n'
     )
