@@ -8,6 +8,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from helpers import async_wait_for
 from runfakes import spec
 
 from reconciler.daemon.core import Core, SourcePlan
@@ -33,12 +34,14 @@ async def test_configuration_tasks_enter_through_their_own_loop(tmp_path: Path) 
     assert a.provenance.path == str(Path("cts.hcl").absolute())
 
     # A re-read waits for the loop's lock, as every pass of every source does.
+    assert core.config_tasks is not None
+    before = core.config_tasks.read("cts.hcl")
     async with core.config_loop.lock:
         reread = asyncio.ensure_future(
             core.set_config_tasks([configured("a", description="changed")])
         )
-        for _ in range(20):
-            await asyncio.sleep(0)
+        # The re-read has taken the new tasks and, in the same step, asked for the lock.
+        await async_wait_for(lambda: core.config_tasks.read("cts.hcl") != before)
         assert not reread.done() and core.config_loop.reconciles == 1
     await reread
     changed = core.registry.get("a")
