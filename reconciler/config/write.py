@@ -115,6 +115,16 @@ def render_key(key: str) -> str:
     return render_string(key)
 
 
+def render_argument_name(name: str) -> str:
+    """The name of an argument in a body (`name = value` at the top of a .tfvars file or
+    in a block): always bare, keywords included, since HCL refuses a quoted argument name
+    ("Argument names must not be quoted") while `null = {...}` is a valid argument. A
+    name that is not an identifier cannot be written at all."""
+    if not _BARE_KEY.match(name):
+        raise ValueError(f'"{name}" is not a valid argument name')
+    return name
+
+
 def aligned_attributes(pairs: Sequence[tuple[str, str]], depth: int) -> list[str]:
     """`key = value` lines, with `=` aligned across each run of one-line attributes.
 

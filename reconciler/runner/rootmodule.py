@@ -19,6 +19,7 @@ from typing import Any
 from reconciler.config.write import (
     INDENT,
     aligned_attributes,
+    render_argument_name,
     render_key,
     render_string,
     render_value,
@@ -139,7 +140,7 @@ def _value(value: Any, depth: int) -> str:
 def _backend_block(backend: Mapping[str, Mapping[str, Any]]) -> list[str]:
     out: list[str] = []
     for kind, config in backend.items():
-        pairs = [(render_key(k), _value(v, 2)) for k, v in config.items()]
+        pairs = [(render_argument_name(k), _value(v, 2)) for k, v in config.items()]
         if not pairs:
             out.append(f"{INDENT}backend {render_string(kind)} {{}}")
             continue
@@ -170,7 +171,9 @@ def render_main_tf(module: RootModule) -> str:
     out.append(f"{INDENT}required_version = {render_string(REQUIRED_VERSION)}")
     if module.required_providers:
         out.append(f"{INDENT}required_providers {{")
-        pairs = [(render_key(k), _value(v, 2)) for k, v in module.required_providers.items()]
+        pairs = [
+            (render_argument_name(k), _value(v, 2)) for k, v in module.required_providers.items()
+        ]
         out.extend(aligned_attributes(pairs, 2))
         out.append(f"{INDENT}}}")
     out.extend(_backend_block(module.backend))
@@ -269,9 +272,9 @@ def render_variables_module_tf(module: RootModule) -> str | None:
 
 
 def _assignments(values: Mapping[str, Any]) -> str:
-    return "\n".join(
-        aligned_attributes([(render_key(k), _value(v, 0)) for k, v in values.items()], 0)
-    )
+    """Top-level `name = value` lines of a .tfvars file: argument names, never quoted."""
+    pairs = [(render_argument_name(k), _value(v, 0)) for k, v in values.items()]
+    return "\n".join(aligned_attributes(pairs, 0))
 
 
 def render_variables_auto_tfvars(module: RootModule) -> str | None:

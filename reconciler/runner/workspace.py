@@ -115,13 +115,16 @@ class Workspace:
     def files(self) -> dict[str, str | None]:
         """Init-relevant files by name; None means the file must not exist."""
         m = self.module
-        return {
-            "main.tf": rootmodule.render_main_tf(m),
-            "variables.tf": rootmodule.render_variables_tf(m),
-            "variables.module.tf": rootmodule.render_variables_module_tf(m),
-            "variables.auto.tfvars": rootmodule.render_variables_auto_tfvars(m),
-            "providers.auto.tfvars": rootmodule.render_providers_auto_tfvars(m),
-        }
+        try:
+            return {
+                "main.tf": rootmodule.render_main_tf(m),
+                "variables.tf": rootmodule.render_variables_tf(m),
+                "variables.module.tf": rootmodule.render_variables_module_tf(m),
+                "variables.auto.tfvars": rootmodule.render_variables_auto_tfvars(m),
+                "providers.auto.tfvars": rootmodule.render_providers_auto_tfvars(m),
+            }
+        except ValueError as exc:  # a name Terraform could not read back
+            raise WorkspaceError(f'task "{self.name}": {exc}') from None
 
     def digest(self, identity: str) -> str:
         h = hashlib.sha256(identity.encode())

@@ -7,6 +7,8 @@ review the diff of tests/fixtures/golden/.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,20 @@ from reconciler.runner.workspace import Workspaces, module_source
 from reconciler.settings.model import TerraformDriver, TerraformProvider
 
 GOLDEN = Path(__file__).parent.parent / "fixtures" / "golden"
+
+
+def terraform(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The bundled Terraform, as the daemon runs it."""
+    env = {**os.environ, "TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler.runner.tfshim", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
 
 MODULE = RootModule(
     task="test",
@@ -128,6 +144,40 @@ def test_terraform_tfvars_without_services_and_other_inputs() -> None:
 def test_service_keys_leave_out_empty_parts() -> None:
     assert API.key == "api.worker-01.dc1"
     assert WEB.key == "web.worker-01.ns.dc1"
+
+
+# Provider names used in CTS's documentation and examples, keywords of HCL expressions
+# (`null`, `for`), and a name with a dash.
+PROVIDER_NAMES = (
+    "null", "local", "random", "time", "tls", "http", "external", "aws", "azurerm",
+    "google", "kubernetes", "helm", "consul", "vault", "panos", "fortios", "bigip", "aci",
+    "nsxt", "infoblox", "cloudflare", "terraform", "for", "azure-devops",
+)  # fmt: skip
+
+
+def test_every_provider_name_renders_files_terraform_reads(tmp_path: Path) -> None:
+    """variables.tf and providers.auto.tfvars of providers under each name, read by the
+    real Terraform (a plan of outputs that read every value): `"null" = {` at the top of
+    a .tfvars file is refused ("Argument names must not be quoted")."""
+    providers = [
+        ProviderConfig(name, {"attr": f"value-{name}", "nested": {"n": 1}})
+        for name in PROVIDER_NAMES
+    ]
+    module = RootModule(task="names", description="", source="./m", providers=providers)
+    (tmp_path / "variables.tf").write_text(render_variables_tf(module))
+    providers_tfvars = render_providers_auto_tfvars(module)
+    assert providers_tfvars is not None
+    assert "\nnull = {" in providers_tfvars
+    (tmp_path / "providers.auto.tfvars").write_text(providers_tfvars)
+    values = ", ".join(f"var.{n}.attr, var.{n}.nested.n" for n in PROVIDER_NAMES)
+    (tmp_path / "outputs.tf").write_text(
+        f'output "values" {{\n  value = nonsensitive(jsonencode([{values}]))\n}}\n'
+    )
+    (tmp_path / "terraform.tfvars").write_text(render_terraform_tfvars(module, ModuleInputs()))
+    result = terraform(tmp_path, "plan", "-input=false", "-no-color")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in PROVIDER_NAMES:
+        assert f"value-{name}" in result.stdout
 
 
 def test_a_task_without_variables_or_providers_has_no_optional_files() -> None:
