@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import re
 import ssl
+import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
+from fakeserver import LoopbackServer, OnItsOwnLoop
 
-REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found"}
+REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 409: "Conflict"}
 REASONS |= {429: "Too Many Requests", 500: "Internal Server Error", 503: "Unavailable"}
+T = TypeVar("T")
 MAX_WAIT = 600.0  # Consul caps wait at 10 minutes
 DEFAULT_WAIT = 300.0
 
@@ -71,6 +73,24 @@ class Instance:
 
 
 @dataclass
+class KVEntry:
+    value: bytes
+    create: int
+    modify: int
+    flags: int = 0
+    session: str = ""  # the session holding the key's lock
+    lock_index: int = 0
+
+
+@dataclass
+class Session:
+    id: str
+    name: str = ""
+    ttl: str = ""
+    lock_delay: str = ""
+
+
+@dataclass
 class NodeInfo:
     name: str
     id: str
@@ -80,7 +100,7 @@ class NodeInfo:
     check_index: int = 1
 
 
-class FakeConsul:
+class FakeConsul(LoopbackServer):
     def __init__(
         self,
         *,
@@ -91,11 +111,10 @@ class FakeConsul:
         tls: ssl.SSLContext | None = None,
         shared_index: bool = True,
     ) -> None:
+        super().__init__(port=port, tls=tls)
         self.datacenter = datacenter
-        self.port = port
         self.token = token  # when set, requests must carry it in X-Consul-Token
         self.namespaces = namespaces  # Enterprise: ns= is accepted
-        self.tls = tls  # serve HTTPS with this context
         # True: every endpoint reports the raft index, so any change wakes every blocking
         # query (with unchanged data for most). False: each query reports and blocks on
         # its own index, as Consul does per service, per key and for the service list.
@@ -111,7 +130,8 @@ class FakeConsul:
         self.bad_index: str | None = None  # sent as X-Consul-Index instead of the index
         self.instances: dict[tuple[str, str], Instance] = {}
         self.nodes: dict[str, NodeInfo] = {}
-        self.kv: dict[str, tuple[bytes, int, int]] = {}  # key -> (value, create, modify)
+        self.kv: dict[str, KVEntry] = {}
+        self.sessions: dict[str, Session] = {}
         self.requests: list[Request] = []
         self.faults: list[Fault] = []
         self.agent_services: dict[str, Any] = {}  # registered through the agent API
@@ -119,9 +139,6 @@ class FakeConsul:
         self.peak_connections = 0  # the most client connections open at once
         self._epoch = 0  # bumped by a snapshot restore
         self._changed = asyncio.Condition()
-        self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -129,32 +146,10 @@ class FakeConsul:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._connection, "127.0.0.1", self.port, reuse_address=True, ssl=self.tls
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
-
     async def stop(self) -> None:
         """Die as an agent does: listening stops, open connections are cut."""
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for writer in list(self._writers):
-            writer.transport.abort()
-        for task in list(self._connections):
-            task.cancel()
-        for task in list(self._connections):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await super().stop()
         self.in_flight = 0
-
-    async def __aenter__(self) -> FakeConsul:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     # --- the catalog, from tests ---------------------------------------------------
 
@@ -236,18 +231,40 @@ class FakeConsul:
         await self._bump(inst.name, checks=inst)
 
     async def kv_put(self, key: str, value: str | bytes) -> None:
-        data = value.encode() if isinstance(value, str) else value
-        self.index += 1
-        create = self.kv[key][1] if key in self.kv else self.index
-        self.kv[key] = (data, create, self.index)
-        self._kv_index[key] = self._kv_table = self.index
-        async with self._changed:
-            self._changed.notify_all()
+        self._kv_set(key, value.encode() if isinstance(value, str) else value)
+        await self._notify()
 
     async def kv_delete(self, key: str) -> None:
+        self._kv_remove(key)
+        await self._notify()
+
+    def kv_get(self, key: str) -> bytes | None:
+        entry = self.kv.get(key)
+        return entry.value if entry is not None else None
+
+    # One raft write each; the callers notify blocked queries once per request.
+
+    def _kv_set(self, key: str, data: bytes, *, flags: int | None = None) -> KVEntry:
+        self.index += 1
+        old = self.kv.get(key)
+        entry = KVEntry(
+            data,
+            old.create if old is not None else self.index,
+            self.index,
+            flags if flags is not None else (old.flags if old is not None else 0),
+            old.session if old is not None else "",
+            old.lock_index if old is not None else 0,
+        )
+        self.kv[key] = entry
+        self._kv_index[key] = self._kv_table = self.index
+        return entry
+
+    def _kv_remove(self, key: str) -> None:
         del self.kv[key]
         self.index += 1
         self._kv_index[key] = self._kv_table = self.index
+
+    async def _notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()
 
@@ -276,50 +293,48 @@ class FakeConsul:
     # --- HTTP ----------------------------------------------------------------------
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-        self._writers.add(writer)
-        self.peak_connections = max(self.peak_connections, len(self._connections))
-        try:
-            while True:
-                line = await reader.readline()
-                if not line:
-                    return
-                method, target, _ = line.decode("latin-1").split(" ", 2)
-                headers: dict[str, str] = {}
-                while (h := await reader.readline()) not in (b"\r\n", b"\n", b""):
-                    k, _, v = h.decode("latin-1").partition(":")
-                    headers[k.strip().lower()] = v.strip()
-                content = b""
-                if n := int(headers.get("content-length", "0")):
-                    content = await reader.readexactly(n)
-                url = urlsplit(target)
-                req = Request(
-                    method,
-                    unquote(url.path),
-                    parse_qs(url.query, keep_blank_values=True),
-                    headers,
-                    content,
-                )
-                self.requests.append(req)
-                status, body, extra = await self._answer(req, reader)
-                payload = body if isinstance(body, bytes) else orjson.dumps(body)
-                head = [f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}"]
-                head += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
-                head += [f"{k}: {v}" for k, v in extra.items()]
-                writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
-            return
-        except asyncio.CancelledError:
-            # stop() cuts this connection. Ending normally keeps asyncio's stream
-            # callback from logging the cancellation as an error.
-            return
-        finally:
-            self._writers.discard(writer)
-            self._connections.discard(task)
-            writer.close()
+        with self._open(writer):
+            self.peak_connections = max(self.peak_connections, len(self._connections))
+            try:
+                while True:
+                    line = await reader.readline()
+                    if not line:
+                        return
+                    method, target, _ = line.decode("latin-1").split(" ", 2)
+                    headers: dict[str, str] = {}
+                    while (h := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                        k, _, v = h.decode("latin-1").partition(":")
+                        headers[k.strip().lower()] = v.strip()
+                    content = b""
+                    if n := int(headers.get("content-length", "0")):
+                        content = await reader.readexactly(n)
+                    url = urlsplit(target)
+                    req = Request(
+                        method,
+                        unquote(url.path),
+                        parse_qs(url.query, keep_blank_values=True),
+                        headers,
+                        content,
+                    )
+                    self.requests.append(req)
+                    try:
+                        status, body, extra = await self._answer(req, reader)
+                    except (ConnectionError, asyncio.CancelledError):
+                        raise
+                    except Exception as exc:  # a bug of this fake: say so, never hang up
+                        status, body, extra = 500, f"fake consul: {exc!r}".encode(), {}
+                    payload = body if isinstance(body, bytes) else orjson.dumps(body)
+                    head = [f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}"]
+                    head += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
+                    head += [f"{k}: {v}" for k, v in extra.items()]
+                    writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
+                    await writer.drain()
+            except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+                return
+            except asyncio.CancelledError:
+                # stop() cuts this connection. Ending normally keeps asyncio's stream
+                # callback from logging the cancellation as an error.
+                return
 
     def _query_index(self, req: Request) -> int:
         """The index a query reports and blocks on (Consul never reports less than 1)."""
@@ -362,6 +377,12 @@ class FakeConsul:
             return 500, b"No cluster leader", {}
         if req.method == "PUT" and req.path.startswith("/v1/agent/service/"):
             return self._agent(req)
+        if req.path.startswith("/v1/session/"):
+            return await self._session(req)
+        if req.path == "/v1/txn":
+            return await self._txn(req)
+        if req.method in ("PUT", "DELETE") and req.path.startswith("/v1/kv/"):
+            return await self._kv_write(req, req.path.removeprefix("/v1/kv/"))
         dc = req.param("dc")
         if dc not in (None, "", self.datacenter):
             return 500, b"No path to datacenter", {}
@@ -542,27 +563,166 @@ class FakeConsul:
                 out.setdefault(inst.name, set()).update(inst.tags)
         return {name: sorted(tags) for name, tags in sorted(out.items())}
 
+    def _pair(self, key: str, entry: KVEntry, *, value: bool = True) -> dict[str, Any]:
+        """consul/api KVPair."""
+        pair: dict[str, Any] = {
+            "LockIndex": entry.lock_index,
+            "Key": key,
+            "Flags": entry.flags,
+            "Value": base64.b64encode(entry.value).decode() if value and entry.value else None,
+            "CreateIndex": entry.create,
+            "ModifyIndex": entry.modify,
+        }
+        if entry.session:
+            pair["Session"] = entry.session
+        return pair
+
     def _kv(self, req: Request, key: str) -> tuple[int, Any, dict[str, str]]:
+        if "keys" in req.params:
+            # Key names under the prefix, cut after the separator (Consul's ?keys).
+            separator = req.param("separator") or ""
+            names: set[str] = set()
+            for k in self.kv:
+                if not k.startswith(key):
+                    continue
+                cut = k.find(separator, len(key)) if separator else -1
+                names.add(k if cut < 0 else k[: cut + len(separator)])
+            if not names:
+                return 404, b"", self._meta(req)
+            return 200, sorted(names), self._meta(req)
         if "recurse" in req.params:
             keys = sorted(k for k in self.kv if k.startswith(key))
         else:
             keys = [key] if key in self.kv else []
         if not keys:
             return 404, b"", self._meta(req)
-        pairs = []
-        for k in keys:
-            value, create, modify = self.kv[k]
-            pairs.append(
-                {
-                    "LockIndex": 0,
-                    "Key": k,
-                    "Flags": 0,
-                    "Value": base64.b64encode(value).decode() if value else None,
-                    "CreateIndex": create,
-                    "ModifyIndex": modify,
-                }
+        return 200, [self._pair(k, self.kv[k]) for k in keys], self._meta(req)
+
+    async def _kv_write(self, req: Request, key: str) -> tuple[int, Any, dict[str, str]]:
+        """PUT /v1/kv/<key> (?cas, ?flags, ?acquire, ?release) and DELETE (?recurse,
+        ?cas): the answer is `true` or `false`, as Consul's."""
+        entry = self.kv.get(key)
+        cas = req.param("cas")
+        if cas is not None:
+            expected = int(cas)
+            current = entry.modify if entry is not None else 0
+            if current != expected:
+                return 200, False, {}
+        if req.method == "DELETE":
+            doomed = [k for k in self.kv if k.startswith(key)] if "recurse" in req.params else []
+            if not doomed and entry is not None:
+                doomed = [key]
+            for k in doomed:
+                self._kv_remove(k)
+            await self._notify()
+            return 200, True, {}
+        flags = int(req.param("flags")) if req.param("flags") is not None else None
+        acquire, release = req.param("acquire"), req.param("release")
+        if acquire is not None:
+            if acquire not in self.sessions:
+                return 500, f'invalid session "{acquire}"'.encode(), {}
+            if entry is not None and entry.session and entry.session != acquire:
+                return 200, False, {}
+            new = self._kv_set(key, req.body, flags=flags)
+            if new.session != acquire:
+                new.lock_index += 1
+            new.session = acquire
+        elif release is not None:
+            if entry is None or entry.session != release:
+                return 200, False, {}
+            new = self._kv_set(key, req.body if req.body else entry.value, flags=flags)
+            new.session = ""
+        else:
+            self._kv_set(key, req.body, flags=flags)
+        await self._notify()
+        return 200, True, {}
+
+    async def _session(self, req: Request) -> tuple[int, Any, dict[str, str]]:
+        """/v1/session/create, renew/<id>, destroy/<id>, info/<id>."""
+        verb, _, sid = req.path.removeprefix("/v1/session/").partition("/")
+        if verb == "create" and req.method == "PUT":
+            body = orjson.loads(req.body) if req.body else {}
+            session = Session(
+                str(uuid.uuid4()),
+                str(body.get("Name", "")),
+                str(body.get("TTL", "")),
+                str(body.get("LockDelay", "")),  # a duration string ("5000ms")
             )
-        return 200, pairs, self._meta(req)
+            self.sessions[session.id] = session
+            return 200, {"ID": session.id}, {}
+        session_entry = self.sessions.get(sid)
+        if verb == "renew" and req.method == "PUT":
+            if session_entry is None:
+                return 404, f"Session id '{sid}' not found".encode(), {}
+            return 200, [self._session_json(session_entry)], {}
+        if verb == "destroy" and req.method == "PUT":
+            self.sessions.pop(sid, None)
+            released = False
+            for key, entry in self.kv.items():  # Consul's default behavior: release
+                if entry.session == sid:
+                    entry.session = ""
+                    self.index += 1
+                    entry.modify = self._kv_index[key] = self.index
+                    released = True
+            if released:
+                self._kv_table = self.index
+                await self._notify()
+            return 200, True, {}
+        if verb == "info":
+            found = [self._session_json(session_entry)] if session_entry else []
+            return 200, found, self._meta(req)
+        return 404, b"unknown endpoint", {}
+
+    def _session_json(self, session: Session) -> dict[str, Any]:
+        return {
+            "ID": session.id,
+            "Name": session.name,
+            "Node": "node-1",
+            "LockDelay": session.lock_delay,
+            "Behavior": "release",
+            "TTL": session.ttl,
+            "CreateIndex": 1,
+            "ModifyIndex": 1,
+        }
+
+    async def _txn(self, req: Request) -> tuple[int, Any, dict[str, str]]:
+        """PUT /v1/txn with KV operations, all or nothing (Consul's transaction API)."""
+        ops = orjson.loads(req.body)
+        errors: list[dict[str, Any]] = []
+        for i, op in enumerate(ops):
+            kv = op.get("KV") or {}
+            entry = self.kv.get(kv.get("Key", ""))
+            verb = kv.get("Verb")
+            if verb in ("cas", "delete-cas", "check-index"):
+                current = entry.modify if entry is not None else 0
+                if current != int(kv.get("Index") or 0):
+                    what = f'failed to set key "{kv.get("Key")}", index is stale'
+                    errors.append({"OpIndex": i, "What": what})
+            elif verb in ("get", "check-not-exists") and (entry is None) == (verb == "get"):
+                errors.append({"OpIndex": i, "What": f'key "{kv.get("Key")}" check failed'})
+            elif verb not in ("set", "delete", "delete-tree"):
+                errors.append({"OpIndex": i, "What": f"unsupported verb {verb!r}"})
+        if errors:
+            return 409, {"Results": None, "Errors": errors}, {}
+        results = []
+        for op in ops:
+            kv = op["KV"]
+            key, verb = kv.get("Key", ""), kv["Verb"]
+            if verb in ("set", "cas"):
+                value = base64.b64decode(kv.get("Value") or "")
+                flags = kv.get("Flags")
+                written = self._kv_set(key, value, flags=int(flags) if flags else None)
+                results.append({"KV": self._pair(key, written, value=False)})
+            elif verb in ("delete", "delete-cas"):
+                if key in self.kv:
+                    self._kv_remove(key)
+            elif verb == "delete-tree":
+                for k in [k for k in self.kv if k.startswith(key)]:
+                    self._kv_remove(k)
+            elif verb == "get":
+                results.append({"KV": self._pair(key, self.kv[key])})
+        await self._notify()
+        return 200, {"Results": results, "Errors": None}, {"X-Consul-Index": str(self.index)}
 
 
 def parse_duration(text: str) -> float | None:
@@ -616,3 +776,11 @@ def compile_filter(expr: str) -> Any:
         return True
 
     return match
+
+
+class ThreadedConsul(OnItsOwnLoop[FakeConsul]):
+    """The in-test Consul server on an event loop of its own, for a test that is not
+    async (the daemon, or Terraform, is another process)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(FakeConsul(**options))
