@@ -8,16 +8,14 @@ newTransport/newDialer).
 
 from __future__ import annotations
 
-import socket
+import os
 import ssl
-import urllib.request
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import httpx2
 
+from reconciler._core.goclient import client_ssl_context, go_proxy, keepalive_options
 from reconciler.settings.model import SECOND, Consul
-from reconciler.settings.resolve import is_loopback
 
 # Consul's default blocking wait when the client sends none (CTS sends none); the server
 # adds up to wait/16 of jitter (consul-client.md section 2).
@@ -139,44 +137,23 @@ def client_config(consul: Consul, *, wait: float = DEFAULT_WAIT) -> ClientConfig
 
 
 def ssl_context(config: ClientConfig) -> ssl.SSLContext:
-    """hcat client_set.go newTransport: client cert (the key may sit in the cert file), CA
-    file or directory, and `verify = false` skipping verification altogether."""
     try:
-        ctx = ssl.create_default_context(cafile=config.ca_cert, capath=config.ca_path)
-        if config.cert:
-            ctx.load_cert_chain(config.cert, config.key or None)
+        return client_ssl_context(
+            ca_cert=config.ca_cert,
+            ca_path=config.ca_path,
+            cert=config.cert,
+            key=config.key,
+            verify=config.verify,
+        )
     except (OSError, ssl.SSLError) as err:
         raise ConsulConfigError(f"consul.tls: {err}") from err
-    if not config.verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-def _socket_options(config: ClientConfig) -> list[tuple[int, int, int]]:
-    if config.keepalive is None:
-        return []
-    secs = max(1, round(config.keepalive))
-    options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
-    # Go's Dialer.KeepAlive sets both the idle time and the probe interval.
-    for name in ("TCP_KEEPIDLE", "TCP_KEEPINTVL"):
-        if hasattr(socket, name):
-            options.append((socket.IPPROTO_TCP, getattr(socket, name), secs))
-    return options
 
 
 def environment_proxy(config: ClientConfig) -> str | None:
-    """The proxy Go's http.ProxyFromEnvironment would pick (hcat's transport uses it):
-    HTTPS_PROXY or HTTP_PROXY by scheme, NO_PROXY honoured, loopback never proxied."""
+    """The proxy Go's http.ProxyFromEnvironment would pick (hcat's transport uses it)."""
     if config.uds:
         return None
-    host = urlsplit(config.base_url).hostname or ""
-    if is_loopback(host):
-        return None
-    proxies = urllib.request.getproxies_environment()
-    if urllib.request.proxy_bypass(host):
-        return None
-    return proxies.get("https" if config.tls else "http")
+    return go_proxy(config.base_url, os.environ)
 
 
 def http_client(config: ClientConfig) -> httpx2.AsyncClient:
@@ -194,7 +171,7 @@ def http_client(config: ClientConfig) -> httpx2.AsyncClient:
         verify=verify,
         limits=limits,
         uds=config.uds,
-        socket_options=_socket_options(config),
+        socket_options=keepalive_options(config.keepalive),
         proxy=environment_proxy(config),
     )
     headers = {"X-Consul-Token": config.token} if config.token else {}
