@@ -35,6 +35,8 @@ from reconciler.commands.errors import (
     RunsUnavailableError,
 )
 from reconciler.runner.driver import ModuleError
+from reconciler.runner.inputs import InputsError
+from reconciler.runner.state import StateError
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +103,12 @@ _STATUS: tuple[tuple[type[ReconcilerError], int], ...] = (
     (NotFoundError, 404),
     (ReadOnlySourceError, 409),
     (ConflictError, 409),
+    (StateError, 409),  # the task's Terraform state is in two places: an operator decides
     (RunsUnavailableError, 501),
     (StorageFullError, 507),  # WebDAV's Insufficient Storage: retry once space is freed
     (NotAllowedNowError, 503),
     (SourceError, 503),
+    (InputsError, 503),  # Consul does not answer: retry once it does
 )
 
 

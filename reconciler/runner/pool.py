@@ -74,6 +74,7 @@ class _Worker:
         self.commands = 0
         self.rss = 0
         self.stderr: deque[str] = deque(maxlen=20)  # the worker's own messages, for errors
+        self.discarded = False  # stopped by the pool (replaced, recycled), not failed
 
     @property
     def pid(self) -> int:
@@ -152,7 +153,13 @@ class WorkerPool:
         fresh = [self._launch(env, key) for _ in range(self.size - len(self._workers))]
         self._idle.extend(fresh)
         for worker in fresh:
-            await worker.ready
+            try:
+                await worker.ready
+            except PoolError:
+                # A command for another environment (a task's Consul backend variables)
+                # took its place while it started: not a failure of the pool.
+                if not worker.discarded:
+                    raise
 
     def resize(self, size: int) -> None:
         """Keep `size` workers from now on: idle ones beyond it stop now, busy ones when
@@ -188,10 +195,11 @@ class WorkerPool:
         log_prefix: str = "",
         log_file: Path | None = None,
         on_line: LineSink | None = None,
+        redact: Callable[[str], str] | None = None,
     ) -> ProcessResult:
-        """Run `terraform <args>` in `cwd` on a worker; same result and logging as
-        `ProcessRunner.run`. A timeout kills the worker's process group and returns with
-        `timed_out`; cancellation interrupts the command, then propagates."""
+        """Run `terraform <args>` in `cwd` on a worker; same result, logging and
+        redaction as `ProcessRunner.run`. A timeout kills the worker's process group and
+        returns with `timed_out`; cancellation interrupts the command, then propagates."""
         await self._lanes.acquire(priority)
         try:
             worker = self._checkout(env)
@@ -215,6 +223,7 @@ class WorkerPool:
                     log_prefix,
                     log_file,
                     on_line,
+                    redact,
                 )
             except PoolError:  # the command could not start (its directory is missing)
                 self._checkin(worker)
@@ -263,6 +272,7 @@ class WorkerPool:
         log_prefix: str,
         log_file: Path | None,
         on_line: LineSink | None,
+        redact: Callable[[str], str] | None,
     ) -> ProcessResult:
         proc = worker.proc
         assert proc is not None and proc.stdin is not None and proc.stdout is not None
@@ -291,6 +301,8 @@ class WorkerPool:
                     raise PoolError(json.loads(payload)["error"])
                 name = "stdout" if tag == tfworker.STDOUT else "stderr"
                 line = payload.decode("utf-8", "replace")
+                if redact is not None:
+                    line = redact(line)
                 captured[name].append(line)
                 if line.strip() and out_log.isEnabledFor(log_level):
                     out_log.log(log_level, "%s%s", log_prefix, line)
@@ -385,6 +397,7 @@ class WorkerPool:
 
     def _discard(self, worker: _Worker) -> None:
         """Forget a worker and stop it in the background."""
+        worker.discarded = True
         self._forget(worker)
         self._in_background(self._kill(worker))
 

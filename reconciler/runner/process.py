@@ -84,8 +84,10 @@ class ProcessRunner:
         log_prefix: str = "",
         log_file: Path | None = None,
         on_line: LineSink | None = None,
+        redact: Callable[[str], str] | None = None,
     ) -> ProcessResult:
-        """Run `argv` to completion and return what it printed.
+        """Run `argv` to completion and return what it printed. `redact`: applied to
+        every line before it is kept, logged or written (rendered secrets out).
 
         A timeout stops the process group and returns with `timed_out`; cancellation
         stops it too and then propagates. Neither leaves a child behind.
@@ -121,6 +123,8 @@ class ProcessRunner:
                 if not raw:
                     return
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                if redact is not None:
+                    line = redact(line)
                 lines.append(line)
                 if line.strip() and out_log.isEnabledFor(log_level):
                     out_log.log(log_level, "%s%s", log_prefix, line)

@@ -68,9 +68,13 @@ def terraform_command(driver: TerraformDriver) -> tuple[str, ...]:
     return (str(path),)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def _error_text(result: ProcessResult) -> str:
-    """What Terraform said about the failure: its diagnostics, or all of its output."""
-    text = result.stderr.strip() or result.stdout.strip()
+    """What Terraform said about the failure: its diagnostics, or all of its output
+    (without colour codes: `workspace select` has no -no-color)."""
+    text = _ANSI.sub("", result.stderr.strip() or result.stdout.strip())
     if result.timed_out:
         text = f"timed out after {result.duration:.0f}s\n{text}"
     text = re.sub(r"\n{3,}", "\n\n", text)
@@ -140,6 +144,7 @@ class Terraform:
                     log_level=log_level,
                     log_prefix=f"{ws.name}: ",
                     log_file=log_file,
+                    redact=ws.redact if ws.secrets else None,
                 )
             return await self.processes.run(
                 [*self.command, *args],
@@ -150,6 +155,7 @@ class Terraform:
                 log_level=log_level,
                 log_prefix=f"{ws.name}: ",
                 log_file=log_file,
+                redact=ws.redact if ws.secrets else None,
             )
         except OSError as exc:  # the executable vanished, or the workspace did
             raise RunError(f"cannot run {self.command[0]} in {ws.directory}: {exc}") from None
@@ -190,12 +196,19 @@ class Terraform:
         return RunError(message, result.output)
 
     async def init(self, workspace: Workspace, *, priority: Priority = Priority.BACKGROUND) -> None:
-        result = await self._run(workspace, ["init", "-input=false", "-no-color"], priority)
+        args = ["init", "-input=false", "-no-color"]
+        if workspace.reconfigure:
+            # The directory was initialised with another backend whose state is empty:
+            # use the new one as it is (-migrate-state would copy that empty state over).
+            args.append("-reconfigure")
+        result = await self._run(workspace, args, priority)
         if result.returncode != 0:
             raise self._failed(workspace, "init", result, module_step=True)
-        if workspace.select_workspace:
+        if workspace.terraform_workspace is not None:
             result = await self._run(
-                workspace, ["workspace", "select", "-or-create=true", workspace.name], priority
+                workspace,
+                ["workspace", "select", "-or-create=true", workspace.terraform_workspace],
+                priority,
             )
             if result.returncode != 0:
                 raise self._failed(workspace, "workspace select", result)

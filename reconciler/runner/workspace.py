@@ -17,6 +17,7 @@ after a crash the digest check regenerates anything that did not reach the disk.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import secrets
 import shutil
@@ -31,7 +32,11 @@ from reconciler.config import hcl
 from reconciler.config.model import TaskSpec
 from reconciler.runner import rootmodule
 from reconciler.runner.inputs import ModuleInputs, declared_inputs
+from reconciler.runner.state import KVReader, Placement, StatePolicy, describe, place
+from reconciler.runner.templates import ProviderTemplates, RenderedProvider, scrub
 from reconciler.settings.model import TerraformDriver, TerraformProvider
+
+log = logging.getLogger("reconciler.state")
 
 INIT_MARKER = Path(".terraform") / "reconciler-init"
 LOCAL_BACKEND: Mapping[str, Mapping[str, Any]] = {"local": {}}
@@ -106,11 +111,23 @@ class Workspace:
     name: str
     directory: Path
     module: rootmodule.RootModule
-    env: Mapping[str, str] = field(default_factory=dict)
-    # Select a Terraform workspace named after the task: needed when the backend is
-    # shared between tasks (anything but the default per-directory local state).
-    select_workspace: bool = False
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # The Terraform workspace to select (named after the task, as CTS does): needed when
+    # the backend is shared between tasks. None: the default one (local state in the
+    # workspace directory).
+    terraform_workspace: str | None = None
+    # Init with -reconfigure: the directory was initialised with another backend whose
+    # state is empty or absent (see reconciler.runner.state).
+    reconfigure: bool = False
     throwaway: bool = False
+    placement: Placement | None = None
+    # Values rendered from provider templates: scrubbed from Terraform's output, and
+    # part of the apply digest only through an HMAC.
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    secret_digest: str = ""
+
+    def redact(self, line: str) -> str:
+        return scrub(line, self.secrets) if self.secrets else line
 
     def files(self) -> dict[str, str | None]:
         """Init-relevant files by name; None means the file must not exist."""
@@ -191,17 +208,60 @@ class Workspace:
 
 
 class Workspaces:
-    """Builds the workspace of a task from its definition and the daemon settings."""
+    """Builds the workspace of a task from its definition and the daemon settings. The
+    event loop owns it (and the placements it remembers)."""
 
     def __init__(
         self,
         working_dir: Path,
         driver: TerraformDriver | None = None,
         providers: Sequence[TerraformProvider] = (),
+        *,
+        policy: StatePolicy | None = None,
+        kv: KVReader | None = None,
+        templates: ProviderTemplates | None = None,
     ) -> None:
+        """`policy`: where state lives when no backend is configured (default: the
+        driver's backend, else local); `kv`: reads Consul KV, to find state CTS left;
+        `templates`: renders the providers' templates (default: from the environment,
+        Consul and Vault unavailable)."""
         self.working_dir = working_dir
-        self.driver = driver or TerraformDriver(backend=LOCAL_BACKEND)
+        self.driver = driver or TerraformDriver()
         self.providers = {p.id: p for p in providers}
+        self.policy = policy or StatePolicy(configured=self.driver.backend)
+        self.kv = kv
+        self.templates = templates or ProviderTemplates(providers, kv=kv)
+        # (task, workspace directory) -> where its state lives, decided once.
+        self._placements: dict[tuple[str, Path], Placement] = {}
+
+    async def placement(self, spec: TaskSpec, base_dir: Path | None) -> Placement:
+        """Where the task's state lives (raises StateError when that cannot be decided
+        safely); logged the first time, with its warning if it has one."""
+        directory = self.directory_for(spec, base_dir or Path.cwd())
+        key = (spec.name, directory)
+        found = self._placements.get(key)
+        if found is None:
+            found = await place(self.policy, directory, spec.name, self.kv)
+            self._placements[key] = found
+            log.info("task %s: %s", spec.name, describe(found))
+            if found.warning:
+                log.warning("%s", found.warning)
+        return found
+
+    async def prepare(
+        self, spec: TaskSpec, base_dir: Path | None, *, throwaway: bool = False
+    ) -> Workspace:
+        """The workspace of `spec` with its state placed and its providers' templates
+        rendered (see `for_task`); raises StateError or TemplateError."""
+        placement = await self.placement(spec, base_dir)
+        rendered = {
+            pid: await self.templates.render(pid)
+            for pid in spec.providers or ()
+            if self.templates.templated(pid)
+        }
+        return self.for_task(
+            spec, base_dir, throwaway=throwaway, placement=placement, rendered=rendered
+        )
 
     def directory_for(self, spec: TaskSpec, base_dir: Path | None) -> Path:
         if spec.working_dir:
@@ -209,10 +269,17 @@ class Workspaces:
         return self.working_dir / spec.name
 
     def for_task(
-        self, spec: TaskSpec, base_dir: Path | None, *, throwaway: bool = False
+        self,
+        spec: TaskSpec,
+        base_dir: Path | None,
+        *,
+        throwaway: bool = False,
+        placement: Placement | None = None,
+        rendered: Mapping[str, RenderedProvider] | None = None,
     ) -> Workspace:
         """The workspace of `spec`, whose relative paths resolve against `base_dir` (the
-        directory of its file; None: the current directory, as CTS does).
+        directory of its file; None: the current directory, as CTS does), its state where
+        `placement` says (None: the configured backend, else local).
 
         A throwaway workspace (for planning a task that does not exist yet) gets a fresh
         directory of its own, removed after use."""
@@ -222,13 +289,25 @@ class Workspaces:
         else:
             directory = self.directory_for(spec, base)
         catalog_services, consul_kv = declared_inputs(spec)
-        providers = [self._provider(pid) for pid in spec.providers or ()]
-        env: dict[str, str] = {}
+        rendered = rendered or {}
+        providers = [self._provider(pid, rendered.get(pid)) for pid in spec.providers or ()]
+        if placement is None:
+            backend = self.driver.backend or LOCAL_BACKEND
+            placement = Placement(
+                backend, spec.name if backend != LOCAL_BACKEND else None, "", "as configured"
+            )
+        # CTS: the backend's Consul variables, then the providers' task_env over them.
+        env: dict[str, str] = dict(placement.env)
         for pid in spec.providers or ():
+            done = rendered.get(pid)
+            if done is not None:
+                task_env = done.body.get("task_env")
+                env.update(task_env if isinstance(task_env, dict) else {})
+                continue
             known = self.providers.get(pid)
             if known is not None:
                 env.update(known.task_env)
-        backend = self.driver.backend or LOCAL_BACKEND
+        backend = placement.backend
         module = rootmodule.RootModule(
             task=spec.name,
             description=spec.description or "",
@@ -241,17 +320,28 @@ class Workspaces:
             catalog_services=catalog_services,
             consul_kv=consul_kv,
         )
+        env.update(rootmodule.provider_environment(module))
+        rendered_values = tuple(v for done in rendered.values() for v in done.values)
+        digest = "".join(rendered[pid].digest() for pid in sorted(rendered))
         return Workspace(
             spec.name,
             directory,
             module,
             env,
-            select_workspace=dict(backend) != dict(LOCAL_BACKEND),
+            terraform_workspace=placement.workspace,
+            reconfigure=placement.reconfigure,
             throwaway=throwaway,
+            placement=placement,
+            secrets=rendered_values,
+            secret_digest=digest,
         )
 
-    def _provider(self, pid: str) -> rootmodule.ProviderConfig:
-        known = self.providers.get(pid)
+    def _provider(
+        self, pid: str, rendered: RenderedProvider | None = None
+    ) -> rootmodule.ProviderConfig:
         name = pid.split(".", 1)[0]
+        if rendered is not None:
+            return rootmodule.ProviderConfig(name, dict(rendered.body), secret=True)
+        known = self.providers.get(pid)
         # CTS writes an empty provider block for a name no terraform_provider defines.
         return rootmodule.ProviderConfig(name, dict(known.body) if known else {})

@@ -231,7 +231,7 @@ def test_workspace_from_a_task(tmp_path: Path) -> None:
     assert ws.module.source == "../../modules/m"
     assert dict(ws.module.variables) == {"a": "from file", "b": 3}
     assert ws.env == {"K": "V"}
-    assert not ws.select_workspace
+    assert ws.terraform_workspace is None
     assert ws.module.catalog_services and ws.module.consul_kv
     main = render_main_tf(ws.module)
     assert 'provider "p" {\n  region = var.p.region\n}' in main
@@ -258,7 +258,7 @@ def test_workspace_from_a_task(tmp_path: Path) -> None:
 
 def test_shared_backends_select_a_workspace_per_task(tmp_path: Path) -> None:
     workspaces = Workspaces(tmp_path, TerraformDriver(backend={"consul": {"path": "p"}}))
-    assert workspaces.for_task(spec("t"), tmp_path).select_workspace
+    assert workspaces.for_task(spec("t"), tmp_path).terraform_workspace == "t"
 
 
 def test_a_missing_variable_file_is_a_clear_error(tmp_path: Path) -> None:

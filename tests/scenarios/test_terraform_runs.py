@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import pytest
 from apikit import assert_error, running_core
-from helpers import async_wait_for, task_hcl, wait_for, write_atomic
+from helpers import async_wait_for, task_hcl, wait_for, without_consul, write_atomic
 from runfakes import MODULES, StaticCatalog
 
 from reconciler.runner.inputs import ServiceInstance
@@ -231,6 +231,7 @@ def events(repo: Path) -> dict[str, list[dict[str, object]]]:
 
 def test_cli_once_and_inspect(repo: Path) -> None:
     config = repo / "config.hcl"
+    without_consul(repo)
     config.write_text('working_dir = "work"\nsource "directory" {\n  path = "tasks"\n}\n')
     write_atomic(repo / "tasks" / "good.hcl", task_hcl("good", module="../modules/services-file"))
     write_atomic(
@@ -273,6 +274,7 @@ def test_daemon_runs_tasks_at_start_and_keeps_events_across_restarts(repo: Path)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     config = repo / "config.hcl"
+    without_consul(repo)
     config.write_text(
         f'port = {port}\nworking_dir = "work"\nsource "directory" {{\n  path = "tasks"\n}}\n'
     )
