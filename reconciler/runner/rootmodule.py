@@ -83,7 +83,10 @@ class ProviderConfig:
     meta-arguments included; they are dropped where Terraform would reject them)."""
 
     name: str
-    arguments: Mapping[str, Any] = field(default_factory=dict)
+    arguments: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    # Rendered from templates: its value goes to the environment (TF_VAR_<name>), never
+    # into providers.auto.tfvars.
+    secret: bool = False
 
     @property
     def provider_arguments(self) -> dict[str, Any]:
@@ -285,7 +288,9 @@ def render_variables_auto_tfvars(module: RootModule) -> str | None:
 
 
 def render_providers_auto_tfvars(module: RootModule) -> str | None:
-    values = {p.name: p.variable_value for p in module.providers if p.variable_value}
+    values = {
+        p.name: p.variable_value for p in module.providers if p.variable_value and not p.secret
+    }
     if not values:
         return None
     return preamble(module) + "\n" + _assignments(values) + "\n"
@@ -313,9 +318,21 @@ def service_object(instance: ServiceInstance, user_meta: Mapping[str, str]) -> d
     }
 
 
+def provider_environment(module: RootModule) -> dict[str, str]:
+    """`TF_VAR_<name>` for each provider rendered from templates: its value as an HCL
+    expression, which is how Terraform reads a variable of object type from the
+    environment."""
+    return {
+        f"TF_VAR_{p.name}": _value(p.variable_value, 0)
+        for p in module.providers
+        if p.secret and p.variable_value
+    }
+
+
 def render_terraform_tfvars(module: RootModule, inputs: ModuleInputs) -> str:
     services = {
-        key: service_object(instance, inputs.user_meta) for key, instance in inputs.services.items()
+        key: service_object(instance, inputs.meta_of(key))
+        for key, instance in inputs.services.items()
     }
     lines = [f"services = {_value(services, 0)}"]
     if module.catalog_services:

@@ -14,6 +14,8 @@ from reconciler.settings.partial import Partial, body_to_dict, decode_block
 from reconciler.settings.resolve import backend_type_problems
 from reconciler.settings.schema import SERVICE, TOP
 from reconciler.settings.sources import decode_source
+from reconciler.settings.templates import TemplateSyntaxError, has_template, strings_in
+from reconciler.settings.templates import parse as parse_template
 
 SERVICE_DEPRECATED = (
     "the 'service' block is deprecated (CTS 0.5.0): list the services in the task's "
@@ -39,7 +41,7 @@ def decode_file(
 ) -> DecodedFile:
     r = BodyReader(body, file=file.name, where=(), problems=problems, line=1)
     # Repeatable blocks are asked for before the generic decoder reports unknown keys.
-    providers = [_provider(r, b) for b in r.blocks("terraform_provider", labels=1)]
+    providers = [_provider(r, b, warnings) for b in r.blocks("terraform_provider", labels=1)]
     services = [_service(r, b, file, warnings) for b in r.blocks("service")]
     sources = [decode_source(r, b, file.directory) for b in r.blocks("source", labels=1)]
     task_blocks = r.blocks("task")
@@ -68,7 +70,7 @@ def decode_file(
     )
 
 
-def _provider(r: BodyReader, block: Block) -> TerraformProvider | None:
+def _provider(r: BodyReader, block: Block, warnings: list[Problem]) -> TerraformProvider | None:
     name = block.labels[0]
     before = len(r.problems)
     cr = r.child(block, f'terraform_provider "{name}"')
@@ -82,9 +84,27 @@ def _provider(r: BodyReader, block: Block) -> TerraformProvider | None:
         cr.error('"task_env" must be a map of strings', cr.line_of("task_env"))
     if "auto_commit" in body and not isinstance(body["auto_commit"], bool):
         cr.error('"auto_commit" must be a bool (true or false)', cr.line_of("auto_commit"))
+    elif body.get("auto_commit") is True:
+        warnings.append(
+            Problem(
+                '"auto_commit" is not supported and has no effect: no PAN-OS commit is '
+                "made after an apply; commit with the provider's own resource or by hand",
+                (f'terraform_provider "{name}"',),
+                Location(r.file, cr.line_of("auto_commit")),
+            )
+        )
+    for key, value in body.items():
+        for text in strings_in(value):
+            if not has_template(text):
+                continue
+            try:
+                parse_template(text)
+            except TemplateSyntaxError as exc:
+                cr.error(f'"{key}": {exc.message}', cr.line_of(key))
     if len(r.problems) != before:
         return None
-    return TerraformProvider(name, body, Location(r.file, block.line))
+    lines = {key: cr.line_of(key) for key in body}
+    return TerraformProvider(name, body, Location(r.file, block.line), lines)
 
 
 def _service(
