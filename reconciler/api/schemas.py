@@ -315,6 +315,21 @@ _STATUS: dict[str, Schema] = {
                 "description": "Trigger source -> what would make the task run there: its "
                 "Consul queries, its buffer deadline or its next cron time.",
             },
+            "override": nullable(
+                closed(
+                    {
+                        "enabled": BOOLEAN,
+                        "deleted": BOOLEAN,
+                        "file": described(STRING, "The task's block in its file, file:line."),
+                        "at": STRING,
+                        "request_id": STRING,
+                        "reason": STRING,
+                    },
+                    ["file", "at", "request_id", "reason"],
+                    "A task of the configuration files changed through the API: how it "
+                    "runs differently from its file, until the file's task changes.",
+                )
+            ),
         },
         [
             "task_name",
@@ -332,6 +347,7 @@ _STATUS: dict[str, Schema] = {
             "last_attempted_revision",
             "last_applied_revision",
             "waiting_on",
+            "override",
         ],
     ),
     "Event": closed(

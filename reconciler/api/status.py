@@ -7,7 +7,9 @@ good definition, and this is where that shows), whether a run is in progress (`a
 whether it is deleted and waits for that run to end (`deleting`), why its workspace
 failed to initialise or its trigger cannot fire (`init_error`), and the revision its files
 want next to the revisions its runs last attempted and applied (`desired_revision`,
-`last_attempted_revision`, `last_applied_revision`); /v1/status adds each source's state.
+`last_attempted_revision`, `last_applied_revision`), and for a task of the configuration
+files changed through the API, how it differs from its file (`override`); /v1/status adds
+each source's state.
 """
 
 from __future__ import annotations
@@ -117,6 +119,8 @@ class StatusEndpoints:
             "last_applied_revision": self.ctx.status.last_applied_revision(spec.name),
             # What would make it run: its queries, buffer deadline or next cron time.
             "waiting_on": runs.waiting_on(spec.name) if runs is not None else {},
+            # A configuration task changed through the API: how it differs from its file.
+            "override": self.ctx.commands.override(spec.name),
         }
         if include_events:
             out["events"] = [e.to_json() for e in events]

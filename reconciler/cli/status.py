@@ -51,15 +51,21 @@ def status_lines(statuses: Mapping[str, Mapping[str, Any]]) -> list[str]:
     counts = {k: 0 for k in STATUSES}
     disabled = 0
     problems: list[str] = []
+    notes: list[str] = []  # how a task runs differently from its file
     for name, s in sorted(statuses.items()):
         counts[str(s.get("status"))] = counts.get(str(s.get("status")), 0) + 1
         disabled += not s.get("enabled")
         problems += [f"task '{name}': file: {e}" for e in s.get("file_errors") or []]
         if s.get("init_error"):
             problems.append(f"task '{name}': {s['init_error']}")
+        override = s.get("override")
+        if isinstance(override, dict) and override.get("reason"):
+            notes.append(f"task '{name}': {override['reason']}")
     total = len(statuses)
     summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
     lines += ["", f"{total} task{'s' if total != 1 else ''}: {summary}; {disabled} disabled"]
+    if notes:
+        lines += ["", "Differs from its file:", *(f"  {n}" for n in notes)]
     if problems:
         lines += ["", "Problems:", *(f"  {p}" for p in problems)]
     return lines

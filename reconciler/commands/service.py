@@ -111,6 +111,12 @@ class TaskCommands:
             tasks.extend(t for t in self.runs.deleting_tasks() if t.spec.name not in self.registry)
         return tasks
 
+    def override(self, name: str) -> dict[str, object] | None:
+        """How a configuration task runs differently from its file (an API change that
+        survives restarts), or None."""
+        found = self.writeback.override(name)
+        return found.to_json() if found is not None else None
+
     def name_taken(self, name: str) -> bool:
         """A live task, one any file defines (a broken file's last good content too),
         one whose deletion waits for its run, or one a command is creating."""

@@ -25,8 +25,10 @@ from reconciler.config import edit
 from reconciler.config.model import TaskSpec
 from reconciler.config.validate import name_problem
 from reconciler.config.write import checked_render
+from reconciler.reconcile.configtasks import CONFIG_SOURCE, ConfigTasks
 from reconciler.reconcile.engine import FileEntry, Reconciler
 from reconciler.reconcile.loop import SourceLoop
+from reconciler.reconcile.overrides import Override
 from reconciler.registry.store import LiveTask
 from reconciler.sources.base import FileChange, LocalFiles
 
@@ -63,6 +65,15 @@ class WriteBack:
         self.registry = reconciler.registry
         self.loops = loops
         self.default = default
+        # The configuration's tasks: their API changes become overrides.
+        self.config: tuple[SourceLoop, ConfigTasks] | None = None
+
+    def attach_config(self, loop: SourceLoop, tasks: ConfigTasks) -> None:
+        self.config = (loop, tasks)
+
+    def override(self, name: str) -> Override | None:
+        """The API change in force on a configuration task, if any."""
+        return self.config[1].override(name) if self.config is not None else None
 
     def retarget(self, loops: dict[str, SourceLoop], default: str | None) -> None:
         """The sources changed (a reload): writes go to these from now on."""
@@ -139,6 +150,26 @@ class WriteBack:
         log.info("created task %s in %s", spec.name, live.provenance.file)
         return live
 
+    async def _override(self, name: str, rel: str, change: Callable[[ConfigTasks], None]) -> None:
+        """An API change of a configuration task: recorded as an override (the file is
+        never written), then applied by a pass of the configuration's loop."""
+        assert self.config is not None
+        loop, tasks = self.config
+        async with loop.lock:
+            try:
+                await asyncio.to_thread(change, tasks)
+            except KeyError:
+                raise ConflictError(f"task {name} is no longer in {rel}; try again") from None
+            await loop.sync_paths([rel], deliberate=[name])
+
+    def _configured(self, name: str) -> str | None:
+        """The configuration file of `name` when it is a configuration task."""
+        found = self.reconciler.file_of(name)
+        if found is None or self.config is None:
+            return None
+        (source_name, rel), _ = found
+        return rel if source_name == CONFIG_SOURCE else None
+
     def _locate(self, name: str) -> tuple[SourceLoop, str, FileEntry]:
         found = self.reconciler.file_of(name)
         if found is None:
@@ -160,6 +191,21 @@ class WriteBack:
         return loop, rel, entry
 
     async def set_enabled(self, name: str, enabled: bool, *, request_id: str = "") -> LiveTask:
+        configured = self._configured(name)
+        if configured is not None:
+            await self._override(
+                name, configured, lambda tasks: tasks.set_enabled(name, enabled, request_id)
+            )
+            live = self.registry.get(name)
+            if live is None:
+                raise ConflictError(f"task {name} disappeared during the request")
+            log.info(
+                "task %s %s through the API (%s is unchanged)",
+                name,
+                "enabled" if enabled else "disabled",
+                configured,
+            )
+            return live
         loop, rel, _ = self._locate(name)
         async with loop.lock:
             loop2, rel2, entry = self._locate(name)  # it may have moved while we waited
@@ -183,6 +229,11 @@ class WriteBack:
         return live
 
     async def delete(self, name: str, *, request_id: str = "") -> None:
+        configured = self._configured(name)
+        if configured is not None:
+            await self._override(name, configured, lambda tasks: tasks.delete(name, request_id))
+            log.info("deleted task %s through the API (%s is unchanged)", name, configured)
+            return
         loop, rel, _ = self._locate(name)
         async with loop.lock:
             loop2, rel2, entry = self._locate(name)

@@ -46,9 +46,18 @@ def is_candidate(rel: str) -> bool:
 
 
 class DirectorySource:
-    def __init__(self, root: Path, *, name: str = "directory", display_base: Path | None = None):
+    def __init__(
+        self,
+        root: Path,
+        *,
+        name: str = "directory",
+        display_base: Path | None = None,
+        note: str = "",
+    ):
+        """`note`: why this directory is a source, for /v1/status (the implicit one)."""
         self.name = name
         self.root = root
+        self.note = note
         self._display_base = display_base if display_base is not None else Path.cwd()
         # What we last reported, per file: stat signature and content digest.
         self._known: dict[str, tuple[_StatSig, str]] = {}
@@ -61,6 +70,13 @@ class DirectorySource:
         self._swept = False
 
     # --- display -------------------------------------------------------------------------
+
+    def describe(self) -> dict[str, object]:
+        """The source in /v1/status."""
+        out: dict[str, object] = {"path": str(self.root)}
+        if self.note:
+            out["note"] = self.note
+        return out
 
     def display_path(self, rel: str) -> str:
         shown = self._display.get(rel)

@@ -32,6 +32,7 @@ async def test_overall_status(core: Core) -> None:
             "prune_guard": None,
             "revision": None,
             "files_with_problems": {},
+            "details": {"path": str(core.root)},
         }
     }
 
@@ -60,6 +61,7 @@ async def test_task_statuses(core: Core) -> None:
         "last_attempted_revision": None,
         "last_applied_revision": None,
         "waiting_on": {},
+        "override": None,
     }
     assert body["b"]["enabled"] is False
 

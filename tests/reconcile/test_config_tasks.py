@@ -12,7 +12,7 @@ from helpers import async_wait_for
 from runfakes import spec
 
 from reconciler.daemon.core import Core, SourcePlan
-from reconciler.reconcile.writeback import ReadOnlySourceError
+from reconciler.reconcile.overrides import OverrideStore
 from reconciler.settings.model import ConfiguredTask
 from reconciler.sources.directory import DirectorySource
 
@@ -58,16 +58,37 @@ async def test_configuration_tasks_enter_through_their_own_loop(tmp_path: Path) 
     await core.close()
 
 
-async def test_configuration_tasks_are_read_only_through_the_commands(tmp_path: Path) -> None:
+async def test_configuration_task_changes_are_overrides_that_the_file_ends(
+    tmp_path: Path,
+) -> None:
+    """PATCH and DELETE of a configuration task: recorded as overrides (the file is never
+    written) that survive a new core on the same store, until the task's definition in
+    the file changes."""
     (tmp_path / "tasks").mkdir()
-    core = Core([SourcePlan(DirectorySource(tmp_path / "tasks"))])
-    await core.load([configured("a")])
-    with pytest.raises(ReadOnlySourceError, match=r"cts\.hcl"):
-        await core.commands.set_enabled("a", False)
-    with pytest.raises(ReadOnlySourceError, match=r"cts\.hcl"):
-        await core.commands.delete("a")
-    assert "a" in core.registry
+    store = tmp_path / "overrides.json"
+    core = Core([SourcePlan(DirectorySource(tmp_path / "tasks"))], overrides=OverrideStore(store))
+    await core.load([configured("a"), configured("b", line=9)])
+    await core.commands.set_enabled("a", False, request_id="r-1")
+    live = core.registry.get("a")
+    assert live is not None and not live.spec.is_enabled and live.source == "config"
+    override = core.commands.override("a")
+    assert override is not None and override["enabled"] is False
+    assert override["request_id"] == "r-1" and override["file"] == "cts.hcl:3"
+    await core.commands.delete("b")
+    assert "b" not in core.registry
     await core.close()
+
+    again = Core([SourcePlan(DirectorySource(tmp_path / "tasks"))], overrides=OverrideStore(store))
+    await again.load([configured("a"), configured("b", line=9)])
+    a = again.registry.get("a")
+    assert a is not None and not a.spec.is_enabled and "b" not in again.registry
+    # The file's definition of a changes: the file wins; b's override stays.
+    await again.set_config_tasks([configured("a", description="edited"), configured("b", line=9)])
+    a = again.registry.get("a")
+    assert a is not None and a.spec.is_enabled and again.commands.override("a") is None
+    assert "b" not in again.registry
+    assert set(OverrideStore(store).all()) == {"b"}
+    await again.close()
 
 
 async def test_no_configuration_tasks_no_config_source(tmp_path: Path) -> None:

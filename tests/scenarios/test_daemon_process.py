@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from helpers import free_port, task_hcl, wait_for, write_atomic
+from helpers import free_port, task_hcl, wait_for, without_consul, write_atomic
 
 
 def call(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -60,6 +60,7 @@ def test_start_follow_files_write_back_and_stop(tmp_path: Path) -> None:
     tasks.mkdir()
     (tasks / "web.hcl").write_text(task_hcl("web"))
     config = tmp_path / "config.hcl"
+    without_consul(tmp_path)
     config.write_text(
         f'port = {port}\nworking_dir = "state"\nsource "directory" {{\n  path = "tasks"\n}}\n'
     )
@@ -97,13 +98,17 @@ def test_start_follow_files_write_back_and_stop(tmp_path: Path) -> None:
 def test_sighup_reloads_tasks_written_in_the_configuration(tmp_path: Path) -> None:
     port = free_port()
     config = tmp_path / "config.hcl"
+    without_consul(tmp_path)
     base = f'port = {port}\nworking_dir = "state"\n'
     config.write_text(base + task_hcl("inline"))
     with daemon(config) as proc:
         wait_for(lambda: up(port), timeout=30, what="the API")
         assert call(port, "GET", "/v1/tasks/inline")[0] == 200
-        status, body = call(port, "PATCH", "/v1/tasks/inline", {"enabled": False})
-        assert status == 409 and "cannot be changed through the API" in body["error"]["message"]
+        # A configuration task changed through the API: the file stays as it is.
+        before = config.read_bytes()
+        assert call(port, "PATCH", "/v1/tasks/inline", {"enabled": False})[0] == 200
+        assert call(port, "GET", "/v1/tasks/inline")[1]["task"]["enabled"] is False
+        assert config.read_bytes() == before
         config.write_text(base + task_hcl("renamed"))
         proc.send_signal(signal.SIGHUP)
         wait_for(lambda: call(port, "GET", "/v1/tasks/renamed")[0] == 200, what="reload")
@@ -133,6 +138,7 @@ def test_git_source_commits_api_changes(tmp_path: Path) -> None:
 
     port = free_port()
     config = tmp_path / "config.hcl"
+    without_consul(tmp_path)
     config.write_text(
         f'port = {port}\nworking_dir = "state"\n'
         'source "git" {\n  url = "remote.git"\n  path = "tasks"\n  push = true\n'

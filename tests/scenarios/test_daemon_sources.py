@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from helpers import task_hcl, wait_for
+from helpers import task_hcl, wait_for, without_consul
 from test_daemon_process import call, daemon, free_port, up
 
 
@@ -31,6 +31,7 @@ def test_emptying_one_source_is_guarded_whatever_the_other_does(tmp_path: Path) 
     (a / "a2.hcl").write_text(task_hcl("a2"))
     (b / "b1.hcl").write_text(task_hcl("b1"))
     config = tmp_path / "config.hcl"
+    without_consul(tmp_path)
     config.write_text(
         f'port = {port}\nworking_dir = "state"\n'
         'source "directory" {\n  path = "team-a"\n}\n'
