@@ -77,3 +77,10 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def without_consul(config_dir: Path) -> None:
+    """An empty embedded catalog next to the configuration file in `config_dir` (its
+    default place): tasks with Consul conditions then run with no services, instead of
+    waiting for a Consul agent at CTS's default address, localhost:8500."""
+    (config_dir / "catalog").mkdir(parents=True, exist_ok=True)

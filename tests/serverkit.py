@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import resource
 import socket
 import ssl
@@ -67,13 +68,23 @@ def daemon_process(
     tmp_path: Path, extra_config: str = "", *, port: int | None = None
 ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """`reconciler start` on a free port with an empty task directory; stopped at the end.
-    Standard error goes to `tmp_path/daemon.log` (a pipe nobody reads could fill up)."""
+    Standard error goes to `tmp_path/daemon.log` (a pipe nobody reads could fill up).
+
+    Unless `extra_config` configures Consul or a catalog, the daemon reads an empty
+    embedded catalog (`catalog/`): tasks with Consul conditions then run with no services,
+    instead of waiting for a Consul agent at CTS's default address."""
     port = port or free_port()
     (tmp_path / "tasks").mkdir(exist_ok=True)
     config = tmp_path / "config.hcl"
+    catalog = ""
+    if not re.search(r"^(consul|catalog)\b", extra_config, re.MULTILINE):
+        (tmp_path / "catalog").mkdir(exist_ok=True)
+        catalog = 'catalog "directory" {\n  path = "catalog"\n}\n'
     config.write_text(
         f'port = {port}\nworking_dir = "state"\n'
-        f'source "directory" {{\n  path = "tasks"\n  allow_empty = true\n}}\n' + extra_config
+        f'source "directory" {{\n  path = "tasks"\n  allow_empty = true\n}}\n'
+        + catalog
+        + extra_config
     )
     with open(tmp_path / "daemon.log", "wb") as log:
         proc = subprocess.Popen(

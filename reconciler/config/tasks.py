@@ -109,8 +109,14 @@ def decode_task(
             lines[("module",)] = r.line_of("source")
     services = r.strings("services")
     if services is not None:
+        names = ", ".join(f'"{n}"' for n in services)
         warn(
-            '"services" is deprecated: use condition "services" or module_input "services"',
+            "the 'services' field in the task block is deprecated in v0.5.0 and will be "
+            "removed in a future major version after v0.8.0 (it still works: it watches "
+            f'these services). Replace it with condition "services" {{ names = [{names}] }} '
+            'if the task has no other condition block, else with module_input "services" '
+            "{ ... }; see https://consul.io/docs/nia/release-notes/0-5-0"
+            "#deprecate-services-field",
             r.line_of("services"),
         )
 

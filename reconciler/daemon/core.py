@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,23 +32,27 @@ from reconciler.reconcile.cache import ParseCache
 from reconciler.reconcile.configtasks import ConfigTasks
 from reconciler.reconcile.engine import Reconciler
 from reconciler.reconcile.loop import SourceLoop
+from reconciler.reconcile.overrides import OverrideStore
 from reconciler.reconcile.writeback import WriteBack
 from reconciler.registry.status import StatusStore
 from reconciler.registry.store import Registry
 from reconciler.runner.driver import Driver
 from reconciler.runner.inputs import Catalog
 from reconciler.runner.process import ProcessRunner
+from reconciler.runner.state import StatePolicy
+from reconciler.runner.templates import ProviderTemplates
 from reconciler.runner.terraform import Terraform
+from reconciler.runner.vault import VaultClient
 from reconciler.runner.workspace import Workspaces
 from reconciler.settings import Settings, global_defaults
-from reconciler.settings.model import ConfiguredTask
+from reconciler.settings.model import CONSUL_DEFAULT, ConfiguredTask, Service
 from reconciler.settings.model import DirectorySource as DirectorySettings
 from reconciler.sources.base import Source
 from reconciler.sources.directory import DirectorySource
 from reconciler.triggers.buffer import BufferedSource, buffered
 from reconciler.triggers.consul.config import ConsulConfigError
-from reconciler.triggers.consul.directory import default_catalog_path
-from reconciler.triggers.consul.source import NoConsulSource, consul_condition
+from reconciler.triggers.consul.kv import ConsulKV
+from reconciler.triggers.consul.source import NoConsulSource
 from reconciler.triggers.consul.trigger import ConsulTrigger
 from reconciler.triggers.consul.validate import scope_problem
 from reconciler.triggers.execute import exponential_backoff
@@ -89,6 +94,7 @@ class RunPlan:
     defaults: GlobalDefaults = field(default_factory=GlobalDefaults)  # inherited buffer period
     apply_on_start: str = "changed"
     recorder: Recorder = NULL  # run metrics
+    service_blocks: Sequence[Service] = ()  # the deprecated service blocks
 
 
 class Core:
@@ -100,9 +106,12 @@ class Core:
         cache: ParseCache | None = None,
         gate: Gate | None = None,
         term: Callable[[], int] = lambda: 0,
+        overrides: OverrideStore | None = None,
     ) -> None:
-        """`term`: the leader's term that write-back commits record (high availability)."""
+        """`term`: the leader's term that write-back commits record (high availability).
+        `overrides`: where API changes to the configuration's tasks are kept."""
         self.registry = Registry()
+        self.overrides = overrides or OverrideStore()
         self.cache = cache or ParseCache()
         self.reconciler = Reconciler(self.registry, self.cache)
         self.scheduler: Scheduler | None = None
@@ -129,6 +138,7 @@ class Core:
                 gate=gate,
                 apply_on_start=runs.apply_on_start,
                 recorder=runs.recorder,
+                service_blocks=runs.service_blocks,
             )
         self._recorder = runs.recorder if runs is not None else NULL
         self.plans = {plan.source.name: plan for plan in sources}
@@ -211,11 +221,15 @@ class Core:
         if self.config_loop is None:
             if not tasks:
                 return  # none now or before: no "config" source in the status at all
-            self.config_tasks = ConfigTasks(tasks)
+            self.config_tasks = await asyncio.to_thread(ConfigTasks, tasks, self.overrides)
             self.config_loop = SourceLoop(self.config_tasks, self.reconciler, allow_empty=True)
+            self.writeback.attach_config(self.config_loop, self.config_tasks)
         else:
             assert self.config_tasks is not None
-            self.config_tasks.replace(tasks)
+            ended = self.config_tasks.replace(tasks)
+            if ended:
+                async with self.config_loop.lock:  # one writer of the overrides at a time
+                    await asyncio.to_thread(self.overrides.save)
         await self.config_loop.initial_load()
 
     # --- running -------------------------------------------------------------------------
@@ -230,7 +244,7 @@ class Core:
         if self.scheduler is not None:
             self._background.append(asyncio.create_task(self.scheduler.run(), name="runner"))
         if self.consul is not None:
-            self.consul.start()
+            self.consul.start_unless_on_demand()
         return list(self._background)
 
     def _start_loop(self, name: str, loop: SourceLoop) -> None:
@@ -322,6 +336,7 @@ class Core:
         """Stop the runs (running jobs get `grace` seconds), the loops, their sources."""
         if self.scheduler is not None:
             await self.scheduler.shutdown(grace, force)
+            await self.scheduler.executor.workspaces.templates.aclose()
         if self.consul is not None:
             await self.consul.aclose()
         tasks = [*self._background, *self._loop_tasks.values()]
@@ -338,6 +353,19 @@ def _unique(base: str, taken: set[str]) -> str:
         name, n = f"{base}-{n}", n + 1
     taken.add(name)
     return name
+
+
+IMPLICIT_SOURCE_NOTE = (
+    "no source block is configured: tasks created through the API or the CLI are written "
+    "here, and read back at every start"
+)
+
+
+def implicit_task_directory(settings: Settings) -> Path:
+    """Where API-created tasks go when no source block is configured: a directory of the
+    working directory whose name cannot be a task's (task names have no dot), so it never
+    meets a task's workspace `<working_dir>/<task>`."""
+    return Path(settings.working_dir) / "tasks.d"
 
 
 def source_plans(settings: Settings, taken: Iterable[str] = ()) -> list[SourcePlan]:
@@ -369,7 +397,24 @@ def source_plans(settings: Settings, taken: Iterable[str] = ()) -> list[SourcePl
                 key=src,
             )
         )
+    implicit = implicit_task_directory(settings)
+    if not settings.sources or _holds_task_files(implicit):
+        # CTS has no task sources (its API tasks live in memory): ours are written here.
+        # Once it holds tasks it stays a source, after the configured ones, so a source
+        # block added later does not delete them.
+        implicit.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory = DirectorySource(
+            implicit, name=_unique("directory", names), note=IMPLICIT_SOURCE_NOTE
+        )
+        plans.append(SourcePlan(directory, allow_empty=True, key=("implicit", implicit)))
     return plans
+
+
+def _holds_task_files(directory: Path) -> bool:
+    try:
+        return any(entry.name.endswith((".hcl", ".json")) for entry in os.scandir(directory))
+    except OSError:
+        return False
 
 
 def core_from_settings(
@@ -389,8 +434,18 @@ def core_from_settings(
     configuration has a consul block (`watch` False: its data is read, nothing fires)."""
     state = Path(settings.working_dir) / ".reconciler"
     consul = consul_trigger(settings, watch=watch)
+    kv = ConsulKV(consul.api)
+    vault = VaultClient(settings.vault) if settings.vault and settings.vault.enabled else None
+    workspaces = Workspaces(
+        settings.working_dir,
+        settings.driver,
+        settings.terraform_providers,
+        policy=StatePolicy.from_settings(settings),
+        kv=kv,
+        templates=ProviderTemplates(settings.terraform_providers, kv=kv, vault=vault),
+    )
     runs = RunPlan(
-        Workspaces(settings.working_dir, settings.driver, settings.terraform_providers),
+        workspaces,
         driver or Terraform(settings.driver, processes),
         StatusStore(state / "events.json"),
         workers=workers or settings.driver.workers,
@@ -399,6 +454,7 @@ def core_from_settings(
         defaults=global_defaults(settings),
         apply_on_start=settings.driver.apply_on_start,
         recorder=recorder,
+        service_blocks=settings.services,
     )
     return Core(
         source_plans(settings),
@@ -406,32 +462,26 @@ def core_from_settings(
         cache=ParseCache(state / "parse-cache.json"),
         gate=gate,
         term=term,
+        overrides=OverrideStore(state / "config-overrides.json"),
     )
 
 
-def consul_trigger(settings: Settings, *, watch: bool = True) -> ConsulTrigger | None:
-    """Where Consul conditions and module inputs read from: the Consul agent of a consul
-    block; else the embedded catalog of a `catalog "directory"` block, or of a `catalog`
-    directory next to the configuration when there is one; else nothing (tasks with Consul
-    conditions are then never triggered: see `unwatched_consul_tasks`)."""
-    if settings.consul_configured:
-        try:
-            return ConsulTrigger.from_settings(
-                settings.consul, watch=watch, register=settings if watch else None
-            )
-        except ConsulConfigError as exc:
-            raise ConfigError(Problem(str(exc), ("consul",))) from None
-    path = settings.catalog_path
-    if path is None:
-        default = default_catalog_path(settings.config_files)
-        path = default if default is not None and default.is_dir() else None
-    if path is None:
-        return None
-    return ConsulTrigger.from_directory(path, watch=watch)
-
-
-def unwatched_consul_tasks(core: Core) -> list[str]:
-    """Tasks with a Consul condition that nothing will trigger (no Consul configured)."""
-    if core.consul is not None:
-        return []
-    return sorted(t.spec.name for t in core.registry if consul_condition(t.spec) is not None)
+def consul_trigger(settings: Settings, *, watch: bool = True) -> ConsulTrigger:
+    """Where Consul conditions and module inputs read from: the embedded catalog when one
+    is configured (or its default directory exists); else the Consul agent of the consul
+    block, of CONSUL_HTTP_ADDR, or of CTS's default address, which is then only asked
+    once a task needs it."""
+    if settings.catalog_path is not None:
+        return ConsulTrigger.from_directory(
+            settings.catalog_path, watch=watch, service_blocks=settings.services
+        )
+    try:
+        return ConsulTrigger.from_settings(
+            settings.consul,
+            watch=watch,
+            register=settings if watch else None,
+            on_demand=settings.consul_from == CONSUL_DEFAULT,
+            service_blocks=settings.services,
+        )
+    except ConsulConfigError as exc:
+        raise ConfigError(Problem(str(exc), ("consul",))) from None

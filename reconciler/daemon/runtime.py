@@ -32,7 +32,7 @@ from reconciler.api.status import source_problems
 from reconciler.api.webhooks import Trigger, webhook_routes
 from reconciler.coordination.cluster import Cluster
 from reconciler.coordination.etcd import EtcdError
-from reconciler.daemon.core import core_from_settings, source_plans, unwatched_consul_tasks
+from reconciler.daemon.core import core_from_settings, implicit_task_directory, source_plans
 from reconciler.daemon.logs import setup_logging
 from reconciler.daemon.metrics import PrometheusMetrics
 from reconciler.daemon.notify import reloading_message, sd_notify, watchdog_interval
@@ -159,16 +159,14 @@ class Daemon:
 
     async def load(self) -> None:
         await self.core.load(self.settings.tasks)
+        if not self.settings.sources:
+            log.info(  # the implicit source (see source_plans)
+                "no source block is configured: tasks created through the API are written to %s",
+                implicit_task_directory(self.settings),
+            )
         if self.core.consul is not None:
             log.info(
                 "Consul conditions and module inputs read from %s", self.core.consul.description
-            )
-        unwatched = unwatched_consul_tasks(self.core)
-        if unwatched:
-            log.warning(
-                "no consul block is configured: nothing will trigger the tasks with Consul "
-                "conditions (%s)",
-                ", ".join(unwatched),
             )
         # The loaded tasks live as long as the daemon: keep them out of future collections,
         # which otherwise stall the loop (~200 ms at 10,000 tasks).
@@ -440,6 +438,18 @@ class Daemon:
         self.settings = dataclasses.replace(
             old, **{**applied, "driver": driver, "tls": tls, "sources": sources}
         )
+        if self.core.scheduler is not None:
+            # Provider templates are rendered again; the tasks that use them run once
+            # more, and apply only where a rendered value changed (a rotated secret).
+            templates = self.core.scheduler.executor.workspaces.templates
+            templates.clear()
+            users = {
+                t.spec.name
+                for t in self.registry
+                if any(templates.templated(p) for p in t.spec.providers or ())
+            }
+            if users:
+                self.core.scheduler.trigger_all(reason="reload", everything=True, only=users)
         # Through the configuration source's loop, like any other change of tasks.
         await self.core.set_config_tasks(settings.tasks)
         if failed:

@@ -2,12 +2,14 @@
 data that fill the `services`, `catalog_services` and `consul_kv` variables (cts-spec 4.2,
 4.3).
 
-A `Catalog` answers the queries a task's condition and module_input blocks describe. No
-Consul client exists yet, so the default, `EmptyCatalog`, answers every query with
-nothing: every task gets `services = {}` (and `{}` for the other variables it declares),
-which is exactly what CTS renders for a query without passing instances. A Consul-backed
-catalog (blocking queries, passing instances only) plugs in here without touching
-rendering or running.
+A `Catalog` answers the queries a task's condition and module_input blocks describe:
+Consul (reconciler.triggers.consul.catalog, from the watchers' latest answers), the
+embedded catalog through the same code, or `EmptyCatalog` where no Consul is wired in (a
+core without one, in tests), which answers every query with nothing.
+
+The deprecated `services = [...]` list is read as CTS reads it: each entry names a
+deprecated `service` block by its id (its name, datacenter, namespace, filter and
+cts_user_defined_meta shape the query), or else is a service name.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from reconciler._core.errors import ReconcilerError
 from reconciler.config.model import (
     CatalogServicesCondition,
     ConsulKVCondition,
@@ -24,6 +27,7 @@ from reconciler.config.model import (
     ServicesInput,
     TaskSpec,
 )
+from reconciler.settings.model import Service
 
 ServicesQuery = ServicesCondition | ServicesInput
 KVQuery = ConsulKVCondition | ConsulKVInput
@@ -57,7 +61,17 @@ class ServiceInstance:
         return ".".join(p for p in parts if p)
 
 
+class InputsError(ReconcilerError):
+    """The module inputs cannot be read now (Consul does not answer, or refuses): a run
+    fails with this message instead of rendering empty maps as if nothing existed."""
+
+    reason = "InputsUnavailable"
+
+
 class Catalog(Protocol):
+    """Where module inputs come from. Each method raises InputsError when it cannot
+    answer."""
+
     async def services(self, query: ServicesQuery) -> Sequence[ServiceInstance]:
         """Passing instances of the services the query names or matches."""
         ...
@@ -93,20 +107,47 @@ class ModuleInputs:
     user_meta: Mapping[str, str] = field(default_factory=dict)
     catalog_services: Mapping[str, list[str]] | None = None
     consul_kv: Mapping[str, str] | None = None
+    # Per instance key, where it differs from `user_meta` (the deprecated service blocks
+    # give each service its own cts_user_defined_meta).
+    instance_meta: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    def meta_of(self, key: str) -> Mapping[str, str]:
+        return self.instance_meta.get(key, self.user_meta)
 
 
-def services_query(spec: TaskSpec) -> ServicesQuery | None:
-    """The query that feeds `services`, if any: a services condition used as module input,
-    a services module_input, or the deprecated `services` list."""
+def legacy_services(spec: TaskSpec, blocks: Sequence[Service] = ()) -> tuple[ServicesInput, ...]:
+    """The deprecated `services` list, one query per entry, as CTS resolves it
+    (controller/driver_factory.go getService): the `service` block whose id is the entry,
+    else the service of that name in the default datacenter and namespace."""
+    by_id = {b.id: b for b in blocks}
+    out: list[ServicesInput] = []
+    for entry in spec.services or ():
+        block = by_id.get(entry)
+        if block is None:
+            out.append(ServicesInput(names=(entry,)))
+            continue
+        out.append(
+            ServicesInput(
+                names=(block.name,),
+                datacenter=block.datacenter or None,
+                namespace=block.namespace or None,
+                filter=block.filter or None,
+                cts_user_defined_meta=dict(block.cts_user_defined_meta) or None,
+            )
+        )
+    return tuple(out)
+
+
+def services_queries(spec: TaskSpec, blocks: Sequence[Service] = ()) -> tuple[ServicesQuery, ...]:
+    """The queries that feed `services`: a services condition used as module input, a
+    services module_input, or the deprecated `services` list (one per entry)."""
     c = spec.condition
     if isinstance(c, ServicesCondition) and c.use_as_module_input is not False:
-        return c
+        return (c,)
     for mi in spec.module_inputs:
         if isinstance(mi, ServicesInput):
-            return mi
-    if spec.services:
-        return ServicesInput(names=spec.services)
-    return None
+            return (mi,)
+    return legacy_services(spec, blocks)
 
 
 def catalog_query(spec: TaskSpec) -> CatalogServicesCondition | None:
@@ -132,14 +173,20 @@ def declared_inputs(spec: TaskSpec) -> tuple[bool, bool]:
     return catalog_query(spec) is not None, kv_query(spec) is not None
 
 
-async def gather_inputs(spec: TaskSpec, catalog: Catalog) -> ModuleInputs:
+async def gather_inputs(
+    spec: TaskSpec, catalog: Catalog, blocks: Sequence[Service] = ()
+) -> ModuleInputs:
+    """The task's module inputs now. `blocks`: the deprecated service blocks."""
     services: dict[str, ServiceInstance] = {}
-    meta: Mapping[str, str] = {}
-    query = services_query(spec)
-    if query is not None:
+    queries = services_queries(spec, blocks)
+    meta: Mapping[str, str] = (queries[0].cts_user_defined_meta or {}) if queries else {}
+    instance_meta: dict[str, Mapping[str, str]] = {}
+    for query in queries:
         for instance in await catalog.services(query):
             services[instance.key] = instance
-        meta = query.cts_user_defined_meta or {}
+            own = query.cts_user_defined_meta or {}
+            if own != meta:
+                instance_meta[instance.key] = dict(own)
     names = catalog_query(spec)
     kv = kv_query(spec)
     return ModuleInputs(
@@ -147,4 +194,5 @@ async def gather_inputs(spec: TaskSpec, catalog: Catalog) -> ModuleInputs:
         user_meta=dict(meta),
         catalog_services=dict(await catalog.catalog_services(names)) if names else None,
         consul_kv=dict(await catalog.consul_kv(kv)) if kv else None,
+        instance_meta=instance_meta,
     )

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from reconciler._core.errors import ConfigError, Location, Problem
+from reconciler._core.hosts import is_loopback
 from reconciler.config.model import GlobalDefaults
 from reconciler.settings import resolve as r
 from reconciler.settings.decode import DecodedFile, decode_file
@@ -76,15 +77,15 @@ def _resolve(
         c.bad('"working_dir" must not be empty', (), top.loc("working_dir"))
 
     consul = r.consul(top.block("consul"), env, c)
-    catalog_path = r.catalog_path(top, c)
-    vault_block = top.blocks.get("vault")
-    vault = {k: f.value for k, f in vault_block.fields.items()} if vault_block else None
+    catalog_path = r.catalog_path(top, c, [d.file for d in decoded])
+    consul_from = r.consul_from(top, catalog_path, env)
+    vault = r.vault(top.blocks.get("vault"), env, c)
     providers = [p for d in decoded for p in d.providers]
     services = [s for d in decoded for s in d.services]
     sources = [s for d in decoded for s in d.sources]
     r.check_providers(providers, c)
     r.check_services(services, c)
-    r.check_vault_templates(providers, vault, env, c)
+    r.check_vault_templates(providers, vault, c)
     problems.extend(duplicate_sources(sources))
     tasks = r.check_tasks([t for d in decoded for t in d.tasks], providers, c)
     log_level = r.log_level(top, c)
@@ -92,7 +93,7 @@ def _resolve(
     buffer_period = r.buffer_period(top.block("buffer_period"), c)
     tls = r.api_tls(top.block("tls"), c)
     api_token = r.api_token(top, env, c)
-    if api_token and not tls.enabled and not r.is_loopback(bind_address):
+    if api_token and not tls.enabled and not is_loopback(bind_address):
         c.warn(
             f'api_token: the API listens on "{bind_address}" without TLS, so the token '
             "crosses the network in clear text; configure a tls block",
@@ -100,7 +101,7 @@ def _resolve(
             top.loc("bind_address"),
         )
     driver = r.driver(top.block("driver"), consul, c)
-    high_availability = r.high_availability(top, sources, driver, c)
+    high_availability = r.high_availability(top, sources, driver, consul_from, c)
     repeated = {"service": services[0].location} if services else {}
     warnings.extend(unsupported_settings(top, repeated))
 
@@ -118,7 +119,7 @@ def _resolve(
         syslog=r.syslog(top.block("syslog")),
         tls=tls,
         consul=consul,
-        consul_configured="consul" in top.blocks,
+        consul_from=consul_from,
         catalog_path=catalog_path,
         driver=driver,
         terraform_providers=tuple(providers),

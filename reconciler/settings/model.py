@@ -14,6 +14,7 @@ from typing import Any
 
 from reconciler._core.errors import Location, Problem
 from reconciler.config.model import TaskSpec
+from reconciler.settings.vault import VaultSettings
 
 SECOND = 1_000_000_000
 
@@ -125,10 +126,11 @@ class TerraformDriver:
     # apply is not applied again; "always": every task is (CTS).
     apply_on_start: str = "changed"
     required_providers: Mapping[str, Any] = field(default_factory=dict)
-    # Exactly one backend type; when none is configured, `local` (state per task in its
-    # workspace) where CTS defaults to consul. A configured consul backend gets CTS's
-    # defaults (address, path, gzip, TLS) merged in.
-    backend: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: {"local": {}})
+    # Exactly one backend type, as configured; a configured consul backend gets CTS's
+    # defaults (address, path, gzip, TLS) merged in. None: not configured, so where each
+    # task's state lives is decided per task (reconciler.runner.state): CTS's consul
+    # backend when the daemon uses Consul, else local state in the task's workspace.
+    backend: Mapping[str, Mapping[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,11 @@ class TerraformProvider:
     # The block as written, meta-arguments (alias, task_env, auto_commit) included.
     body: Mapping[str, Any] = field(default_factory=dict)
     location: Location = field(default=_NOWHERE, compare=False)
+    # The line of each top-level key of the body (where its templates are written).
+    lines: Mapping[str, int] = field(default_factory=dict, compare=False)
+
+    def where(self, key: str) -> Location:
+        return Location(self.location.file, self.lines.get(key, self.location.line))
 
     @property
     def alias(self) -> str | None:
@@ -250,6 +257,15 @@ class ConfiguredTask:
     line: int
 
 
+# Where the daemon's Consul comes from (`Settings.consul_from`).
+CONSUL_BLOCK = "block"  # a consul block
+CONSUL_ENVIRONMENT = "environment"  # no block: CONSUL_HTTP_ADDR, as CTS reads it
+# No block, no CONSUL_HTTP_ADDR, no catalog: CTS's localhost:8500, used by the tasks that
+# watch Consul (and looked at for state CTS may have left there).
+CONSUL_DEFAULT = "default"
+CONSUL_CATALOG = "catalog"  # the embedded catalog stands in for Consul
+
+
 @dataclass(frozen=True)
 class Settings:
     log_level: str = "INFO"
@@ -267,17 +283,24 @@ class Settings:
     syslog: Syslog = Syslog()
     tls: TLS = TLS()
     consul: Consul = Consul()
-    # A `consul` block was written: the daemon connects to Consul (without one, the
-    # defaults above only feed a driver "terraform" backend "consul").
-    consul_configured: bool = False
-    # `catalog "directory" { path }`: the embedded catalog; None when no block sets it.
+    consul_from: str = CONSUL_DEFAULT
+    # The embedded catalog: a `catalog "directory"` block, or the `catalog` directory next
+    # to the first configuration file when it exists and no consul block is written.
     catalog_path: Path | None = None
     driver: TerraformDriver = TerraformDriver()
     terraform_providers: tuple[TerraformProvider, ...] = ()
-    vault: Mapping[str, Any] | None = None  # None: no vault block
+    # None: neither a vault block nor VAULT_ADDR; else `enabled` says whether templates
+    # may read secrets.
+    vault: VaultSettings | None = None
     services: tuple[Service, ...] = ()
     sources: tuple[Source, ...] = ()
     tasks: tuple[ConfiguredTask, ...] = ()
     high_availability: HighAvailability | None = None
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
     config_files: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def consul_configured(self) -> bool:
+        """Consul is configured explicitly (a block) or through CTS's environment
+        variables: the daemon talks to it from the start, and keeps state in it."""
+        return self.consul_from in (CONSUL_BLOCK, CONSUL_ENVIRONMENT)

@@ -6,10 +6,9 @@ every mistake.
 
 from __future__ import annotations
 
-import ipaddress
 import posixpath
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,6 +17,10 @@ from reconciler._core.errors import Location, Problem
 from reconciler.config.tasks import task_where
 from reconciler.settings.model import (
     BACKEND_TYPES,
+    CONSUL_BLOCK,
+    CONSUL_CATALOG,
+    CONSUL_DEFAULT,
+    CONSUL_ENVIRONMENT,
     LOG_FORMATS,
     LOG_LEVELS,
     SECOND,
@@ -42,7 +45,9 @@ from reconciler.settings.model import (
     TerraformProvider,
 )
 from reconciler.settings.partial import Partial
+from reconciler.settings.templates import strings_in
 from reconciler.settings.tls import TLSFileError, missing_files, server_context
+from reconciler.settings.vault import VaultConfigError, VaultSettings, vault_settings
 
 _SEMVER = re.compile(r"v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?")
 _VAULT_SECRET = re.compile(r"\{\{-?\s*(?:with\s+)?secret\b")
@@ -112,11 +117,16 @@ def buffer_period(p: Partial, c: Checker) -> BufferPeriod:
     return BufferPeriod(True, low, max(low, high))
 
 
-def catalog_path(top: Partial, c: Checker) -> Path | None:
-    """`catalog "directory" { path }`: the embedded catalog, which stands in for Consul."""
+def catalog_path(top: Partial, c: Checker, config_files: Sequence[str] = ()) -> Path | None:
+    """`catalog "directory" { path }`: the embedded catalog, which stands in for Consul;
+    without a block (and without a consul block), the `catalog` directory next to the first
+    configuration file when it exists."""
     block = top.blocks.get("catalog")
     if block is None:
-        return None
+        if "consul" in top.blocks or not config_files:
+            return None
+        default = Path(config_files[0]).absolute().parent / "catalog"
+        return default if default.is_dir() else None
     where = ('catalog "directory"',)
     if "consul" in top.blocks:
         c.bad(
@@ -131,6 +141,18 @@ def catalog_path(top: Partial, c: Checker) -> Path | None:
         c.bad('"path" is required', where, block.at)
         return None
     return Path(path)
+
+
+def consul_from(top: Partial, catalog: Path | None, env: Mapping[str, str]) -> str:
+    """Where the daemon's Consul comes from: a consul block; else the embedded catalog;
+    else CTS's environment variable CONSUL_HTTP_ADDR; else CTS's default address."""
+    if "consul" in top.blocks:
+        return CONSUL_BLOCK
+    if catalog is not None:
+        return CONSUL_CATALOG
+    if _env(env, "CONSUL_HTTP_ADDR"):
+        return CONSUL_ENVIRONMENT
+    return CONSUL_DEFAULT
 
 
 def syslog(p: Partial) -> Syslog:
@@ -234,12 +256,20 @@ def consul(p: Partial, env: Mapping[str, str], c: Checker) -> Consul:
     )
 
 
+_GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
 def _consul_tls(p: Partial, env: Mapping[str, str]) -> ConsulTLS:
     enabled = p.get("enabled")
     if enabled is None:
-        # As CTS: any field set in the file enables TLS, environment variables do not.
+        # As CTS: any field set in the file enables TLS; of the environment, only
+        # consul/api's CONSUL_HTTP_SSL (read as Go's ParseBool) does.
         enabled = any(p.get(k) for k in ("cert", "key", "ca_cert", "ca_path", "server_name"))
-        enabled = enabled or p.has("verify")
+        enabled = enabled or p.has("verify") or _env(env, "CONSUL_HTTP_SSL") in _GO_TRUE
+    verify = p.get("verify")
+    if verify is None:
+        verify = _env(env, "CONSUL_HTTP_SSL_VERIFY") not in _GO_FALSE
 
     def file(name: str, variable: str) -> Path | None:
         if p.has(name):
@@ -249,7 +279,7 @@ def _consul_tls(p: Partial, env: Mapping[str, str]) -> ConsulTLS:
 
     return ConsulTLS(
         enabled=enabled,
-        verify=p.get("verify", True),
+        verify=verify,
         cert=file("cert", "CONSUL_CLIENT_CERT"),
         key=file("key", "CONSUL_CLIENT_KEY"),
         ca_cert=file("ca_cert", "CONSUL_CACERT"),
@@ -324,11 +354,7 @@ def driver(p: Partial, consul_settings: Consul, c: Checker) -> TerraformDriver:
             where,
             p.loc("backend"),
         )
-    if not backend:
-        # CTS defaults to its consul backend; without a Consul client we keep state per
-        # task in its workspace (<working_dir>/<task>/terraform.tfstate) instead.
-        backend = {"local": {}}
-    elif "consul" in backend:
+    if "consul" in backend:
         default = default_backend(consul_settings)
         backend["consul"] = {**default["consul"], **backend["consul"]}
     return TerraformDriver(
@@ -339,7 +365,7 @@ def driver(p: Partial, consul_settings: Consul, c: Checker) -> TerraformDriver:
         workers=workers,
         apply_on_start=apply_on_start,
         required_providers=p.get("required_providers") or {},
-        backend=backend,
+        backend=backend or None,
     )
 
 
@@ -451,36 +477,35 @@ def check_tasks(
     return list(unique.values())
 
 
+def vault(block: Partial | None, env: Mapping[str, str], c: Checker) -> VaultSettings | None:
+    """The `vault` block and VAULT_* variables as CTS resolves them; each key nothing acts
+    on is warned about by name, at its line."""
+    values = {k: f.value for k, f in block.fields.items()} if block else None
+    at = block.at if block else Location("<environment>")
+    try:
+        settings, ignored = vault_settings(values, env)
+    except VaultConfigError as err:
+        c.bad(err.message, ("vault",), at)
+        return None
+    for key, why in ignored:
+        top = key.split(".")[0]
+        where = block.loc(top) if block is not None and block.has(top) else at
+        c.warn(f"vault.{key} is not supported and has no effect: {why}", (), where)
+    return settings
+
+
 def check_vault_templates(
-    providers: list[TerraformProvider],
-    vault: Mapping[str, Any] | None,
-    env: Mapping[str, str],
-    c: Checker,
+    providers: list[TerraformProvider], vault: VaultSettings | None, c: Checker
 ) -> None:
-    vault = vault or {}
-    enabled = vault.get("enabled")
-    if not isinstance(enabled, bool):
-        enabled = bool(vault.get("address") or _env(env, "VAULT_ADDR"))
-    if enabled:
+    if vault is not None and vault.enabled:
         return
     for provider in providers:
-        if any(_VAULT_SECRET.search(s) for s in _strings(provider.body)):
+        if any(_VAULT_SECRET.search(s) for s in strings_in(provider.body)):
             c.bad(
                 "detected dynamic configuration using Vault: missing Vault configuration",
                 (f'terraform_provider "{provider.name}"',),
                 provider.location,
             )
-
-
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
 
 
 TOKEN_KEYS = ("api_token", "api_token_file", "api_token_env")
@@ -521,18 +546,8 @@ def api_token(top: Partial, env: Mapping[str, str], c: Checker) -> str:
     return token
 
 
-def is_loopback(host: str) -> bool:
-    """`localhost`, a name under it (RFC 6761), or a loopback address."""
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def high_availability(
-    top: Partial, sources: list[Source], driver: TerraformDriver, c: Checker
+    top: Partial, sources: list[Source], driver: TerraformDriver, consul_in: str, c: Checker
 ) -> HighAvailability | None:
     """`high_availability` with `storage "etcd"`; None without the block."""
     block = top.blocks.get("high_availability")
@@ -596,7 +611,8 @@ def high_availability(
             where,
             block.loc(),
         )
-    if "local" in driver.backend:
+    local = driver.backend is None and consul_in not in (CONSUL_BLOCK, CONSUL_ENVIRONMENT)
+    if local or (driver.backend is not None and "local" in driver.backend):
         c.warn(
             'high availability with the Terraform backend "local": each member keeps its '
             "own state, so a new leader applies every task from an empty state; configure "

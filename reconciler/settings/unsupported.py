@@ -17,10 +17,8 @@ from reconciler.settings.partial import Partial
 NOT_ACTED_ON: dict[tuple[str, ...], str] = {
     ("client_type",): "it selects a Consul client, and this daemon has none",
     ("syslog",): "logs go to standard error (the journal, under systemd)",
-    ("consul", "kv_namespace"): "it only applies to CTS's own state in Consul KV, which "
-    "this daemon does not keep",
-    ("vault",): "Vault templates in terraform_provider blocks are not rendered",
-    ("service",): "the deprecated service blocks do not change any task's services",
+    ("consul", "kv_namespace"): "CTS itself does not use it outside its Enterprise "
+    "edition, and Terraform's consul backend has no namespace setting",
     ("driver", "version"): "nothing is installed: the Terraform bundled with the daemon "
     'runs, or the binary that driver "terraform" path names',
 }

@@ -13,7 +13,7 @@ import dataclasses
 import hashlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from pathlib import Path
@@ -22,8 +22,15 @@ from reconciler._core.errors import ReconcilerError
 from reconciler.config.model import TaskSpec
 from reconciler.registry.status import Event, EventConfig, now
 from reconciler.runner.driver import Driver, Plan, Priority, RunError
-from reconciler.runner.inputs import Catalog, EmptyCatalog, ModuleInputs, gather_inputs
+from reconciler.runner.inputs import (
+    Catalog,
+    EmptyCatalog,
+    InputsError,
+    ModuleInputs,
+    gather_inputs,
+)
 from reconciler.runner.workspace import Workspace, Workspaces
+from reconciler.settings.model import Service
 from reconciler.triggers.requests import Request, TaskBusyError, TaskRuns
 
 # The scheduler's logger: a task's run is logged under one name whichever module does it.
@@ -52,16 +59,19 @@ class Executor:
         *,
         catalog: Catalog | None = None,
         retry_delay: Callable[[int], float] = exponential_backoff,
+        service_blocks: Sequence[Service] = (),
     ) -> None:
         self.workspaces = workspaces
         self.driver = driver
         self.catalog: Catalog = catalog or EmptyCatalog()
+        self.service_blocks = tuple(service_blocks)
         self.retry_delay = retry_delay
         # Set when the daemon stops: a run waiting to retry ends with the failure it has.
         self.stopping = asyncio.Event()
 
-    def workspace(self, st: TaskRuns) -> Workspace:
-        return self.workspaces.for_task(st.spec, st.base_dir)
+    async def workspace(self, st: TaskRuns) -> Workspace:
+        """The task's workspace, its state placed (raises StateError)."""
+        return await self.workspaces.prepare(st.spec, st.base_dir)
 
     async def ensure_init(
         self,
@@ -109,7 +119,9 @@ class Executor:
         )
 
     async def _inputs(self, spec: TaskSpec, given: ModuleInputs | None) -> ModuleInputs:
-        return given if given is not None else await gather_inputs(spec, self.catalog)
+        if given is not None:
+            return given
+        return await gather_inputs(spec, self.catalog, self.service_blocks)
 
     async def execute(self, st: TaskRuns, request: Request, slot: Slot) -> Event | None:
         """Do what the request asks; the caller holds the task's lock."""
@@ -119,7 +131,7 @@ class Executor:
             # not the run's own duration.
             started = now()
             try:
-                ws = self.workspace(st)
+                ws = await self.workspace(st)
                 await self.ensure_init(st, ws, force=request.force_init, priority=request.priority)
             except ReconcilerError as exc:
                 if not isinstance(exc, RunError):
@@ -134,9 +146,16 @@ class Executor:
                 if request.record_disabled:
                     return self.event(st, spec, started, None, ran=False)
                 return None
-            inputs = await self._inputs(spec, request.inputs)
+            try:
+                inputs = await self._inputs(spec, request.inputs)
+            except InputsError as exc:
+                log.error("task %s: %s", st.name, exc.message)
+                return self.event(st, spec, started, exc.message, ran=True)
             digest = _digest(
-                ws.digest(self.driver.identity), ws.write_inputs(inputs), ws.module_digest()
+                ws.digest(self.driver.identity),
+                ws.write_inputs(inputs),
+                ws.module_digest(),
+                ws.secret_digest,
             )
             if request.only_if_changed and st.applied == digest:
                 return self.event(st, spec, started, None, ran=True)
@@ -190,9 +209,9 @@ class Executor:
     async def plan(self, st: TaskRuns) -> Plan:
         """Plan the task as it is (for a command: API priority); the caller holds its
         lock."""
-        ws = self.workspace(st)
+        ws = await self.workspace(st)
         await self.ensure_init(st, ws, priority=Priority.API)
-        ws.write_inputs(await gather_inputs(st.spec, self.catalog))
+        ws.write_inputs(await gather_inputs(st.spec, self.catalog, self.service_blocks))
         return await self.driver.plan(ws, priority=Priority.API)
 
     async def plan_new(self, spec: TaskSpec, base_dir: Path | None, slot: Slot) -> Plan:
@@ -200,12 +219,12 @@ class Executor:
         afterwards."""
         if not spec.is_enabled:
             return Plan(False, DISABLED_PLAN)
-        ws = self.workspaces.for_task(spec, base_dir, throwaway=True)
+        ws = await self.workspaces.prepare(spec, base_dir, throwaway=True)
         try:
             async with slot():
                 ws.write()
                 await self.driver.init(ws, priority=Priority.API)
-                ws.write_inputs(await gather_inputs(spec, self.catalog))
+                ws.write_inputs(await gather_inputs(spec, self.catalog, self.service_blocks))
                 return await self.driver.plan(ws, priority=Priority.API)
         finally:
             await asyncio.to_thread(ws.remove)

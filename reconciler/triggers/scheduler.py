@@ -29,6 +29,7 @@ from reconciler.registry.store import LiveTask, Registry, RegistryChange
 from reconciler.runner.driver import Driver, Plan, Priority
 from reconciler.runner.inputs import Catalog
 from reconciler.runner.workspace import Workspaces
+from reconciler.settings.model import Service
 from reconciler.triggers.execute import DISABLED_PLAN, Executor, exponential_backoff
 from reconciler.triggers.queue import Gate, RunQueue
 from reconciler.triggers.requests import Request, RunState, TaskBusyError, TaskRuns
@@ -57,16 +58,24 @@ class Scheduler:
         gate: Gate | None = None,
         apply_on_start: str = "changed",
         recorder: Recorder = NULL,
+        service_blocks: Sequence[Service] = (),
     ) -> None:
         """`eager_init`: initialise a task's workspace as soon as the task appears or
         changes (the daemon); off, workspaces are initialised when first used.
         `sources`: the trigger sources (default: cron schedules). `gate`: asked before
         any job starts (None lets everything through). `apply_on_start`: "changed" (a
         task whose definition and inputs equal its last successful apply is not applied at
-        start) or "always" (CTS)."""
+        start) or "always" (CTS). `service_blocks`: the deprecated `service` blocks that
+        shape the queries of tasks with a `services` list."""
         self.registry = registry
         self.status = status
-        self.executor = Executor(workspaces, driver, catalog=catalog, retry_delay=retry_delay)
+        self.executor = Executor(
+            workspaces,
+            driver,
+            catalog=catalog,
+            retry_delay=retry_delay,
+            service_blocks=service_blocks,
+        )
         self.queue = RunQueue(self.executor, status, workers=workers, gate=gate, recorder=recorder)
         self.eager_init = eager_init
         self.apply_on_start = apply_on_start
@@ -268,7 +277,7 @@ class Scheduler:
         try:
             async with self.queue.exclusive(st):
                 await self.executor.ensure_init(
-                    st, self.executor.workspace(st), priority=Priority.API
+                    st, await self.executor.workspace(st), priority=Priority.API
                 )
         except BaseException:
             self.release(spec.name)
@@ -286,7 +295,7 @@ class Scheduler:
                     slot = self.queue.slot(st, Priority.API)
                     async with slot():
                         await self.executor.ensure_init(
-                            st, self.executor.workspace(st), priority=Priority.API
+                            st, await self.executor.workspace(st), priority=Priority.API
                         )
                     request = Request(run=True, priority=Priority.API)
                     return await self.executor.execute(st, request, slot)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from etcdkit import EtcdServer, etcd_server
-from helpers import free_port, task_hcl, wait_for
+from helpers import free_port, task_hcl, wait_for, without_consul
 from serverkit import stop_process, wait_listening
 from test_git_support import Remote
 
@@ -57,6 +57,7 @@ class Member:
         self.id = member_id
         self.root = root / member_id
         self.root.mkdir(parents=True)
+        without_consul(self.root)
         self.port = free_port()
         self.address = f"http://127.0.0.1:{self.port}"
         (self.root / "config.hcl").write_text(
@@ -321,6 +322,7 @@ def test_a_rolling_restart_applies_nothing_twice(tmp_path: Path) -> None:
 def test_the_one_shot_modes_do_not_join_the_cluster(tmp_path: Path) -> None:
     remote = Remote.create(tmp_path, SEED)
     dead = f"http://127.0.0.1:{free_port()}"  # no etcd anywhere: -once must not need one
+    without_consul(tmp_path)
     (tmp_path / "config.hcl").write_text(
         'working_dir = "state"\n'
         f'source "git" {{\n  url = "{remote.url}"\n}}\n'

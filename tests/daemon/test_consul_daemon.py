@@ -5,45 +5,23 @@ one event per task."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from consulfake import FakeConsul
+from consulfake import ThreadedConsul
 from helpers import wait_for
 from serverkit import daemon_process, free_port, wait_listening
 
 MODULES = Path(__file__).resolve().parents[1] / "fixtures" / "modules"
 T = TypeVar("T")
-
-
-class ThreadedConsul:
-    """The in-test Consul server on an event loop of its own, for a test that is not
-    async (the daemon is another process)."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.fake = FakeConsul()
-        self.run(self.fake.start())
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
-
-    def close(self) -> None:
-        self.run(self.fake.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
 
 @pytest.fixture
@@ -136,6 +114,9 @@ def test_capped_connections_watch_through_the_cluster_indexes(
         "  transport {\n    max_conns_per_host = 4\n  }\n"
         "  service_registration {\n    enabled = false\n  }\n}\n"
         "buffer_period {\n  enabled = false\n}\n"
+        # State stays local: only the daemon's own connections count against the cap
+        # (Terraform's consul backend would open its own, from its own process).
+        'driver "terraform" {\n  backend "local" {}\n}\n'
     )
     with daemon_process(tmp_path, extra) as (proc, port):
         wait_listening(port, proc)
@@ -227,6 +208,9 @@ def test_cts_end_to_end_behaviours_through_the_daemon(
         f'consul {{\n  address = "{fake.address}"\n'
         "  service_registration {\n    enabled = false\n  }\n}\n"
         "buffer_period {\n  enabled = false\n}\n"
+        # State stays local: only the daemon's own connections count against the cap
+        # (Terraform's consul backend would open its own, from its own process).
+        'driver "terraform" {\n  backend "local" {}\n}\n'
     )
     with daemon_process(tmp_path, extra) as (proc, port):
         wait_listening(port, proc)

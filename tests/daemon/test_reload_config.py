@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import trustme
-from helpers import task_hcl, wait_for
+from helpers import task_hcl, wait_for, without_consul
 from prometheus_client.parser import text_string_to_metric_families
 from serverkit import daemon_process, wait_listening
 
@@ -70,6 +70,7 @@ def test_sources_are_added_removed_and_replaced_without_a_restart(tmp_path: Path
     with daemon_process(tmp_path) as (proc, port):
         wait_listening(port, proc)
         config = tmp_path / "config.hcl"
+        without_consul(tmp_path)
         base = f'port = {port}\nworking_dir = "state"\n'
         wait_for(lambda: task_names(port) == {"a1", "a2"}, what="the first load")
 
@@ -128,6 +129,7 @@ def test_an_unreadable_new_source_changes_nothing(tmp_path: Path) -> None:
     with daemon_process(tmp_path) as (proc, port):
         wait_listening(port, proc)
         config = tmp_path / "config.hcl"
+        without_consul(tmp_path)
         base = f'port = {port}\nworking_dir = "state"\n'
         wait_for(lambda: task_names(port) == {"a1", "a2"}, what="the first load")
         # The replacement is a file, not a directory: it cannot be read as a source.
@@ -168,6 +170,7 @@ def test_the_buffer_period_and_the_workers_follow_a_reload(tmp_path: Path) -> No
     with daemon_process(tmp_path, workers) as (proc, port):
         wait_listening(port, proc)
         config = tmp_path / "config.hcl"
+        without_consul(tmp_path)
 
         def buffer(name: str) -> object:
             status, body = get(port, f"/v1/tasks/{name}")
@@ -224,6 +227,7 @@ def test_tls_certificates_are_rotated_on_the_same_paths(tmp_path: Path) -> None:
     with daemon_process(tmp_path, tls) as (proc, port):
         wait_listening(port, proc)
         config = tmp_path / "config.hcl"
+        without_consul(tmp_path)
         assert get(port, "/v1/health", _client(old_ca))[0] == 200
         assert _handshake(port, _client(new_ca)) != "ok"
 
@@ -241,7 +245,9 @@ def test_tls_certificates_are_rotated_on_the_same_paths(tmp_path: Path) -> None:
             lambda: "configuration not reloaded" in log_text(tmp_path),
             what=log_text(tmp_path),
         )
-        assert f'config.hcl:9: tls: cannot load cert "{cert}"' in log_text(tmp_path)
+        lines = (tmp_path / "config.hcl").read_text().splitlines()
+        line = next(i for i, text in enumerate(lines, 1) if text.startswith("  cert ="))
+        assert f'config.hcl:{line}: tls: cannot load cert "{cert}"' in log_text(tmp_path)
         assert _handshake(port, _client(new_ca)) == "ok"
 
         # Turning TLS off is named as needing a restart (the socket is made at start); the

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from daemonkit import MODULE_TF, Daemon, free_port, running, temp_files
-from helpers import task_hcl, wait_for
+from helpers import task_hcl, wait_for, without_consul
 from test_git_support import Remote
 
 SIZE = "1m"
@@ -83,6 +83,7 @@ def test_directory_on_a_full_disk_answers_507_and_keeps_the_old_file(
     (disk / "m" / "main.tf").write_text(MODULE_TF)
     port = free_port()
     config = tmp_path / "config.hcl"
+    without_consul(tmp_path)
     config.write_text(
         config_text(port, tmp_path / "state", f'source "directory" {{\n  path = "{tasks}"\n}}\n')
     )
@@ -123,6 +124,7 @@ def test_git_clone_on_a_full_disk_answers_507_and_commits_nothing(
     head = remote.head()
     port = free_port()
     config = tmp_path / "config.hcl"
+    without_consul(tmp_path)
     config.write_text(
         config_text(
             port,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from daemonkit import MODULE_TF, Daemon, free_port, running, task_files, temp_files
-from helpers import task_hcl, wait_for
+from helpers import task_hcl, wait_for, without_consul
 from test_git_support import Remote, git
 
 from reconciler._core.fsutil import TEMP_PREFIX
@@ -158,6 +158,7 @@ def test_kill9_during_api_writes_directory_source(tmp_path: Path) -> None:
     (tmp_path / "m" / "main.tf").write_text(MODULE_TF)
     port = free_port()
     config = tmp_path / "config.hcl"
+    without_consul(tmp_path)
     config.write_text(config_text(port, 'source "directory" {\n  path = "tasks"\n}\n'))
 
     def check(daemon: Daemon, model: dict[str, bool]) -> None:
@@ -194,6 +195,7 @@ def test_kill9_during_api_writes_git_source(tmp_path: Path) -> None:
     remote = Remote.create(tmp_path, {"m/main.tf": MODULE_TF, "tasks/README.md": "tasks\n"})
     port = free_port()
     config = tmp_path / "config.hcl"
+    without_consul(tmp_path)
     config.write_text(
         config_text(
             port,
@@ -243,6 +245,7 @@ def test_temp_files_left_by_a_killed_write_are_removed_at_start(tmp_path: Path) 
     (tasks / ".web.hcl.swp").write_text("an editor's")
     port = free_port()
     config = tmp_path / "config.hcl"
+    without_consul(tmp_path)
     config.write_text(config_text(port, 'source "directory" {\n  path = "tasks"\n}\n'))
     with running(config, port, tmp_path / "daemon.log") as daemon:
         assert temp_files(tasks) == []

@@ -110,8 +110,8 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         persist_log=False,
         workers=4,
         required_providers={},
-        # CTS defaults to consul; without a Consul client the default is local state.
-        backend={"local": {}},
+        # Not configured: each task's state is placed by reconciler.runner.state.
+        backend=None,
     )
     assert (s.terraform_providers, s.services, s.sources, s.tasks) == ((), (), (), ())
     assert s.vault is None
@@ -251,10 +251,11 @@ def test_full_cts_config_loads_unchanged() -> None:
             "key_file": "/etc/consul.d/key.pem",
         }
     }
-    assert s.vault == {
-        "address": "https://vault.example.com:8200",
-        "tls": {"ca_cert": "/etc/vault.d/ca.pem"},
-    }
+    assert s.vault is not None and s.vault.enabled
+    assert (s.vault.address, s.vault.tls.ca_cert) == (
+        "https://vault.example.com:8200",
+        "/etc/vault.d/ca.pem",
+    )
     aws_a, aws_b, panos = s.terraform_providers
     assert (aws_a.id, aws_b.id, panos.id) == ("aws.a", "aws.b", "panos")
     assert aws_a.task_env == {"AWS_ACCESS_KEY_ID": '{{ env "CTS_AWS_ACCESS_KEY_ID_A" }}'}
@@ -281,11 +282,10 @@ def test_full_cts_config_loads_unchanged() -> None:
     assert len(deprecated) == 2
     unsupported = [w.message.split(" is not supported")[0] for w in s.warnings]
     assert sorted(u for u in unsupported if "deprecated" not in u) == [
+        '"auto_commit"',
         "consul kv_namespace",
         'driver "terraform" version',
-        "service",
         "syslog",
-        "vault",
     ]
 
 
@@ -1003,7 +1003,6 @@ def test_deprecations_are_warnings(tmp_path: Path) -> None:
         (9, ('task "t"',)),
         (10, ('task "t"',)),
         (13, ('task "t"',)),
-        (1, ()),  # and the service block has no effect
     ]
     assert s.working_dir == tmp_path / "old"  # used when the top-level one is not set
     assert s.tasks[0].spec.module == "m"
@@ -1113,10 +1112,12 @@ def test_merge_scalars_and_nested_blocks_field_by_field(tmp_path: Path) -> None:
     )
     assert s.buffer_period == BufferPeriod(True, 10 * S, 30 * S)
     assert s.syslog == Syslog(False, "LOCAL1", "consul-terraform-sync")
-    assert s.vault == {
-        "address": "https://vault-a",
-        "tls": {"ca_cert": "/a/vault.pem", "verify": False},
-    }
+    assert s.vault is not None
+    assert (s.vault.address, s.vault.tls.ca_cert, s.vault.tls.verify) == (
+        "https://vault-a",
+        "/a/vault.pem",
+        False,
+    )
     # Swapping the order swaps who wins.
     s = load(b, a)
     assert (s.log_level, s.consul.token, s.consul.tls.verify) == ("ERR", "token-a", False)
@@ -1444,8 +1445,18 @@ def test_tls_ca_without_verify_incoming_is_a_warning(tmp_path: Path) -> None:
             "consul kv_namespace",
             id="consul-kv-namespace",
         ),
-        pytest.param('vault {\n  address = "https://v"\n}\n', 1, "vault", id="vault"),
-        pytest.param('port = 1\nservice {\n  name = "web"\n}\n', 2, "service", id="service"),
+        pytest.param(
+            'vault {\n  address = "https://v"\n  renew_token = true\n}\n',
+            3,
+            "vault.renew_token",
+            id="vault-renew-token",
+        ),
+        pytest.param(
+            'vault {\n  address = "https://v"\n  ssl {\n    enabled = true\n  }\n}\n',
+            3,
+            "vault.ssl",
+            id="vault-ssl",
+        ),
         pytest.param(
             'driver "terraform" {\n  version = "1.5.7"\n}\n',
             2,
@@ -1546,3 +1557,45 @@ def test_a_tls_path_that_cannot_be_looked_up_is_a_problem_not_a_crash(tmp_path: 
     )
     problems = problems_of(path)
     assert any("cannot be read" in p and "cert" in p for p in problems), problems
+
+
+# --- where Consul comes from -------------------------------------------------------------------
+
+
+def test_consul_comes_from_the_block_the_catalog_the_environment_or_the_default(
+    tmp_path: Path,
+) -> None:
+    from reconciler.settings.model import (
+        CONSUL_BLOCK,
+        CONSUL_CATALOG,
+        CONSUL_DEFAULT,
+        CONSUL_ENVIRONMENT,
+    )
+
+    env = {
+        "CONSUL_HTTP_ADDR": "consul.prod:8501",
+        "CONSUL_HTTP_TOKEN": "tok",
+        "CONSUL_CACERT": "/etc/consul/ca.pem",
+        "CONSUL_HTTP_SSL": "true",
+        "CONSUL_HTTP_SSL_VERIFY": "false",
+    }
+    plain = write(tmp_path, "a/cts.hcl", "port = 1\n")
+    s = load(plain, env=env)
+    assert s.consul_from == CONSUL_ENVIRONMENT and s.consul_configured
+    assert (s.consul.address, s.consul.token) == ("consul.prod:8501", "tok")
+    assert s.consul.tls.enabled and not s.consul.tls.verify
+    assert s.consul.tls.ca_cert == Path("/etc/consul/ca.pem")
+    default = load(plain)
+    assert default.consul_from == CONSUL_DEFAULT and not default.consul_configured
+    assert default.consul.address == "localhost:8500" and not default.consul.tls.enabled
+    block = write(tmp_path, "b/cts.hcl", 'consul {\n  address = "c:8500"\n}\n')
+    assert load(block, env=env).consul_from == CONSUL_BLOCK
+    assert load(block, env=env).consul.address == "c:8500"
+    # The embedded catalog's default directory, next to the configuration, wins over the
+    # environment; a consul block wins over it.
+    (tmp_path / "a" / "catalog").mkdir()
+    (tmp_path / "b" / "catalog").mkdir()
+    s = load(plain, env=env)
+    assert s.consul_from == CONSUL_CATALOG and s.catalog_path == tmp_path / "a" / "catalog"
+    assert load(block, env=env).consul_from == CONSUL_BLOCK
+    assert load(block, env=env).catalog_path is None

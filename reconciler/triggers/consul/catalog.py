@@ -13,9 +13,10 @@ import re
 from collections.abc import Mapping, Sequence
 
 from reconciler.config.model import CatalogServicesCondition
+from reconciler.runner.inputs import InputsError, ServiceInstance, ServicesQuery
 from reconciler.runner.inputs import KVQuery as KVInputQuery
-from reconciler.runner.inputs import ServiceInstance, ServicesQuery
 from reconciler.triggers.consul import convert
+from reconciler.triggers.consul.client import ConsulError
 from reconciler.triggers.consul.queries import (
     CatalogServicesQuery,
     HealthServiceQuery,
@@ -32,10 +33,14 @@ class ConsulCatalog:
         self._watchers = watchers
 
     async def read(self, query: Query) -> object:
-        """The latest data of `query`: a watcher's snapshot, else a fresh answer."""
+        """The latest data of `query`: a watcher's snapshot, else a fresh answer (raises
+        InputsError with Consul's message when there is none)."""
         data = self._watchers.snapshot(query)
         if data is None:
-            data = (await query.fetch(self._watchers.client, 0)).data
+            try:
+                data = (await query.fetch(self._watchers.client, 0)).data
+            except ConsulError as exc:
+                raise InputsError(f"the module inputs cannot be read from Consul: {exc}") from None
         return data
 
     async def services(self, query: ServicesQuery) -> Sequence[ServiceInstance]:

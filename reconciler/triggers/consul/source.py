@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -38,9 +38,12 @@ from reconciler.config.model import (
     CatalogServicesCondition,
     ConsulKVCondition,
     ServicesCondition,
+    ServicesInput,
     TaskSpec,
 )
 from reconciler.registry.store import LiveTask
+from reconciler.runner.inputs import legacy_services
+from reconciler.settings.model import Service
 from reconciler.triggers.consul.client import ConsulError
 from reconciler.triggers.consul.queries import (
     Query,
@@ -59,9 +62,13 @@ ConsulCondition = ServicesCondition | CatalogServicesCondition | ConsulKVConditi
 
 
 def consul_condition(spec: TaskSpec) -> ConsulCondition | None:
+    """The task's Consul condition; the deprecated `services` list without a condition
+    block acts as one, as in CTS (its entries resolved by `legacy_services`)."""
     c = spec.condition
     if isinstance(c, ServicesCondition | CatalogServicesCondition | ConsulKVCondition):
         return c
+    if c is None and spec.services:
+        return ServicesCondition(names=spec.services)
     return None
 
 
@@ -74,6 +81,8 @@ class _TaskWatch:
     """What one task's condition is subscribed to."""
 
     condition: ConsulCondition
+    # The deprecated services list: one query per entry, shaped by the service blocks.
+    legacy: tuple[ServicesInput, ...] = ()
     subscriptions: list[Subscription] = field(default_factory=list)
     regexp: RegexpServicesWatch | None = None
     # Ids of the queries that have not answered yet: the task's start waits for all.
@@ -107,8 +116,9 @@ class ConsulSource:
 
     name = "consul"
 
-    def __init__(self, watchers: ConsulWatchers) -> None:
+    def __init__(self, watchers: ConsulWatchers, service_blocks: Sequence[Service] = ()) -> None:
         self._watchers = watchers
+        self._service_blocks = tuple(service_blocks)
         self._fire: Fire | None = None
         self._report: ReportError | None = None
         self._tasks: dict[str, _TaskWatch] = {}
@@ -128,11 +138,14 @@ class ConsulSource:
         name, condition = task.spec.name, consul_condition(task.spec)
         current = self._tasks.get(name)
         if current is not None and current.condition == condition:
-            return
+            return  # (the service blocks change only with a restart)
         self.forget(name)
         if condition is None or self._closed:
             return
-        watch = self._tasks[name] = _TaskWatch(condition)
+        legacy: tuple[ServicesInput, ...] = ()
+        if task.spec.condition is None:
+            legacy = legacy_services(task.spec, self._service_blocks)
+        watch = self._tasks[name] = _TaskWatch(condition, legacy)
         self._subscribe(name, watch)
 
     def _subscribe(self, name: str, watch: _TaskWatch) -> None:
@@ -152,7 +165,10 @@ class ConsulSource:
             watch.regexp.start()
             return
         queries: list[tuple[Query, Callable[[object], object] | None]]
-        if isinstance(c, ServicesCondition):
+        if watch.legacy:
+            unique = {q: None for entry in watch.legacy for q in health_queries(entry)}
+            queries = [(q, None) for q in unique]
+        elif isinstance(c, ServicesCondition):
             queries = [(q, None) for q in health_queries(c)]
         elif isinstance(c, CatalogServicesCondition):
             regexp = c.regexp

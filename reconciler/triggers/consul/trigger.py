@@ -8,9 +8,10 @@ conversions and trigger rules.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-from reconciler.settings.model import Consul, Settings
+from reconciler.settings.model import Consul, Service, Settings
 from reconciler.triggers.consul.catalog import ConsulCatalog
 from reconciler.triggers.consul.client import ConsulAPI, ConsulClient
 from reconciler.triggers.consul.config import client_config
@@ -31,12 +32,19 @@ class ConsulTrigger:
         directory: DirectoryCatalog | None = None,
         registration: SelfRegistration | None = None,
         max_connections: int | None = None,
+        on_demand: bool = False,
+        service_blocks: Sequence[Service] = (),
     ) -> None:
         """`watch`: build the trigger source (off for the one-shot modes, which read the
         catalog but react to nothing). `client` / `directory`: the backend behind `api`,
         opened and closed with the rest. `max_connections`: the
-        client's connection cap, which the watchers keep their long polls under."""
+        client's connection cap, which the watchers keep their long polls under.
+        `on_demand`: nothing is asked of Consul until a task's query needs it (CTS's
+        default address, with no consul block): until then it is no health problem and
+        the daemon does not register itself."""
         self.api = api
+        self.on_demand = on_demand
+        self._serving = False
         self._client = client
         self.directory = directory
         self.registration = registration
@@ -45,12 +53,20 @@ class ConsulTrigger:
             api, gate=self._leader_ready, max_connections=max_connections
         )
         self.catalog = ConsulCatalog(self.watchers)
-        self.source: ConsulSource | None = ConsulSource(self.watchers) if watch else None
+        self.source: ConsulSource | None = (
+            ConsulSource(self.watchers, service_blocks) if watch else None
+        )
         self._started = False
 
     @classmethod
     def from_settings(
-        cls, consul: Consul, *, watch: bool = True, register: Settings | None = None
+        cls,
+        consul: Consul,
+        *,
+        watch: bool = True,
+        register: Settings | None = None,
+        on_demand: bool = False,
+        service_blocks: Sequence[Service] = (),
     ) -> ConsulTrigger:
         """Raises ConsulConfigError for a block that cannot make a client. `register`:
         the daemon's settings, to register it as a service (when its
@@ -66,12 +82,16 @@ class ConsulTrigger:
             client=client,
             registration=registration,
             max_connections=config.max_connections,
+            on_demand=on_demand,
+            service_blocks=service_blocks,
         )
 
     @classmethod
-    def from_directory(cls, path: Path, *, watch: bool = True) -> ConsulTrigger:
+    def from_directory(
+        cls, path: Path, *, watch: bool = True, service_blocks: Sequence[Service] = ()
+    ) -> ConsulTrigger:
         catalog = DirectoryCatalog(path)
-        return cls(catalog, watch=watch, directory=catalog)
+        return cls(catalog, watch=watch, directory=catalog, service_blocks=service_blocks)
 
     async def open(self) -> None:
         """Read the embedded catalog (if that is the backend) before any task is tracked:
@@ -83,6 +103,9 @@ class ConsulTrigger:
     def description(self) -> str:
         if self.directory is not None:
             return f'catalog "directory" at {self.directory.root}'
+        if self._client is not None:
+            where = self._client.config.base_url
+            return f"consul at {where}" + (" (when a task needs it)" if self.on_demand else "")
         return "consul"
 
     async def _leader_ready(self) -> None:
@@ -94,14 +117,28 @@ class ConsulTrigger:
         if not self._started:
             self._started = True
             self.leader.start()
+            if self._serving:
+                self._register()
+
+    def start_unless_on_demand(self) -> None:
+        if not self.on_demand:
+            self.start()
 
     def serving(self) -> None:
-        """The API serves: register the daemon in Consul (in the background)."""
+        """The API serves: register the daemon in Consul (in the background), once
+        Consul is in use."""
+        self._serving = True
+        if self._started or not self.on_demand:
+            self._register()
+
+    def _register(self) -> None:
         if self.registration is not None:
             self.registration.start()
 
     def health(self) -> str | None:
-        """Why Consul is not usable yet (None when it is)."""
+        """Why Consul is not usable yet (None when it is, or when nothing needs it)."""
+        if not self._started:
+            return None
         state: LeaderState = self.leader.state()
         if state.status is LeaderStatus.READY:
             return None

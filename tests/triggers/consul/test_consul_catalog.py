@@ -16,9 +16,9 @@ from reconciler.config.model import (
     ServicesCondition,
     TaskSpec,
 )
-from reconciler.runner.inputs import gather_inputs
+from reconciler.runner.inputs import InputsError, gather_inputs
 from reconciler.runner.rootmodule import RootModule, render_terraform_tfvars
-from reconciler.triggers.consul import ConsulError, ConsulWatchers, HealthServiceQuery
+from reconciler.triggers.consul import ConsulWatchers, HealthServiceQuery
 from reconciler.triggers.consul.catalog import ConsulCatalog
 
 pytestmark = pytest.mark.anyio
@@ -94,5 +94,5 @@ async def test_consul_errors_fail_the_read(consul: FakeConsul, watchers: ConsulW
     spec = TaskSpec(
         name="t", module="./m", condition=ServicesCondition(names=("api",), datacenter="mars")
     )
-    with pytest.raises(ConsulError, match="No path to datacenter"):
+    with pytest.raises(InputsError, match="No path to datacenter"):
         await gather_inputs(spec, ConsulCatalog(watchers))
