@@ -28,8 +28,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from reconciler import __version__
 
 if TYPE_CHECKING:
+    from reconciler.cli.migration import PlannedTask
     from reconciler.settings.model import DirectorySource as DirectorySettings
     from reconciler.settings.model import GitSource as GitSettings
+    from reconciler.settings.model import Settings
     from reconciler.sources.base import SourceUpdate
 
 from reconciler.cli.exits import (
@@ -155,12 +157,25 @@ def run_client(args: Sequence[str]) -> int:
         return EXIT_INTERRUPT
 
 
+_VERSION_FLAGS = ("-v", "-version", "--version")
+_HELP_FLAGS = ("-h", "-help", "--help")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in CLIENT_COMMANDS:
         return run_client(argv)
     from reconciler.daemon.logs import setup_logging
 
+    if argv and argv[0].startswith("-") and argv[0] not in (*_VERSION_FLAGS, *_HELP_FLAGS):
+        # As CTS (command/cli.go): flags without a sub-command are a deprecated `start`,
+        # the form CTS's container image and many unit files still use.
+        print(
+            "Warning: Usage of reconciler without a subcommand is deprecated (as in "
+            "Consul-Terraform-Sync). Use `reconciler start` instead.",
+            file=sys.stderr,
+        )
+        argv = ["start", *argv]
     args = build_parser().parse_args(argv)
     if args.command is None:
         build_parser().print_help(sys.stderr)
@@ -230,7 +245,12 @@ def validate(paths: list[str]) -> int:
     invalid; otherwise 11 when a source could not be read, so its files were not checked
     (an unreachable remote, for instance); 0 when everything was checked and is valid.
     """
+    import asyncio
+    import contextlib
+    import tempfile
+
     from reconciler._core.errors import ConfigError
+    from reconciler.cli.migration import PlannedTask
     from reconciler.settings import load_settings
     from reconciler.settings.model import DirectorySource
 
@@ -239,34 +259,100 @@ def validate(paths: list[str]) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG
-    count = len(settings.tasks)
+    planned = [
+        PlannedTask(t.spec, f"{t.file}:{t.line}", Path(t.file).absolute().parent)
+        for t in settings.tasks
+    ]
     invalid = unchecked = False
     for warning in settings.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    for src in settings.sources:
-        if isinstance(src, DirectorySource):
-            result = _validate_directory(src)
-        else:
-            result = _validate_git(src)
-        if result is None:
-            unchecked = True
-            continue
-        tasks, bad = result
-        count += tasks
-        invalid = invalid or bad
-    if invalid:
-        return EXIT_CONFIG
+    with contextlib.ExitStack() as clones:
+        for src in settings.sources:
+            if isinstance(src, DirectorySource):
+                result = _validate_directory(src)
+            else:
+                result = _validate_git(
+                    src,
+                    clones.enter_context(
+                        tempfile.TemporaryDirectory(prefix="reconciler-validate-")
+                    ),
+                )
+            if result is None:
+                unchecked = True
+                continue
+            tasks, bad = result
+            planned.extend(tasks)
+            invalid = invalid or bad
+        implicit = _implicit_tasks(settings)
+        planned.extend(implicit)
+        if invalid:
+            return EXIT_CONFIG
+        abandons = asyncio.run(_migration_report(settings, planned))
     if unchecked:
         print(
             "error: some task sources could not be read; their task files were not checked",
             file=sys.stderr,
         )
         return EXIT_ERROR
-    print(f"configuration is valid: {count} tasks")
+    if abandons:
+        print(
+            "error: state that CTS left would not be used by this daemon (see above): its "
+            "first start would build those tasks' resources again",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    print(f"configuration is valid: {len(planned)} tasks")
     return EXIT_OK
 
 
-def _validate_directory(src: DirectorySettings) -> tuple[int, bool] | None:
+def _implicit_tasks(settings: Settings) -> list[PlannedTask]:
+    """The tasks of the implicit directory (no source block), when it exists."""
+    from reconciler.daemon.core import implicit_task_directory
+    from reconciler.settings.model import DirectorySource
+
+    directory = implicit_task_directory(settings)
+    if settings.sources or not directory.is_dir():
+        return []
+    result = _validate_directory(DirectorySource(directory))
+    return result[0] if result is not None else []
+
+
+async def _migration_report(settings: Settings, planned: Sequence[PlannedTask]) -> bool:
+    """Print what the first start does with each task; True when CTS left state that
+    this daemon would not use."""
+    from reconciler.cli.migration import report_task, state_policy
+    from reconciler.runner.workspace import Workspaces
+    from reconciler.triggers.consul.client import ConsulClient
+    from reconciler.triggers.consul.config import ConsulConfigError, client_config
+    from reconciler.triggers.consul.kv import ConsulKV
+
+    workspaces = Workspaces(
+        settings.working_dir,
+        settings.driver,
+        settings.terraform_providers,
+        policy=state_policy(settings),
+    )
+    client = None
+    try:
+        client = ConsulClient(client_config(settings.consul))
+    except ConsulConfigError as exc:
+        print(f"warning: Consul cannot be asked about state: {exc}", file=sys.stderr)
+    kv = ConsulKV(client, timeout=5.0) if client is not None else None
+    abandons = False
+    try:
+        for task in sorted(planned, key=lambda t: t.spec.name):
+            report = await report_task(settings, workspaces, task, kv)
+            print(f"task {report.name} ({report.where}):")
+            for line in report.lines:
+                print(f"  {line}")
+            abandons = abandons or report.abandons_state
+    finally:
+        if client is not None:
+            await client.aclose()
+    return abandons
+
+
+def _validate_directory(src: DirectorySettings) -> tuple[list[PlannedTask], bool] | None:
     from reconciler.sources.directory import DirectorySource
 
     directory = DirectorySource(src.path, display_base=Path.cwd())
@@ -274,15 +360,13 @@ def _validate_directory(src: DirectorySettings) -> tuple[int, bool] | None:
         update = directory.full_scan()
     except Exception as exc:
         print(f"{src.location}: {exc}", file=sys.stderr)
-        return 0, True
-    return _check_files(update, directory.display_path)
+        return [], True
+    return _check_files(update, directory.display_path, directory.absolute_path)
 
 
-def _validate_git(src: GitSettings) -> tuple[int, bool] | None:
-    """Fetch the repository into a temporary clone and check its task files there.
-    None when the repository cannot be read."""
-    import tempfile
-
+def _validate_git(src: GitSettings, tmp: str) -> tuple[list[PlannedTask], bool] | None:
+    """Fetch the repository into a temporary clone (in `tmp`, which the caller removes)
+    and check its task files there. None when the repository cannot be read."""
     from reconciler._core.errors import SourceError
 
     try:
@@ -291,29 +375,32 @@ def _validate_git(src: GitSettings) -> tuple[int, bool] | None:
     except ImportError as exc:
         print(f"{src.location}: git source {src.url} not checked: {exc}", file=sys.stderr)
         return None
-    with tempfile.TemporaryDirectory(prefix="reconciler-validate-") as tmp:
-        source = GitSource.from_settings(src, Path(tmp))
-        try:
-            update = source.full_scan()
-        except SourceError as exc:
-            print(f"{src.location}: not checked: {exc.message}", file=sys.stderr)
-            return None
-        finally:
-            source.close()
-        # Paths below are relative to the repository, as the daemon shows them.
-        where = f"{source.options.shown_url} ({source.options.followed} at {update.revision})"
-        print(f"checking git source {where}", file=sys.stderr)
-        if not update.changed and not update.unreadable:
-            folder = f"path {source.options.path!r}" if source.options.path else "its root"
-            print(f"warning: git source {where}: no task files under {folder}", file=sys.stderr)
-        return _check_files(update, source.display_path)
+    source = GitSource.from_settings(src, Path(tmp))
+    try:
+        update = source.full_scan()
+    except SourceError as exc:
+        print(f"{src.location}: not checked: {exc.message}", file=sys.stderr)
+        return None
+    finally:
+        source.close()
+    # Paths below are relative to the repository, as the daemon shows them.
+    where = f"{source.options.shown_url} ({source.options.followed} at {update.revision})"
+    print(f"checking git source {where}", file=sys.stderr)
+    if not update.changed and not update.unreadable:
+        folder = f"path {source.options.path!r}" if source.options.path else "its root"
+        print(f"warning: git source {where}: no task files under {folder}", file=sys.stderr)
+    return _check_files(update, source.display_path, source.absolute_path)
 
 
-def _check_files(update: SourceUpdate, display: Callable[[str], str]) -> tuple[int, bool]:
+def _check_files(
+    update: SourceUpdate, display: Callable[[str], str], absolute: Callable[[str], Path]
+) -> tuple[list[PlannedTask], bool]:
     """Print the problems of every file in `update`; (tasks defined, any problem)."""
+    from reconciler.cli.migration import PlannedTask
     from reconciler.config.load import load_task_file
 
-    count, failed = 0, False
+    tasks: list[PlannedTask] = []
+    failed = False
     for rel, reason in sorted(update.unreadable.items()):
         print(f"{display(rel)}: cannot read file: {reason}", file=sys.stderr)
         failed = True
@@ -326,8 +413,9 @@ def _check_files(update: SourceUpdate, display: Callable[[str], str]) -> tuple[i
         for warning in loaded.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         failed = failed or bool(loaded.problems)
-        count += len(loaded.tasks)
-    return count, failed
+        base = absolute(rel).parent
+        tasks.extend(PlannedTask(t.spec, f"{display(rel)}:{t.line}", base) for t in loaded.tasks)
+    return tasks, failed
 
 
 if __name__ == "__main__":

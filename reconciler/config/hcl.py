@@ -99,6 +99,8 @@ def parse(source: bytes, filename: str) -> Body:
 # --- syntax errors -------------------------------------------------------------------------
 
 _HCL1_LABELLED_ASSIGN = re.compile(r'^\s*([A-Za-z_][\w-]*)((?:\s+"[^"]*")+)\s*=\s*\{')
+_HCL1_QUOTED_KEY = re.compile(r'^\s*"[^"]*"\s*=')
+_BLOCK_OPEN = re.compile(r"^\s*([A-Za-z_][\w-]*)\s*\{\s*$")
 
 
 def _first_error(node: Node) -> Node | None:
@@ -141,6 +143,16 @@ def _syntax_problem(root: Node, text: str, filename: str) -> Problem:
             f"; `{name} {labels} = {{` is HCL1 syntax, not valid HCL2:"
             f' write `{name} {labels} {{` (no "=")'
         )
+    elif _HCL1_QUOTED_KEY.match(src_line):
+        block = next(
+            (m.group(1) for prev in reversed(lines[: line - 1]) if (m := _BLOCK_OPEN.match(prev))),
+            None,
+        )
+        if block is not None:
+            message += (
+                f"; a quoted name inside a block is HCL1 syntax, not valid HCL2: write"
+                f" `{block} = {{` (a map, where quoted names are allowed)"
+            )
     return Problem(message, location=Location(filename, line, col))
 
 
