@@ -160,11 +160,11 @@ async def test_bodies_over_the_limit(core: Core) -> None:
         ({**VALID, "providers": ["aws", "aws.other"]}, "only one provider instance"),
         (
             {**VALID, "condition": {"services": {"regexp": "a{4294967296}"}}},
-            "the repetition number is too large",
+            "invalid repeat count",
         ),
         (
             {**VALID, "condition": {"catalog_services": {"regexp": "(" * 2000 + ")" * 2000}}},
-            "nested too deeply",
+            "nests too deeply",
         ),
         (
             {

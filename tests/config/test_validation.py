@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from reconciler.config.load import load_task_file
@@ -93,21 +95,21 @@ CASES = [
         'task {\n  name = "web"\n  module = "m"\n  condition "services" {\n'
         '    regexp = "(("\n  }\n}\n',
         'tasks/web.hcl:5: task "web": condition "services": "regexp" is not a valid regular '
-        "expression: missing ), unterminated subpattern at position 1",
+        "expression (RE2 syntax, as in Go): missing ): ((",
     ),
     (
         "services-regexp-repetition-too-large",
         'task {\n  name = "web"\n  module = "m"\n  condition "services" {\n'
         '    regexp = "a{4294967296}"\n  }\n}\n',
         'tasks/web.hcl:5: task "web": condition "services": "regexp" is not a valid regular '
-        "expression: the repetition number is too large",
+        "expression (RE2 syntax, as in Go): invalid repeat count: {4294967296} (at most 1000)",
     ),
     (
         "catalog-regexp-nested-too-deeply",
         'task {\n  name = "web"\n  module = "m"\n  condition "catalog-services" {\n'
         f'    regexp = "{"(" * 2000}{")" * 2000}"\n  }}\n}}\n',
         'tasks/web.hcl:5: task "web": condition "catalog-services": "regexp" is not a valid '
-        "regular expression: its groups are nested too deeply",
+        "regular expression (RE2 syntax, as in Go): expression nests too deeply",
     ),
     (
         "services-empty-name",
@@ -372,3 +374,31 @@ def test_json_attribute_problems_name_the_attribute_line() -> None:
         'tasks/web.json:5: task "web": "enabled" must be a bool (true or false), not string',
         'tasks/web.json:7: task "web": invalid key "bogus"',
     ]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "why"),
+    [
+        ("^web(?=-prod)", "invalid perl operator: (?="),  # Go has no look-around
+        (r"(a)\1", r"invalid escape sequence: \1"),  # nor back-references
+        ("a{1001}", "invalid repeat count"),
+    ],
+)
+def test_a_pattern_go_refuses_is_a_file_error(pattern: str, why: str) -> None:
+    text = (
+        'task {\n  name = "web"\n  module = "m"\n  condition "services" {\n'
+        f"    regexp = {json.dumps(pattern)}\n  }}\n}}\n"
+    )
+    [problem] = problems(text)
+    assert problem.startswith('tasks/web.hcl:5: task "web": condition "services": "regexp"')
+    assert why in problem
+
+
+def test_go_patterns_python_lacks_are_accepted() -> None:
+    # \z and \pL are Go (RE2) syntax, (?U) is Go's ungreedy flag.
+    for pattern in (r"^web\z", r"^\pL+$", "(?U)a+"):
+        text = (
+            'task {\n  name = "web"\n  module = "m"\n  condition "services" {\n'
+            f"    regexp = {json.dumps(pattern)}\n  }}\n}}\n"
+        )
+        assert problems(text) == []

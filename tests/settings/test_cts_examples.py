@@ -38,6 +38,7 @@ def test_the_examples_load_without_a_warning(example: str, tmp_path: Path) -> No
 def test_ctss_every_setting_file_loads_with_each_difference_named(tmp_path: Path) -> None:
     shutil.copytree(EXAMPLES, tmp_path / "examples")
     long = tmp_path / "examples" / "testdata" / "long.hcl"
+    (tmp_path / "examples" / "testdata" / "long.hcl.txt").rename(long)
     # One construct of HCL1 that HCL2 has no place for: quoted names in a block body. The
     # error says where and how to write it.
     with pytest.raises(ConfigError) as info:

@@ -9,9 +9,9 @@ of rendering an empty map as if nothing were registered.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 
+from reconciler.config.goregexp import compile_regexp
 from reconciler.config.model import CatalogServicesCondition
 from reconciler.runner.inputs import InputsError, ServiceInstance, ServicesQuery
 from reconciler.runner.inputs import KVQuery as KVInputQuery
@@ -54,7 +54,7 @@ class ConsulCatalog:
             )
             entries = await self.read(catalog)
             assert isinstance(entries, tuple)
-            pattern = re.compile(query.regexp or "")
+            pattern = compile_regexp(query.regexp or "")
             queries = tuple(
                 HealthServiceQuery(
                     name=name,

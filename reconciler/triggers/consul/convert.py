@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from reconciler.config.goregexp import Regexp, compile_regexp
 from reconciler.runner.inputs import ServiceInstance
 
 # consul/api health.go
@@ -156,11 +156,11 @@ def health_checks(body: Any) -> tuple[Check, ...]:
 
 
 def catalog_services(
-    entries: CatalogEntries, regexp: str | re.Pattern[str] | None = None
+    entries: CatalogEntries, regexp: str | Regexp | None = None
 ) -> dict[str, list[str]]:
     """The `catalog_services` variable: the entries whose name the regexp matches
     anywhere in the name (Go's MatchString is a search, not a full match)."""
-    pattern = re.compile(regexp) if isinstance(regexp, str) else regexp
+    pattern = compile_regexp(regexp) if isinstance(regexp, str) else regexp
     return {name: list(tags) for name, tags in entries if pattern is None or pattern.search(name)}
 
 

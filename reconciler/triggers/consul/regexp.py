@@ -11,9 +11,9 @@ needed for new instances that start critical: they show up once they pass.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable
 
+from reconciler.config.goregexp import compile_regexp
 from reconciler.runner.inputs import ServiceInstance
 from reconciler.triggers.consul.queries import CatalogServicesQuery, HealthServiceQuery, Query
 from reconciler.triggers.consul.watchers import (
@@ -39,7 +39,7 @@ class RegexpServicesWatch:
         on_error: ErrorCallback | None = None,
     ) -> None:
         self._watchers = watchers
-        self._pattern = re.compile(regexp)
+        self._pattern = compile_regexp(regexp)
         self._callback = callback
         self._on_error = on_error
         self._dc, self._ns, self._filter = datacenter, namespace, filter

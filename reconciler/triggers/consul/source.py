@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from reconciler.config.goregexp import compile_regexp
 from reconciler.config.model import (
     CatalogServicesCondition,
     ConsulKVCondition,
@@ -107,7 +107,7 @@ class _TaskWatch:
 def _names(data: object, pattern: str | None) -> object:
     """catalog-services triggers on the set of matching names only (not tags)."""
     assert isinstance(data, tuple)
-    rx = re.compile(pattern or "")
+    rx = compile_regexp(pattern or "")
     return tuple(sorted(name for name, _tags in data if rx.search(name)))
 
 
