@@ -464,7 +464,7 @@ RELOADED = frozenset({"tasks", "api_token", "log_level", "log_format", "buffer_p
 # TLS: certificates and CAs are re-read (rotation) at every reload; turning TLS on or off
 # and verify_incoming are fixed when the listening socket is made (see ServerTLS).
 RELOADED_KEYS = {
-    "driver": ("log", "persist_log", "workers"),
+    "driver": ("log", "persist_log", "workers", "pass_env"),
     "tls": ("cert", "key", "ca_cert", "ca_path"),
 }
 

@@ -13,10 +13,11 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from reconciler.runner.driver import ModuleError, Plan, Priority, RunError
+from reconciler.runner.environment import terraform_environment
 from reconciler.runner.pool import WorkerPool
 from reconciler.runner.process import ProcessResult, ProcessRunner, child_environment
 from reconciler.runner.workspace import Workspace
@@ -109,7 +110,7 @@ class Terraform:
         daemon start, before it reports ready); without it, workers start on first use."""
         if self.pool is not None:
             try:
-                await self.pool.start(child_environment(extra=_AUTOMATION_ENV))
+                await self.pool.start(self._environment(None, {}))
             except OSError as exc:
                 raise RunError(str(exc)) from None
 
@@ -126,10 +127,18 @@ class Terraform:
         if self.pool is not None:
             await self.pool.close()
 
+    def _environment(self, backend: str | None, extra: Mapping[str, str]) -> dict[str, str]:
+        """The allow-listed part of the daemon's environment (runner.environment), then
+        the task's own variables."""
+        allowed = terraform_environment(
+            os.environ, backend=backend, pass_env=self.settings.pass_env
+        )
+        return child_environment(allowed, extra={**_AUTOMATION_ENV, **extra})
+
     async def _run(
         self, ws: Workspace, args: Sequence[str], priority: Priority = Priority.BACKGROUND
     ) -> ProcessResult:
-        env = child_environment(extra={**_AUTOMATION_ENV, **ws.env})
+        env = self._environment(ws.placement.kind if ws.placement else None, ws.env)
         log_level = logging.INFO if self.settings.log else logging.DEBUG
         log_file = ws.directory / "terraform.log" if self.settings.persist_log else None
         try:

@@ -125,6 +125,9 @@ class TerraformDriver:
     # "changed": at start, a task whose definition and inputs equal its last successful
     # apply is not applied again; "always": every task is (CTS).
     apply_on_start: str = "changed"
+    # Names and PREFIX* patterns of the daemon's environment variables that Terraform
+    # gets besides the allow-list of reconciler.runner.environment.
+    pass_env: tuple[str, ...] = ()
     required_providers: Mapping[str, Any] = field(default_factory=dict)
     # Exactly one backend type, as configured; a configured consul backend gets CTS's
     # defaults (address, path, gzip, TLS) merged in. None: not configured, so where each

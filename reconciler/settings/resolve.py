@@ -49,6 +49,7 @@ from reconciler.settings.templates import strings_in
 from reconciler.settings.tls import TLSFileError, missing_files, server_context
 from reconciler.settings.vault import VaultConfigError, VaultSettings, vault_settings
 
+_ENV_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\*?")
 _SEMVER = re.compile(r"v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?")
 _VAULT_SECRET = re.compile(r"\{\{-?\s*(?:with\s+)?secret\b")
 
@@ -346,6 +347,14 @@ def driver(p: Partial, consul_settings: Consul, c: Checker) -> TerraformDriver:
     if workers < 1:
         c.bad('"workers" must be at least 1', where, p.loc("workers"))
         workers = 1
+    pass_env = tuple(p.get("pass_env") or ())
+    for pattern in pass_env:
+        if not _ENV_PATTERN.fullmatch(pattern):
+            c.bad(
+                f'pass_env: "{pattern}" is not a variable name or a PREFIX* pattern',
+                where,
+                p.loc("pass_env"),
+            )
     backend: dict[str, Any] = dict(p.get("backend") or {})
     if len(backend) > 1:
         c.bad(
@@ -364,6 +373,7 @@ def driver(p: Partial, consul_settings: Consul, c: Checker) -> TerraformDriver:
         persist_log=p.get("persist_log", False),
         workers=workers,
         apply_on_start=apply_on_start,
+        pass_env=pass_env,
         required_providers=p.get("required_providers") or {},
         backend=backend or None,
     )

@@ -89,6 +89,7 @@ DRIVER = BlockSpec(
         "persist_log": B,
         "workers": N,
         "apply_on_start": S,
+        "pass_env": Kind.STRINGS,
         "working_dir": P,
         "required_providers": Kind.MAP,
         "backend": Kind.BACKEND,
