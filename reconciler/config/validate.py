@@ -126,6 +126,14 @@ def validate_task(spec: TaskSpec) -> list[Invalid]:
     return out
 
 
+def kv_path_problem(path: str) -> str | None:
+    """A Consul KV path is sent as /v1/kv/<path>: a "." or ".." segment would be resolved
+    on the way and read another endpoint (/v1/acl/tokens) with the daemon's token."""
+    if any(part in (".", "..") for part in path.split("/")):
+        return f'"path" must not contain "." or ".." segments: "{path}"'
+    return None
+
+
 def _check_regexp(pattern: str) -> str | None:
     """RE2's verdict, as Go's regexp.Compile gives it to CTS."""
     try:
@@ -168,7 +176,8 @@ def _validate_condition(cond: object) -> list[Invalid]:
     if isinstance(cond, ConsulKVCondition):
         if not cond.path:
             return [Invalid(path, ('condition "consul-kv"',), '"path" is required')]
-        return []
+        problem = kv_path_problem(cond.path)
+        return [Invalid((*path, "path"), ('condition "consul-kv"',), problem)] if problem else []
     if isinstance(cond, ScheduleCondition):
         where = ('condition "schedule"',)
         if not cond.cron:
@@ -215,6 +224,9 @@ def _validate_inputs(spec: TaskSpec) -> list[Invalid]:
             )
         if isinstance(mi, ServicesInput):
             out.extend(_validate_services(mi, path, where))
-        elif isinstance(mi, ConsulKVInput) and not mi.path:
-            out.append(Invalid(path, where, '"path" is required'))
+        elif isinstance(mi, ConsulKVInput):
+            if not mi.path:
+                out.append(Invalid(path, where, '"path" is required'))
+            elif problem := kv_path_problem(mi.path):
+                out.append(Invalid((*path, "path"), where, problem))
     return out

@@ -21,6 +21,7 @@ import logging
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +92,35 @@ def task_variables(spec: TaskSpec, base: Path) -> dict[str, Any]:
     return values
 
 
+# What module_digest reads of a module: files up to this size by content, at most this many.
+MODULE_FILE_CAP = 1 << 20
+MODULE_FILES = 10_000
+
+
+def _file_fingerprint(path: Path) -> bytes:
+    """A regular file's content (or, above the cap, its size and mtime); a symlink's
+    target name; nothing for anything else. Never follows a link, never blocks."""
+    try:
+        st = path.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            return b"link:" + os.readlink(path).encode("utf-8", "surrogateescape")
+        if not stat.S_ISREG(st.st_mode):
+            return b"special"
+        if st.st_size > MODULE_FILE_CAP:
+            return f"large:{st.st_size}:{st.st_mtime_ns}".encode()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return b"unreadable"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the lstat
+            return b"special"
+        return os.read(fd, MODULE_FILE_CAP + 1)
+    except OSError:
+        return b"unreadable"
+    finally:
+        os.close(fd)
+
+
 def _write_if_changed(path: Path, text: str) -> bool:
     data = text.encode()
     try:
@@ -151,22 +181,28 @@ class Workspace:
 
     def module_digest(self) -> str:
         """The content of a local module's files (a remote module is named by its source
-        and version, already in main.tf): an edit of the module is a change to apply."""
+        and version, already in main.tf): an edit of the module is a change to apply.
+
+        A module's files may be hostile (a FIFO, a link to /dev/zero, a huge file), so
+        only regular files are read, never through a symlink (a link counts by its
+        target's name), a file above MODULE_FILE_CAP counts by its size and mtime, and at
+        most MODULE_FILES files are looked at. It blocks: run it in a worker thread."""
         source = self.module.source
         if not is_local_module(source):
             return ""
         root = (self.directory / source).resolve()
         h = hashlib.sha256()
-        for dirpath, dirnames, filenames in os.walk(root):
+        seen = 0
+        for dirpath, dirnames, filenames in os.walk(root):  # symlinked dirs not entered
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
+                seen += 1
+                if seen > MODULE_FILES:
+                    h.update(b"\0(more files)")
+                    return h.hexdigest()
                 path = Path(dirpath) / name
-                try:
-                    data = path.read_bytes()
-                except OSError:
-                    continue
                 h.update(f"\0{path.relative_to(root)}\0".encode())
-                h.update(data)
+                h.update(_file_fingerprint(path))
         return h.hexdigest()
 
     def write(self) -> None:

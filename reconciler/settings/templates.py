@@ -87,6 +87,13 @@ def strings_in(value: Any) -> Iterator[str]:
             yield from strings_in(v)
 
 
+def _no_dot_segments(path: str, fn: str, at: int) -> None:
+    """A path is sent in a URL (/v1/kv/<path>, /v1/<path>), where "." and ".." segments
+    would be resolved into another endpoint, read with the daemon's token."""
+    if any(part in (".", "..") for part in path.split("?")[0].split("/")):
+        raise TemplateSyntaxError(f'{fn} "{path}": "." and ".." segments are not allowed', at)
+
+
 def _unquote(literal: str) -> str:
     if literal.startswith("`"):
         return literal[1:-1]
@@ -148,8 +155,11 @@ def parse(source: str) -> tuple[Node, ...]:
         if m["fn"] == "env":
             target.append(Env(_unquote(m["arg"])))
         elif m["fn"] == "key":
-            target.append(Key(_unquote(m["arg"])))
+            key = _unquote(m["arg"])
+            _no_dot_segments(key, "key", start)
+            target.append(Key(key))
         elif m["secret"] is not None:
+            _no_dot_segments(_unquote(m["secret"]), "secret", start)
             if m["extra"]:
                 raise TemplateSyntaxError(
                     "a secret with parameters (a Vault write) is not supported: only reads",

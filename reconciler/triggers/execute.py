@@ -154,7 +154,8 @@ class Executor:
             digest = _digest(
                 ws.digest(self.driver.identity),
                 ws.write_inputs(inputs),
-                ws.module_digest(),
+                # Off the loop: it reads the module's files, which may be many or hostile.
+                await asyncio.to_thread(ws.module_digest),
                 ws.secret_digest,
             )
             if request.only_if_changed and st.applied == digest:

@@ -174,6 +174,10 @@ async def test_bodies_over_the_limit(core: Core) -> None:
             },
             'module_input "services": "regexp" is not a valid regular expression',
         ),
+        (
+            {**VALID, "condition": {"consul_kv": {"path": "../acl/tokens"}}},
+            '"path" must not contain "." or ".." segments',
+        ),
         ({"module": "./mod", "condition": {"services": {"names": ["a"]}}}, '"name" is required'),
     ],
 )

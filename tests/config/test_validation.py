@@ -402,3 +402,16 @@ def test_go_patterns_python_lacks_are_accepted() -> None:
             f"    regexp = {json.dumps(pattern)}\n  }}\n}}\n"
         )
         assert problems(text) == []
+
+
+@pytest.mark.parametrize("path", ["../acl/tokens", "app/../../acl", "./app", "app/."])
+def test_a_consul_kv_path_with_dot_segments_is_refused(path: str) -> None:
+    for block in (
+        f'  condition "consul-kv" {{\n    path = "{path}"\n  }}\n',
+        '  condition "schedule" {\n    cron = "* * * * *"\n  }\n'
+        f'  module_input "consul-kv" {{\n    path = "{path}"\n  }}\n',
+    ):
+        text = f'task {{\n  name = "web"\n  module = "m"\n{block}}}\n'
+        [problem] = problems(text)
+        assert '"path" must not contain "." or ".." segments' in problem, problem
+        assert problem.startswith("tasks/web.hcl:"), problem

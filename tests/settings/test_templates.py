@@ -56,6 +56,9 @@ def test_text_trim_markers_and_several_fields() -> None:
         ('{{ with secret "pki/issue/x" "common_name=a" }}{{ end }}', "a Vault write"),
         ('{{ env "X"', "unclosed action"),
         ('{{ file "/etc/passwd" }}', "unsupported template action"),
+        ('{{ key "../acl/tokens" }}', '"." and ".." segments are not allowed'),
+        ('{{ key "app/./x" }}', '"." and ".." segments are not allowed'),
+        ('{{ with secret "secret/../sys/raw" }}{{ end }}', '"." and ".." segments'),
     ],
 )
 def test_anything_else_is_refused(template: str, message: str) -> None:
