@@ -7,6 +7,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: run test lint bench install clean
 
 run: $(STAMP)
+	@echo "examples/config.hcl sets no api_token: the API on 127.0.0.1:8558 is open to every local user"
 	$(VENV)/bin/reconciler start -config-file=examples/config.hcl
 
 test: $(STAMP)

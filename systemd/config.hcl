@@ -17,4 +17,7 @@ source "directory" {
   allow_empty = true # the directory starts empty
 }
 
-# api_token_file = "/etc/reconciler/token"   # require `Authorization: Bearer ...`
+# Every API call but /v1/health needs `Authorization: Bearer <token>`: whoever has the
+# token can run Terraform modules as the service's user. `make install` wrote a random one
+# here, readable by root and the reconciler group; the CLI on this host finds it by itself.
+api_token_file = "/etc/reconciler/token"

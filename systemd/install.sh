@@ -3,6 +3,8 @@
 #   PREFIX/venv            a virtual environment with this checkout installed
 #   /etc/systemd/system/reconciler.service
 #   /etc/reconciler/config.hcl   the default configuration, unless one is there already
+#   /etc/reconciler/token        a random API token (root and the reconciler group only),
+#                                unless one is there already; the CLI finds it by itself
 #   /var/lib/reconciler/tasks    where the task files live
 # and the `reconciler` system user. Then: systemctl enable --now reconciler
 #
@@ -33,12 +35,23 @@ else
 fi
 install -d -m 0750 "$ROOT/var/lib/reconciler/tasks"
 
+# The API token: 256 random bits, written under umask 077 so that it is never readable by
+# others, not even for a moment.
+token="$ROOT/etc/reconciler/token"
+if [ -e "$token" ]; then
+    echo "kept the existing $token"
+else
+    (umask 077 && "$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(32))' > "$token.tmp")
+    mv "$token.tmp" "$token"
+fi
+chmod 0640 "$token"
+
 if [ -z "$ROOT" ]; then
     if ! id reconciler >/dev/null 2>&1; then
         useradd --system --home-dir /var/lib/reconciler --shell /usr/sbin/nologin reconciler
     fi
     chown -R reconciler:reconciler /var/lib/reconciler
-    chgrp reconciler "$config"
+    chgrp reconciler "$config" "$token"
     systemctl daemon-reload
     echo "installed; start it with: systemctl enable --now reconciler"
 else

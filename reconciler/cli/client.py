@@ -21,12 +21,16 @@ from urllib.parse import urlsplit
 
 import httpx2
 
+from reconciler._core.hosts import is_loopback
 from reconciler.cli.flags import FlagSet, parse_bool
 from reconciler.settings.tls import ca_files
 
 DEFAULT_ADDRESS = "http://localhost:8558"
 # Long enough for a slow network; no limit on the answer, which can wait for an apply.
 CONNECT_TIMEOUT = 10.0
+
+# Where `make install` puts the daemon's token (readable by root and the service's group).
+DEFAULT_TOKEN_FILE = "/etc/reconciler/token"
 
 # setting -> (flag, environment variables in order of precedence, usage)
 _SETTINGS: dict[str, tuple[str, tuple[str, ...], str]] = {
@@ -67,7 +71,9 @@ _SETTINGS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "token": (
         "token",
         ("RECONCILER_TOKEN",),
-        "The daemon's api_token, sent as Authorization: Bearer. Also RECONCILER_TOKEN.",
+        "The daemon's api_token, sent as Authorization: Bearer. Also RECONCILER_TOKEN, "
+        "or the file RECONCILER_TOKEN_FILE names; by default, for a daemon on this host, "
+        f"{DEFAULT_TOKEN_FILE} when it is readable.",
     ),
 }
 
@@ -171,7 +177,27 @@ def resolve_settings(flags: FlagSet, environ: Mapping[str, str]) -> tuple[Client
             host = urlsplit(address).hostname or "localhost"
             host = f"[{host}]" if ":" in host else host
             address = f"{urlsplit(address).scheme}://{host}:{flags.integer('port')}"
+    if "token" not in values:
+        values["token"] = token_from_file(environ, address)
     return ClientSettings(address=address, **values), warning
+
+
+def token_from_file(environ: Mapping[str, str], address: str) -> str:
+    """The token in RECONCILER_TOKEN_FILE (which must be readable), else the installed
+    daemon's token file when it is readable and the address is on this host: that
+    token is never sent elsewhere on its own."""
+    named = environ.get("RECONCILER_TOKEN_FILE")
+    if named:
+        try:
+            return Path(named).read_text().strip()
+        except OSError as exc:
+            raise ClientError(f'RECONCILER_TOKEN_FILE "{named}": {exc.strerror or exc}') from None
+    if not is_loopback(urlsplit(address).hostname or ""):
+        return ""
+    try:
+        return Path(DEFAULT_TOKEN_FILE).read_text().strip()
+    except OSError:
+        return ""  # not installed here, or not ours to read: no token
 
 
 def ssl_context(settings: ClientSettings) -> ssl.SSLContext:

@@ -501,7 +501,15 @@ def run_daemon(config_paths: Sequence[str]) -> int:
     settings = load_settings(config_paths)
     for warning in settings.warnings:
         log.warning("%s", warning)
-    Path(settings.working_dir).mkdir(parents=True, exist_ok=True)
+    if not settings.api_token:
+        log.warning(
+            "the API has no token (api_token_file, api_token_env or api_token): any user "
+            "or process that can reach %s:%d can run programs as this daemon's user "
+            "through it (a task's module is code); see the README's Security section",
+            settings.bind_address,
+            settings.port,
+        )
+    Path(settings.working_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
     with asyncio.Runner(loop_factory=GuardedEventLoop) as runner:
         return runner.run(Daemon(settings, config_paths).run())
 

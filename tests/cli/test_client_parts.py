@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 from helpers import wait_for
 
+from reconciler.cli import client
 from reconciler.cli.client import ClientError, add_client_flags, resolve_settings
 from reconciler.cli.flags import FlagError, FlagSet, HelpRequested
 from reconciler.cli.progress import waiting
@@ -123,3 +125,30 @@ def test_status_lists_what_is_wrong_under_the_table() -> None:
         "  task 'web': module not found",
     ]
     assert status_lines({}) == ["No tasks."]
+
+
+def test_the_token_file_is_found_for_a_daemon_on_this_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    installed = tmp_path / "token"
+    installed.write_text("installed-token\n")
+    monkeypatch.setattr(client, "DEFAULT_TOKEN_FILE", str(installed))
+    settings, _ = resolve_settings(flags(), {})
+    assert settings.token == "installed-token"
+    # Never sent to another host on its own.
+    f = flags()
+    f.parse(["-http-addr=http://elsewhere.example:8558"])
+    assert resolve_settings(f, {})[0].token == ""
+    # RECONCILER_TOKEN_FILE is used for any address, and must be readable.
+    named = tmp_path / "named"
+    named.write_text(" named-token \n")
+    f = flags()
+    f.parse(["-http-addr=http://elsewhere.example:8558"])
+    assert resolve_settings(f, {"RECONCILER_TOKEN_FILE": str(named)})[0].token == "named-token"
+    with pytest.raises(ClientError, match="RECONCILER_TOKEN_FILE"):
+        resolve_settings(flags(), {"RECONCILER_TOKEN_FILE": str(tmp_path / "none")})
+    # A token given outright wins over both.
+    assert resolve_settings(flags(), {"RECONCILER_TOKEN": "t"})[0].token == "t"
+    # Not installed, or not readable by this user: no token, no error.
+    installed.unlink()
+    assert resolve_settings(flags(), {})[0].token == ""
