@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from reconciler._core.errors import StorageFullError
@@ -53,6 +54,7 @@ def _write_replace(path: Path, data: bytes, *, exclusive: bool, mode: int) -> No
     tmp = directory / f"{TEMP_PREFIX}{secrets.token_hex(6)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
+        os.fchmod(fd, mode)  # exactly `mode`, whatever the umask
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -67,6 +69,64 @@ def _write_replace(path: Path, data: bytes, *, exclusive: bool, mode: int) -> No
             os.unlink(tmp)
         raise
     _fsync_dir(directory)
+
+
+class OutsideError(OSError):
+    """A path that would lead out of the directory it must stay in."""
+
+
+def check_inside(root: Path, rel: str) -> Path:
+    """`root / rel`, after checking that it stays inside `root` component by component:
+    no `..`, no absolute part, and no symlink on the way (an existing directory on the
+    path, or the file itself). A link committed into a repository, or swapped in by
+    someone else, would otherwise send a write somewhere else. Raises OutsideError."""
+    parts = Path(rel).parts
+    if not parts or Path(rel).is_absolute() or any(p in ("..", ".") for p in parts):
+        raise OutsideError(errno.EINVAL, f'"{rel}" is not a path inside {root}')
+    current = root
+    for part in parts:
+        current = current / part
+        try:
+            st = current.lstat()
+        except FileNotFoundError:
+            break  # what does not exist yet is made as a plain directory or file
+        if stat.S_ISLNK(st.st_mode):
+            raise OutsideError(
+                errno.ELOOP, f"{current} is a symbolic link: nothing is written through it"
+            )
+    return root / rel
+
+
+def is_inside_real(path: str, root: Path) -> bool:
+    """The file open at `path` (resolved, links and all) lies inside `root` (resolved:
+    the root itself may be a link, as with git-sync's swap)."""
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root))
+
+
+def private_dir(path: Path) -> None:
+    """`path` as a directory only its owner can enter (0700), made if missing; an existing
+    one is narrowed to 0700 too (the daemon's state and workspaces hold secrets)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if stat.S_IMODE(path.stat().st_mode) != 0o700:
+        os.chmod(path, 0o700)
+
+
+def file_mode_like(path: Path, default: int = 0o644) -> int:
+    """The permission bits a file written at `path` should have: its own when it exists,
+    else those of a regular file beside it (the operator's choice for the directory),
+    else `default`."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        pass
+    try:
+        with os.scandir(path.parent) as entries:
+            for entry in entries:
+                if entry.is_file(follow_symlinks=False) and not entry.name.startswith("."):
+                    return stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode)
+    except OSError:
+        pass
+    return default
 
 
 def durable_unlink(path: Path) -> None:

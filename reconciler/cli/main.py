@@ -220,7 +220,7 @@ def start(paths: list[str], *, mode: str = "daemon", tasks: Sequence[str] = ()) 
             return run_daemon(paths)
         for warning in settings.warnings:  # run_daemon logs them in the daemon mode
             log.warning("%s", warning)
-        settings.working_dir.mkdir(parents=True, exist_ok=True)
+        settings.working_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if mode == "once":
             daemon = Daemon(settings, paths, workers=1, watch=False)
             return EXIT_OK if asyncio.run(run_once(daemon)) else EXIT_ERROR

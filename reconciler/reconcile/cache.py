@@ -26,7 +26,7 @@ from pathlib import Path
 import orjson
 
 from reconciler import __version__
-from reconciler._core.fsutil import atomic_write
+from reconciler._core.fsutil import atomic_write, private_dir
 from reconciler.config.load import gc_paused, load_task_file
 from reconciler.config.tasks import DecodedFile
 from reconciler.reconcile.cachecodec import (
@@ -109,8 +109,8 @@ class ParseCache:
             head = orjson.dumps({"format": _FORMAT, "version": __version__, "schema": SCHEMA})
             data = b"\n".join([head, *rows, b""])
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(self.path, data)
+                private_dir(self.path.parent)
+                atomic_write(self.path, data, mode=0o600)
             except OSError as exc:
                 with self._lock:
                     self._dirty = True

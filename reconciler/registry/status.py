@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from reconciler._core.fsutil import atomic_write
+from reconciler._core.fsutil import atomic_write, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -268,8 +268,8 @@ class StatusStore:
         if self.path is None:
             return
         self._dirty = False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, self._snapshot(), mode=0o640)
+        private_dir(self.path.parent)
+        atomic_write(self.path, self._snapshot(), mode=0o600)
 
     async def _save_pending(self) -> None:
         loop = asyncio.get_running_loop()
@@ -297,5 +297,5 @@ class StatusStore:
 
 
 def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, data, mode=0o640)
+    private_dir(path.parent)
+    atomic_write(path, data, mode=0o600)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler._core.errors import ConfigError, ReconcilerError
-from reconciler._core.fsutil import TEMP_PREFIX
+from reconciler._core.fsutil import TEMP_PREFIX, private_dir
 from reconciler.config import hcl
 from reconciler.config.model import TaskSpec
 from reconciler.runner import rootmodule
@@ -92,6 +92,13 @@ def task_variables(spec: TaskSpec, base: Path) -> dict[str, Any]:
     return values
 
 
+def holds_state(directory: Path) -> bool:
+    """Terraform wrote local state in this workspace (default or named workspaces)."""
+    return (directory / "terraform.tfstate").exists() or (
+        directory / "terraform.tfstate.d"
+    ).exists()
+
+
 # What module_digest reads of a module: files up to this size by content, at most this many.
 MODULE_FILE_CAP = 1 << 20
 MODULE_FILES = 10_000
@@ -129,7 +136,7 @@ def _write_if_changed(path: Path, text: str) -> bool:
     except FileNotFoundError:
         pass
     tmp = path.with_name(f"{TEMP_PREFIX}{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
@@ -206,7 +213,7 @@ class Workspace:
         return h.hexdigest()
 
     def write(self) -> None:
-        self.directory.mkdir(mode=0o750, parents=True, exist_ok=True)
+        private_dir(self.directory)
         for name, text in self.files().items():
             path = self.directory / name
             if text is None:
@@ -218,7 +225,7 @@ class Workspace:
     def write_inputs(self, inputs: ModuleInputs) -> str:
         """Render terraform.tfvars; returns its digest."""
         text = rootmodule.render_terraform_tfvars(self.module, inputs)
-        self.directory.mkdir(mode=0o750, parents=True, exist_ok=True)
+        private_dir(self.directory)
         _write_if_changed(self.directory / "terraform.tfvars", text)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -232,7 +239,7 @@ class Workspace:
 
     def mark_initialized(self, identity: str) -> None:
         marker = self.directory / INIT_MARKER
-        marker.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(marker.parent)
         _write_if_changed(marker, self.digest(identity))
 
     def forget_initialized(self) -> None:

@@ -98,3 +98,8 @@ class LocalFiles(Protocol):
     def absolute_path(self, rel: str) -> Path:
         """The absolute path of a file of the source."""
         ...
+
+    def files_root(self) -> Path:
+        """The directory the source's files are under (a git source: its whole clone):
+        what is there came through the source (for API tasks, an allowed module place)."""
+        ...

@@ -20,7 +20,15 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from reconciler._core.errors import SourceError
-from reconciler._core.fsutil import TEMP_PREFIX, atomic_write, durable_unlink
+from reconciler._core.fsutil import (
+    TEMP_PREFIX,
+    OutsideError,
+    atomic_write,
+    check_inside,
+    durable_unlink,
+    file_mode_like,
+    is_inside_real,
+)
 from reconciler.sources.base import FileChange, FileContent, SourceUpdate
 
 log = logging.getLogger(__name__)
@@ -91,6 +99,9 @@ class DirectorySource:
         except ValueError:
             return str(full)
         return str(full) if shown.startswith("..") else shown
+
+    def files_root(self) -> Path:
+        return self.root
 
     def absolute_path(self, rel: str) -> Path:
         return Path(os.path.abspath(self.root / rel))
@@ -164,6 +175,9 @@ class DirectorySource:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 return "not a regular file"
+            if not is_inside_real(f"/proc/self/fd/{fd}", self.root):
+                # A link to a file elsewhere (a secret) is neither read nor quoted.
+                return "a symbolic link to a file outside the task directory: not read"
             if st.st_size > MAX_READ_BYTES:
                 return f"file is {st.st_size} bytes, larger than the {MAX_READ_BYTES} byte limit"
             chunks = []
@@ -240,12 +254,15 @@ class DirectorySource:
         # A missing root is never created here: an empty new directory would hide the
         # real one (a restore could no longer move it back) and hold only this task.
         self._check_root()
-        path = self.root / change.rel
+        try:
+            path = check_inside(self.root, change.rel)
+        except OutsideError as exc:
+            raise SourceError(f"cannot write {change.rel}: {exc.strerror}") from None
         if change.data is None:
             durable_unlink(path)
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, change.data, exclusive=change.create)
+        atomic_write(path, change.data, exclusive=change.create, mode=file_mode_like(path))
 
     # --- watching ------------------------------------------------------------------------
 

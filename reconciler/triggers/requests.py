@@ -80,6 +80,9 @@ class TaskRuns:
     deleting: bool = False
     # Created by a task command before its file exists (POST): not visible, not triggered.
     provisional: bool = False
+    # The workspace directory a provisional task's command made (it did not exist): removed
+    # again if the task's file is not written in the end.
+    fresh_workspace: Path | None = None
     init_error: str | None = None
     initialized: bool = False  # its workspace was initialised (or found so) since start
     # A trigger source cannot serve the task (a schedule with no next time): shown as

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import shutil
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from reconciler.registry.status import Event, StatusStore
 from reconciler.registry.store import LiveTask, Registry, RegistryChange
 from reconciler.runner.driver import Driver, Plan, Priority
 from reconciler.runner.inputs import Catalog
-from reconciler.runner.workspace import Workspaces
+from reconciler.runner.workspace import Workspaces, holds_state
 from reconciler.settings.model import Service
 from reconciler.triggers.execute import DISABLED_PLAN, Executor, exponential_backoff
 from reconciler.triggers.queue import Gate, RunQueue
@@ -261,13 +262,22 @@ class Scheduler:
         if spec.name in self._tasks:
             raise DuplicateTaskError(f"task with name {spec.name} already exists")
         st = self._tasks[spec.name] = TaskRuns(spec, base_dir, provisional=True)
+        directory = self.executor.workspaces.directory_for(spec, base_dir)
+        if not directory.exists():
+            st.fresh_workspace = directory
         return st
 
     def release(self, name: str) -> None:
-        """Forget a task reserved by `prepare`/`create_run` whose file was not written."""
+        """Forget a task reserved by `prepare`/`create_run` whose file was not written, and
+        the workspace it made, unless Terraform wrote state there (an apply that failed
+        half-way: the state is what knows the resources it made)."""
         st = self._tasks.get(name)
-        if st is not None and st.provisional:
-            del self._tasks[name]
+        if st is None or not st.provisional:
+            return
+        del self._tasks[name]
+        directory = st.fresh_workspace
+        if directory is not None and not holds_state(directory):
+            shutil.rmtree(directory, ignore_errors=True)
 
     async def prepare(self, spec: TaskSpec, base_dir: Path | None) -> None:
         """Initialise a task that is about to be created: its workspace is ready and

@@ -245,7 +245,7 @@ def test_workspace_from_a_task(tmp_path: Path) -> None:
         "variables.module.tf",
         "variables.tf",
     ]
-    assert oct(ws.directory.stat().st_mode & 0o777) == "0o750"
+    assert oct(ws.directory.stat().st_mode & 0o777) == "0o700"
     assert not ws.is_initialized("tf")
     ws.mark_initialized("tf")
     assert ws.is_initialized("tf") and not ws.is_initialized("tofu")

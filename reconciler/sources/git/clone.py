@@ -15,6 +15,7 @@ from pathlib import Path
 from git import InvalidGitRepositoryError, NoSuchPathError, Repo
 
 from reconciler._core.errors import SourceError
+from reconciler._core.fsutil import private_dir
 from reconciler.sources.git.options import GitOptions, git_environment
 from reconciler.sources.git.runner import Git, GitFailure, session
 
@@ -79,8 +80,8 @@ class Clone:
         working_dir). The lock dies with its process, so a crash never leaves it held."""
         if self._lockfile is not None:
             return
-        self.directory.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.directory.parent / f"{self.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        private_dir(self.directory.parent)
+        fd = os.open(self.directory.parent / f"{self.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

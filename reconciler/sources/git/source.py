@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler._core.errors import ConflictError, SourceError, StorageFullError
-from reconciler._core.fsutil import atomic_write, durable_unlink
+from reconciler._core.fsutil import atomic_write, check_inside, durable_unlink, file_mode_like
 from reconciler.sources.base import FileChange, FileContent, SourceUpdate
 from reconciler.sources.directory import MAX_READ_BYTES, is_candidate
 from reconciler.sources.git.branch import Branch, Conflict
@@ -89,6 +89,9 @@ class GitSource:
             self._clone.close()
 
     # --- paths and status --------------------------------------------------------------
+
+    def files_root(self) -> Path:
+        return self.clone_dir
 
     def _repo_rel(self, rel: str) -> str:
         return f"{self.options.path}/{rel}" if self.options.path else rel
@@ -299,8 +302,9 @@ class GitSource:
     def _write(self, change: FileChange) -> bool:
         """Change the work tree file; False when it already is as asked. A failed write
         leaves the old file (atomic_write): nothing half-written."""
-        target = self.clone_dir / self._repo_rel(change.rel)
         try:
+            # Inside the clone, whatever a pushed commit made of `path` (a link out of it).
+            target = check_inside(self.clone_dir, self._repo_rel(change.rel))
             if change.data is None:
                 if not target.exists():
                     return False
@@ -309,7 +313,7 @@ class GitSource:
             if not change.create and _read_bytes(target) == change.data:
                 return False
             target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(target, change.data, exclusive=change.create)
+            atomic_write(target, change.data, exclusive=change.create, mode=file_mode_like(target))
         except FileExistsError:
             raise
         except StorageFullError as exc:
