@@ -30,6 +30,7 @@ from reconciler._core.errors import (
 )
 from reconciler._core.logcontext import enter_request, leave_request
 from reconciler.commands.errors import (
+    ForbiddenError,
     InspectFailedError,
     NotAllowedNowError,
     RunsUnavailableError,
@@ -101,6 +102,7 @@ _STATUS: tuple[tuple[type[ReconcilerError], int], ...] = (
     (ModuleError, 400),  # Terraform's diagnostics of the task's module
     (InspectFailedError, 400),  # CTS: a failed inspection of a new task is a 400
     (NotFoundError, 404),
+    (ForbiddenError, 403),
     (ReadOnlySourceError, 409),
     (ConflictError, 409),
     (StateError, 409),  # the task's Terraform state is in two places: an operator decides

@@ -37,3 +37,10 @@ class NotAllowedNowError(ReconcilerError):
     """An injected gate (HA leadership) refuses commands on this instance now."""
 
     reason = "NotAllowedNow"
+
+
+class ForbiddenError(ReconcilerError):
+    """What the caller asks for is not allowed to it (a module or provider the api_tasks
+    policy does not list): 403."""
+
+    reason = "Forbidden"

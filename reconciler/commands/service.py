@@ -26,12 +26,14 @@ from reconciler._core.errors import (
     ReconcilerError,
 )
 from reconciler.commands.errors import (
+    ForbiddenError,
     InspectFailedError,
     NotAllowedNowError,
     RunFailedError,
     RunsUnavailableError,
     TaskNotFoundError,
 )
+from reconciler.commands.policy import ApiTaskPolicy
 from reconciler.config.model import TaskSpec
 from reconciler.config.validate import validate_task
 from reconciler.reconcile.engine import Reconciler
@@ -80,6 +82,7 @@ class TaskCommands:
         *,
         gate: Gate | None = None,
         check: Check | None = None,
+        policy: ApiTaskPolicy | None = None,
     ) -> None:
         """`runs` None: the commands only change files; `run=...` is refused. `check`:
         asked about a new task after file validation (Consul's view of its datacenter and
@@ -90,6 +93,8 @@ class TaskCommands:
         self.runs = runs
         self.gate = gate
         self.check = check
+        # None: every module and provider (a core used in-process, without the API).
+        self.policy = policy
 
     # --- views ---------------------------------------------------------------------------
 
@@ -161,10 +166,15 @@ class TaskCommands:
         self._allowed()
         if self.name_taken(spec.name):
             raise DuplicateTaskError(f"task with name {spec.name} already exists")
-        if runs is None:
-            return CreateResult(spec, await self.writeback.create(spec, request_id=request_id))
         path = self.writeback.new_task_path(spec.name)
         base_dir = path.parent if path is not None else None
+        if self.policy is not None:
+            # Before anything runs: an inspect plans, and a plan can run a module's code.
+            refusal = self.policy.refusal(spec, base_dir)
+            if refusal is not None:
+                raise ForbiddenError(refusal)
+        if runs is None:
+            return CreateResult(spec, await self.writeback.create(spec, request_id=request_id))
         if run == "inspect":
             try:
                 plan = await runs.inspect_new(spec, base_dir)

@@ -26,6 +26,7 @@ from pathlib import Path
 from reconciler._core.errors import ConfigError, Problem, SourceError
 from reconciler._core.metrics import NULL, Recorder
 from reconciler.commands import Gate, TaskCommands
+from reconciler.commands.policy import ApiTaskPolicy
 from reconciler.config.load import gc_paused
 from reconciler.config.model import GlobalDefaults, TaskSpec
 from reconciler.reconcile.cache import ParseCache
@@ -45,9 +46,9 @@ from reconciler.runner.terraform import Terraform
 from reconciler.runner.vault import VaultClient
 from reconciler.runner.workspace import Workspaces
 from reconciler.settings import Settings, global_defaults
-from reconciler.settings.model import CONSUL_DEFAULT, ConfiguredTask, Service
+from reconciler.settings.model import CONSUL_DEFAULT, ApiTasks, ConfiguredTask, Service
 from reconciler.settings.model import DirectorySource as DirectorySettings
-from reconciler.sources.base import Source
+from reconciler.sources.base import LocalFiles, Source
 from reconciler.sources.directory import DirectorySource
 from reconciler.triggers.buffer import BufferedSource, buffered
 from reconciler.triggers.consul.config import ConsulConfigError
@@ -107,6 +108,8 @@ class Core:
         gate: Gate | None = None,
         term: Callable[[], int] = lambda: 0,
         overrides: OverrideStore | None = None,
+        api_tasks: ApiTasks | None = None,
+        config_dir: Path | None = None,
     ) -> None:
         """`term`: the leader's term that write-back commits record (high availability).
         `overrides`: where API changes to the configuration's tasks are kept."""
@@ -153,12 +156,23 @@ class Core:
             self.scheduler,
             gate=gate,
             check=self._consul_check if self.consul is not None else None,
+            policy=(
+                ApiTaskPolicy(api_tasks, self._source_roots, config_dir or Path.cwd())
+                if api_tasks is not None
+                else None
+            ),
         )
         self.config_tasks: ConfigTasks | None = None
         self.config_loop: SourceLoop | None = None
         self._background: list[asyncio.Task[None]] = []
         self._loop_tasks: dict[str, asyncio.Task[None]] = {}
         self._sources_changed = asyncio.Event()
+
+    def _source_roots(self) -> list[Path]:
+        """Where the task sources keep their files now (a git source: its whole clone)."""
+        return [
+            p.source.files_root() for p in self.plans.values() if isinstance(p.source, LocalFiles)
+        ]
 
     def _new_loop(self, plan: SourcePlan) -> SourceLoop:
         return SourceLoop(
@@ -463,6 +477,8 @@ def core_from_settings(
         gate=gate,
         term=term,
         overrides=OverrideStore(state / "config-overrides.json"),
+        api_tasks=settings.api_tasks,
+        config_dir=Path(settings.config_files[0]).parent if settings.config_files else None,
     )
 
 

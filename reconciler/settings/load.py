@@ -102,6 +102,7 @@ def _resolve(
         )
     driver = r.driver(top.block("driver"), consul, c)
     high_availability = r.high_availability(top, sources, driver, consul_from, c)
+    api_tasks = r.api_tasks(top.blocks.get("api_tasks"))
     repeated = {"service": services[0].location} if services else {}
     warnings.extend(unsupported_settings(top, repeated))
 
@@ -128,6 +129,7 @@ def _resolve(
         sources=tuple(sources),
         tasks=tuple(tasks),
         high_availability=high_availability,
+        api_tasks=api_tasks,
         warnings=tuple(warnings),
         config_files=tuple(d.file for d in decoded),
     )

@@ -270,6 +270,20 @@ CONSUL_CATALOG = "catalog"  # the embedded catalog stands in for Consul
 
 
 @dataclass(frozen=True)
+class ApiTasks:
+    """What a task created through the API may use (the `api_tasks` block). Tasks from
+    the sources are trusted as they are (they went through review). None: the default,
+    local modules under the task sources and the configuration's directory, no
+    providers."""
+
+    modules: tuple[str, ...] | None = None
+    providers: tuple[str, ...] | None = None
+    # Where the lists are written, for the 403's message; "" when not written.
+    modules_at: str = ""
+    providers_at: str = ""
+
+
+@dataclass(frozen=True)
 class Settings:
     log_level: str = "INFO"
     log_format: str = "text"  # or "json": one JSON object per line
@@ -299,6 +313,7 @@ class Settings:
     sources: tuple[Source, ...] = ()
     tasks: tuple[ConfiguredTask, ...] = ()
     high_availability: HighAvailability | None = None
+    api_tasks: ApiTasks = ApiTasks()
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
     config_files: tuple[str, ...] = field(default=(), compare=False)
 

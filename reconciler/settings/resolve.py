@@ -27,6 +27,7 @@ from reconciler.settings.model import (
     TERRAFORM_MAX,
     TERRAFORM_MIN,
     TLS,
+    ApiTasks,
     BufferPeriod,
     ConfiguredTask,
     Consul,
@@ -516,6 +517,20 @@ def check_vault_templates(
                 (f'terraform_provider "{provider.name}"',),
                 provider.location,
             )
+
+
+def api_tasks(block: Partial | None) -> ApiTasks:
+    if block is None:
+        return ApiTasks()
+
+    def listed(key: str) -> tuple[tuple[str, ...] | None, str]:
+        if not block.has(key):
+            return None, ""
+        return tuple(block.get(key) or ()), str(block.loc(key))
+
+    modules, modules_at = listed("modules")
+    providers, providers_at = listed("providers")
+    return ApiTasks(modules, providers, modules_at, providers_at)
 
 
 TOKEN_KEYS = ("api_token", "api_token_file", "api_token_env")

@@ -148,6 +148,8 @@ TOP = BlockSpec(
         "vault": VAULT,
         "catalog": CATALOG,
         "high_availability": HIGH_AVAILABILITY,
+        # Not in CTS: what tasks created through the API may use.
+        "api_tasks": BlockSpec({"modules": Kind.STRINGS, "providers": Kind.STRINGS}),
     },
     hints={
         "provider": "'provider' is an invalid key for Consul-Terraform-Sync (CTS) "
