@@ -20,13 +20,10 @@ import ssl
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
-from fakeserver import LoopbackServer, OnItsOwnLoop
+from fakeserver import LoopbackServer, OnItsOwnLoop, read_request, write_response
 
-REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 409: "Conflict"}
-REASONS |= {429: "Too Many Requests", 500: "Internal Server Error", 503: "Unavailable"}
 T = TypeVar("T")
 MAX_WAIT = 600.0  # Consul caps wait at 10 minutes
 DEFAULT_WAIT = 300.0
@@ -297,25 +294,10 @@ class FakeConsul(LoopbackServer):
             self.peak_connections = max(self.peak_connections, len(self._connections))
             try:
                 while True:
-                    line = await reader.readline()
-                    if not line:
+                    head = await read_request(reader)
+                    if head is None:
                         return
-                    method, target, _ = line.decode("latin-1").split(" ", 2)
-                    headers: dict[str, str] = {}
-                    while (h := await reader.readline()) not in (b"\r\n", b"\n", b""):
-                        k, _, v = h.decode("latin-1").partition(":")
-                        headers[k.strip().lower()] = v.strip()
-                    content = b""
-                    if n := int(headers.get("content-length", "0")):
-                        content = await reader.readexactly(n)
-                    url = urlsplit(target)
-                    req = Request(
-                        method,
-                        unquote(url.path),
-                        parse_qs(url.query, keep_blank_values=True),
-                        headers,
-                        content,
-                    )
+                    req = Request(*head)
                     self.requests.append(req)
                     try:
                         status, body, extra = await self._answer(req, reader)
@@ -324,11 +306,7 @@ class FakeConsul(LoopbackServer):
                     except Exception as exc:  # a bug of this fake: say so, never hang up
                         status, body, extra = 500, f"fake consul: {exc!r}".encode(), {}
                     payload = body if isinstance(body, bytes) else orjson.dumps(body)
-                    head = [f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}"]
-                    head += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
-                    head += [f"{k}: {v}" for k, v in extra.items()]
-                    writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
-                    await writer.drain()
+                    await write_response(writer, status, payload, extra)
             except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
                 return
             except asyncio.CancelledError:

@@ -8,10 +8,48 @@ import asyncio
 import contextlib
 import ssl
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Mapping
+from http import HTTPStatus
 from typing import Any, Generic, Self, TypeVar
+from urllib.parse import parse_qs, unquote, urlsplit
 
 T = TypeVar("T")
+
+
+Head = tuple[str, str, dict[str, list[str]], dict[str, str], bytes]
+
+
+async def read_request(reader: asyncio.StreamReader) -> Head | None:
+    """One HTTP/1.1 request: (method, percent-decoded path, query, lower-cased headers,
+    body); None when the client closed the connection."""
+    line = await reader.readline()
+    if not line:
+        return None
+    method, target, _ = line.decode("latin-1").split(" ", 2)
+    headers: dict[str, str] = {}
+    while (h := await reader.readline()) not in (b"\r\n", b"\n", b""):
+        k, _, v = h.decode("latin-1").partition(":")
+        headers[k.strip().lower()] = v.strip()
+    content = b""
+    if n := int(headers.get("content-length", "0")):
+        content = await reader.readexactly(n)
+    url = urlsplit(target)
+    return method, unquote(url.path), parse_qs(url.query, keep_blank_values=True), headers, content
+
+
+async def write_response(
+    writer: asyncio.StreamWriter, status: int, payload: bytes, extra: Mapping[str, str] = {}
+) -> None:
+    """A JSON answer with its length (keep-alive)."""
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = "Error"
+    head = [f"HTTP/1.1 {status} {reason}"]
+    head += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
+    head += [f"{k}: {v}" for k, v in extra.items()]
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
+    await writer.drain()
 
 
 class LoopbackServer:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import resource
 import socket
@@ -13,7 +14,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -61,6 +64,42 @@ def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 30) -> N
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(10)
+
+
+@contextlib.contextmanager
+def reconciler_start(
+    root: Path, port: int, *, env: Mapping[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`reconciler start -config-file=config.hcl` in `root` (which the test wrote, with
+    `port`), standard error appended to `root/daemon.log`; listening when it yields,
+    stopped at the end."""
+    with open(root / "daemon.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "reconciler.cli.main", "start", "-config-file=config.hcl"],
+            cwd=root,
+            env=dict(env) if env is not None else None,
+            stderr=log,
+        )
+        try:
+            wait_listening(port, proc)
+            yield proc
+        finally:
+            stop_process(proc)
+
+
+def post_task(port: int, task: Mapping[str, Any], query: str = "") -> tuple[int, Any]:
+    """POST /v1/tasks{query} with `task`: (status, JSON answer), errors included."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/tasks{query}",
+        json.dumps({"task": task}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
 
 
 @contextlib.contextmanager

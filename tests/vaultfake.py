@@ -35,17 +35,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
-from fakeserver import LoopbackServer, OnItsOwnLoop
+from fakeserver import LoopbackServer, OnItsOwnLoop, read_request, write_response
 
 T = TypeVar("T")
 
-REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 403: "Forbidden"}
-REASONS |= {404: "Not Found", 412: "Precondition Failed", 429: "Too Many Requests"}
-REASONS |= {500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway"}
-REASONS |= {503: "Service Unavailable"}
 KV1_LEASE = 2764800  # KV v1 answers carry the mount's default TTL, 768 h
 KV2_INVALID_PATH = (
     "Invalid path for a versioned K/V secrets engine. See the API docs for the appropriate "
@@ -195,29 +190,14 @@ class FakeVault(LoopbackServer):
         with self._open(writer):
             try:
                 while True:
-                    line = await reader.readline()
-                    if not line:
+                    head = await read_request(reader)
+                    if head is None:
                         return
-                    method, target, _ = line.decode("latin-1").split(" ", 2)
-                    headers: dict[str, str] = {}
-                    while (h := await reader.readline()) not in (b"\r\n", b"\n", b""):
-                        k, _, v = h.decode("latin-1").partition(":")
-                        headers[k.strip().lower()] = v.strip()
-                    content = b""
-                    if n := int(headers.get("content-length", "0")):
-                        content = await reader.readexactly(n)
-                    url = urlsplit(target)
-                    req = Request(
-                        method, unquote(url.path), parse_qs(url.query, keep_blank_values=True),
-                        headers, content,
-                    )  # fmt: skip
+                    req = Request(*head)
                     self.requests.append(req)
                     status, body = await self._answer(req)
                     payload = b"" if status == 204 else orjson.dumps(body)
-                    head = [f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}"]
-                    head += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
-                    writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
-                    await writer.drain()
+                    await write_response(writer, status, payload)
             except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, ValueError):
                 return
             except asyncio.CancelledError:

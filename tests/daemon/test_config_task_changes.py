@@ -10,16 +10,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from clikit import json_of, ok, run_cli
 from helpers import free_port, wait_for
-from serverkit import stop_process, wait_listening
+from serverkit import reconciler_start
 
 CONFIG_TASK = """
 task {
@@ -45,19 +43,8 @@ def write_config(root: Path, port: int, task: str = CONFIG_TASK) -> Path:
     return config
 
 
-@contextmanager
-def daemon(root: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    with open(root / "daemon.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "reconciler.cli.main", "start", "-config-file=config.hcl"],
-            cwd=root,
-            stderr=log,
-        )
-        try:
-            wait_listening(port, proc)
-            yield proc
-        finally:
-            stop_process(proc)
+def daemon(root: Path, port: int) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    return reconciler_start(root, port)
 
 
 def call(port: int, method: str, path: str, body: object | None = None) -> Any:

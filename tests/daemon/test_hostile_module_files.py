@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 from helpers import free_port, wait_for
-from serverkit import stop_process, wait_listening
+from serverkit import reconciler_start
 
 
 def rss_kib(pid: int) -> int:
@@ -42,27 +40,18 @@ def test_a_fifo_and_dev_zero_in_a_module_neither_freeze_nor_grow_the_daemon(
         'task {\n  name = "hostile"\n  module = "./mod"\n'
         '  condition "schedule" {\n    cron = "0 0 1 1 *"\n  }\n}\n'
     )
-    with open(tmp_path / "daemon.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "reconciler.cli.main", "start", "-config-file=config.hcl"],
-            cwd=tmp_path,
-            stderr=log,
-        )
-        try:
-            wait_listening(port, proc)
+    with reconciler_start(tmp_path, port) as proc:
 
-            def status() -> dict[str, object]:
-                url = f"http://127.0.0.1:{port}/v1/status/tasks?include=events"
-                with urllib.request.urlopen(url, timeout=30) as response:
-                    result: dict[str, object] = json.loads(response.read())
-                    return result
+        def status() -> dict[str, object]:
+            url = f"http://127.0.0.1:{port}/v1/status/tasks?include=events"
+            with urllib.request.urlopen(url, timeout=30) as response:
+                result: dict[str, object] = json.loads(response.read())
+                return result
 
-            def ran() -> bool:
-                task = status().get("hostile")
-                return isinstance(task, dict) and task.get("status") == "successful"
+        def ran() -> bool:
+            task = status().get("hostile")
+            return isinstance(task, dict) and task.get("status") == "successful"
 
-            wait_for(ran, 120, "the task's first run")
-            # Under 1 GiB: reading /dev/zero to its end would take all the memory there is.
-            assert rss_kib(proc.pid) < 1 << 20
-        finally:
-            stop_process(proc)
+        wait_for(ran, 120, "the task's first run")
+        # Under 1 GiB: reading /dev/zero to its end would take all the memory there is.
+        assert rss_kib(proc.pid) < 1 << 20

@@ -6,14 +6,11 @@ daemon answers while the catalog holds it, and the task's inputs are right."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 from helpers import free_port, wait_for
-from serverkit import stop_process, wait_listening
+from serverkit import reconciler_start
 
 HOSTILE = "a" * 40 + "!"
 PATTERN = "^([a-z0-9]+-?)+$"
@@ -43,27 +40,17 @@ def test_a_redos_service_name_does_not_stall_the_daemon(tmp_path: Path) -> None:
         'task {\n  name = "by-regexp"\n  module = "./mod"\n'
         f'  condition "services" {{\n    regexp = "{PATTERN}"\n  }}\n}}\n'
     )
-    with open(tmp_path / "daemon.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "reconciler.cli.main", "start", "-config-file=config.hcl"],
-            cwd=tmp_path,
-            env=os.environ,
-            stderr=log,
-        )
-        try:
-            wait_listening(port, proc)
-            tfvars = tmp_path / "sync-tasks" / "by-regexp" / "terraform.tfvars"
-            wait_for(tfvars.exists, 120, "the task's first run")
-            text = tfvars.read_text()
-            assert "web-1" in text and HOSTILE not in text
-            # Answers come back while the catalog holds the name (with a backtracking
-            # engine the first match never ends and nothing answers at all).
-            for _ in range(5):
-                assert get(port, "/v1/health") is not None  # each within urlopen's timeout
-            # A second hostile name arriving later is matched as quickly.
-            service(catalog, "b" * 60 + "!", "hostile-2")
-            service(catalog, "web-2", "web-2")
-            wait_for(lambda: "web-2" in tfvars.read_text(), 120, "the new instance")
-            assert get(port, "/v1/health") is not None
-        finally:
-            stop_process(proc)
+    with reconciler_start(tmp_path, port):
+        tfvars = tmp_path / "sync-tasks" / "by-regexp" / "terraform.tfvars"
+        wait_for(tfvars.exists, 120, "the task's first run")
+        text = tfvars.read_text()
+        assert "web-1" in text and HOSTILE not in text
+        # Answers come back while the catalog holds the name (with a backtracking
+        # engine the first match never ends and nothing answers at all).
+        for _ in range(5):
+            assert get(port, "/v1/health") is not None  # each within urlopen's timeout
+        # A second hostile name arriving later is matched as quickly.
+        service(catalog, "b" * 60 + "!", "hostile-2")
+        service(catalog, "web-2", "web-2")
+        wait_for(lambda: "web-2" in tfvars.read_text(), 120, "the new instance")
+        assert get(port, "/v1/health") is not None

@@ -7,12 +7,10 @@ names are (a provider's task_env is added to it: tests/runner/test_provider_temp
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from helpers import free_port, wait_for
-from serverkit import stop_process, wait_listening
+from serverkit import reconciler_start
 
 SECRETS = {
     "RECONCILER_API_TOKEN": "api-token-secret-1",
@@ -45,19 +43,9 @@ def test_a_module_sees_no_secret_of_the_daemon(tmp_path: Path) -> None:
         '  condition "schedule" {\n    cron = "0 0 1 1 *"\n  }\n}\n'
     )
     env = {**os.environ, **SECRETS, "PASSED_ONE": "passed-ok", "NOT_PASSED": "stays-out"}
-    with open(tmp_path / "daemon.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "reconciler.cli.main", "start", "-config-file=config.hcl"],
-            cwd=tmp_path,
-            env=env,
-            stderr=log,
-        )
-        try:
-            wait_listening(port, proc)
-            dump = tmp_path / "env.txt"
-            wait_for(lambda: dump.exists() and "PATH=" in dump.read_text(), 100, "the dump")
-        finally:
-            stop_process(proc)
+    with reconciler_start(tmp_path, port, env=env):
+        dump = tmp_path / "env.txt"
+        wait_for(lambda: dump.exists() and "PATH=" in dump.read_text(), 100, "the dump")
     seen = dict(line.split("=", 1) for line in dump.read_text().splitlines() if "=" in line)
     for name, value in SECRETS.items():
         assert name not in seen, name
