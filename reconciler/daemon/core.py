@@ -48,7 +48,7 @@ from reconciler.runner.workspace import Workspaces
 from reconciler.settings import Settings, global_defaults
 from reconciler.settings.model import CONSUL_DEFAULT, ApiTasks, ConfiguredTask, Service
 from reconciler.settings.model import DirectorySource as DirectorySettings
-from reconciler.sources.base import LocalFiles, Source
+from reconciler.sources.base import RootedFiles, Source
 from reconciler.sources.directory import DirectorySource
 from reconciler.triggers.buffer import BufferedSource, buffered
 from reconciler.triggers.consul.config import ConsulConfigError
@@ -171,7 +171,7 @@ class Core:
     def _source_roots(self) -> list[Path]:
         """Where the task sources keep their files now (a git source: its whole clone)."""
         return [
-            p.source.files_root() for p in self.plans.values() if isinstance(p.source, LocalFiles)
+            p.source.files_root() for p in self.plans.values() if isinstance(p.source, RootedFiles)
         ]
 
     def _new_loop(self, plan: SourcePlan) -> SourceLoop:

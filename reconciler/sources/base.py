@@ -99,7 +99,12 @@ class LocalFiles(Protocol):
         """The absolute path of a file of the source."""
         ...
 
+
+@runtime_checkable
+class RootedFiles(Protocol):
+    """A source whose files all lie under one directory of the local disk."""
+
     def files_root(self) -> Path:
-        """The directory the source's files are under (a git source: its whole clone):
-        what is there came through the source (for API tasks, an allowed module place)."""
+        """That directory (a git source: its whole clone): what is there came through
+        the source (for API tasks, an allowed place for modules)."""
         ...

@@ -63,6 +63,7 @@ class Member:
         (self.root / "config.hcl").write_text(
             f'id = "{member_id}"\nport = {self.port}\nworking_dir = "state"\n'
             f'source "git" {{\n  url = "{remote}"\n  push = true\n  poll_interval = "{poll}"\n}}\n'
+            f'api_tasks {{\n  modules = ["{MODULE}"]\n}}\n'  # the tests' shared module
             'high_availability {\n  cluster {\n    name = "prod"\n'
             f'    storage "etcd" {{\n      endpoints = ["{etcd.url}"]\n'
             '      session_ttl = "2s"\n    }\n  }\n'

@@ -350,3 +350,26 @@ def test_config_files_random_bytes() -> None:
     fuzz_config_files(st.binary(min_size=1, max_size=4096), "config.json").report(
         "configuration (random bytes, JSON)"
     )
+
+
+# --- hostile regular expressions and names -------------------------------------------------
+
+_REGEX_ALPHABET = "ab-z09()[]{}*+?|^$\\.,:=!<>PLdswbz"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(alphabet=_REGEX_ALPHABET, max_size=40),
+    st.text(alphabet="ab-!09", max_size=60),
+)
+def test_any_regexp_compiles_or_is_refused_and_matches_any_name(pattern: str, name: str) -> None:
+    """A pattern is RE2's to judge: either refused with a reason, or matched against any
+    service name (the hostile ones among them) without an exception."""
+    from reconciler.config.goregexp import RegexpError, compile_regexp
+
+    try:
+        compiled = compile_regexp(pattern)
+    except RegexpError as exc:
+        assert str(exc)
+        return
+    assert compiled.search(name) in (True, False)
