@@ -20,6 +20,7 @@ from bench.consul_daemon import bench_consul_daemon
 from bench.consul_scale import bench_consul_scale
 from bench.git_latency import bench_git
 from bench.ha_takeover import bench_ha_takeover
+from bench.hostile_names import bench_hostile_names
 from bench.latency import bench_latency
 from bench.load import bench_load
 from bench.report import Section, render
@@ -40,6 +41,7 @@ BENCHMARKS: dict[str, Callable[[Workspace], Section]] = {
     "consul": bench_consul_daemon,
     "consul-scale": bench_consul_scale,
     "ha": bench_ha_takeover,
+    "hostile": bench_hostile_names,
 }
 # Run only when asked for with --only (about 10 minutes; 60 s with --quick).
 OPT_IN = frozenset({"soak"})
