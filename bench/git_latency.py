@@ -36,6 +36,7 @@ from bench.runner import percentile
 from bench.workspace import Workspace
 from reconciler.api.app import ApiContext, create_app
 from reconciler.api.webhooks import WEBHOOK_PATH, webhook_routes
+from reconciler.commands.service import TaskCommands
 from reconciler.reconcile.engine import Reconciler
 from reconciler.reconcile.loop import SourceLoop
 from reconciler.reconcile.writeback import WriteBack
@@ -108,7 +109,7 @@ class _Live:
         self.reconciler = Reconciler(self.registry)
         self.loop = SourceLoop(source, self.reconciler, rescan_interval=300)
         self.writeback = WriteBack(self.reconciler, {source.name: self.loop}, source.name)
-        app = create_app(ApiContext(self.registry, self.reconciler, self.writeback))
+        app = create_app(ApiContext(TaskCommands(self.reconciler, self.writeback)))
         app.router.routes.extend(webhook_routes({SECRET: lambda: self.loop.hint(None)}))
         self.client = httpx2.AsyncClient(
             transport=httpx2.ASGITransport(app=app), base_url="http://bench"

@@ -130,6 +130,7 @@ class Member(Daemon):
         super().__init__(root, pool=True)
         self.id = member_id
         sharded = catalog is not None
+        (root / "catalog").mkdir(parents=True, exist_ok=True)
         (root / "config.hcl").write_text(
             f'log_level = "INFO"\nid = "{member_id}"\nport = {self.port}\nworking_dir = "work"\n'
             f'driver "terraform" {{\n  workers = {workers}\n}}\n'
@@ -138,7 +139,7 @@ class Member(Daemon):
                 f'catalog "directory" {{\n  path = "{catalog}"\n}}\n'
                 "buffer_period {\n  enabled = false\n}\n"
                 if sharded
-                else ""
+                else 'catalog "directory" {\n  path = "catalog"\n}\n'  # empty: no Consul
             )
             + 'high_availability {\n  cluster {\n    name = "bench"\n'
             f'    storage "etcd" {{\n      endpoints = ["{etcd.url}"]\n'

@@ -310,10 +310,12 @@ def _setup(root: Path, port: int) -> tuple[Path, Path, Path]:
     _git(human, "add", "-A")
     _git(human, "commit", "-qm", "initial")
     _git(human, "push", "-q", "origin", "main")
+    (root / "catalog").mkdir(exist_ok=True)
     config = root / "config.hcl"
     config.write_text(
         f'port = {port}\nworking_dir = "state"\n'
         'driver "terraform" {\n  path = "/bin/true"\n}\n'
+        'catalog "directory" {\n  path = "catalog"\n}\n'  # empty: no Consul agent needed
         f'source "git" {{\n  url = "{bare}"\n  path = "tasks"\n  push = true\n'
         f'  webhook_secret = "{SECRET}"\n  poll_interval = "10s"\n}}\n'
     )

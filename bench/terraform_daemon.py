@@ -83,10 +83,12 @@ class Daemon:
             )
             script.chmod(0o755)
             driver += f'  path = "{script}"\n'
+        (root / "catalog").mkdir(exist_ok=True)  # an empty catalog: no Consul agent needed
         (root / "config.hcl").write_text(
             f'log_level = "WARN"\nport = {self.port}\nworking_dir = "work"\n'
             f'driver "terraform" {{\n{driver}}}\n'
             'source "directory" {\n  path = "tasks"\n  allow_empty = true\n}\n'
+            'catalog "directory" {\n  path = "catalog"\n}\n'
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
