@@ -190,7 +190,8 @@ async def test_shutdown_stops_a_running_terraform(repo: Path) -> None:
         await core.scheduler.idle()
         core.scheduler.trigger("long")
         await async_wait_for(lambda: started(work, "long") == 1, timeout=30)
-        assert sleepers(37)
+        # The shell writes "start" and then forks `sleep`: wait for the process itself.
+        await async_wait_for(lambda: bool(sleepers(37)), timeout=30, what="sleep 37")
         await core.scheduler.shutdown(0.3)
         await async_wait_for(lambda: not sleepers(37), timeout=10, what="sleep 37 to go")
         assert "end" not in (work / "long" / "runs.log").read_text()
