@@ -20,9 +20,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from reconciler.api.app import ApiContext, create_app
-from reconciler.config.load import gc_paused
 from reconciler.daemon.core import Core, SourcePlan
 from reconciler.sources.directory import DirectorySource
+from reconciler.taskfiles.load import gc_paused
 
 
 def bare_app(one: bytes, every: bytes) -> Starlette:

@@ -73,12 +73,12 @@ def reconciler_load(args: dict[str, Any]) -> Result:
     """What the daemon does at start: read the parse cache, load the directory, save."""
     import asyncio
 
-    from reconciler.config.load import gc_paused
     from reconciler.reconcile.cache import ParseCache
     from reconciler.reconcile.engine import Reconciler
     from reconciler.reconcile.loop import SourceLoop
     from reconciler.registry.store import Registry
     from reconciler.sources.directory import DirectorySource
+    from reconciler.taskfiles.load import gc_paused
 
     t_import = time.perf_counter()
     out: Result = {"import_s": t_import - T_START}
@@ -118,11 +118,11 @@ def load_stages(args: dict[str, Any]) -> Result:
     process (GC on, as in the daemon). The parse stages are cumulative: tree-sitter alone,
     then `hcl.parse` (tree-sitter + conversion), then `Reconciler.parse` with an empty
     cache (display path + `load_task_file`: `hcl.parse` + decode + validate)."""
-    from reconciler.config import hcl
     from reconciler.reconcile.cache import ParseCache
     from reconciler.reconcile.engine import Reconciler
     from reconciler.registry.store import Registry
     from reconciler.sources.directory import DirectorySource
+    from reconciler.taskfiles import hcl
 
     source = DirectorySource(Path(args["root"]))
     out: Result = {}

@@ -20,10 +20,10 @@ import time
 from bench.report import Section, Target, table
 from bench.runner import REPO, _child_env, percentile
 from bench.workspace import Workspace
+from reconciler.consul import ConsulClient, ConsulWatchers, HealthServiceQuery
+from reconciler.consul.connection import client_config
+from reconciler.consul.watchers import Update
 from reconciler.settings.model import Consul
-from reconciler.triggers.consul import ConsulClient, ConsulWatchers, HealthServiceQuery
-from reconciler.triggers.consul.config import client_config
-from reconciler.triggers.consul.watchers import Update
 
 SERVER = """
 import asyncio, sys, time

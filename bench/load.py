@@ -8,7 +8,7 @@ Per size and repetition, each in a fresh child process:
   warm   the same with the parse cache from the cold run loaded first (a restart)
 and, at the largest size only, a what-if for a suggested change to the package:
   cold/warm with the garbage collector paused during start-up
-  (`reconciler.config.load.gc_paused()`, which the daemon does not use yet)
+  (`reconciler.taskfiles.load.gc_paused()`, which the daemon does not use yet)
 """
 
 from __future__ import annotations

@@ -29,14 +29,14 @@ from pathlib import Path
 from bench.report import Section, Target, table
 from bench.runner import percentile
 from bench.workspace import Workspace
-from reconciler.config.model import Provenance, ServicesCondition, TaskSpec
 from reconciler.registry.status import StatusStore
 from reconciler.registry.store import LiveTask, Registry, RegistryChange
 from reconciler.runner.process import ProcessRunner
 from reconciler.runner.terraform import Terraform
 from reconciler.runner.workspace import Workspaces
+from reconciler.runs.scheduler import Scheduler
 from reconciler.settings.model import TerraformDriver
-from reconciler.triggers.scheduler import Scheduler
+from reconciler.taskfiles.model import Provenance, ServicesCondition, TaskSpec
 
 P99_LIMIT_MS = 50.0
 POOL = 4

@@ -44,7 +44,7 @@ from typing import Any
 from bench.report import Section, Target, table
 from bench.runner import REPO, percentile
 from bench.workspace import Workspace
-from reconciler.config.load import load_task_file
+from reconciler.taskfiles.load import load_task_file
 
 DEFAULT_SECONDS = 600.0
 CLIENTS = 20

@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 
 from reconciler.api.app import ApiContext, create_app
 from reconciler.commands import TaskCommands
-from reconciler.config.model import GlobalDefaults, TaskSpec
+from reconciler.daemon.consul import ConsulTrigger
 from reconciler.daemon.core import Core as DaemonCore
 from reconciler.daemon.core import RunPlan, SourcePlan
 from reconciler.reconcile.engine import Reconciler
@@ -29,9 +29,9 @@ from reconciler.registry.store import Registry
 from reconciler.runner.driver import Driver
 from reconciler.runner.inputs import Catalog
 from reconciler.runner.workspace import Workspaces
+from reconciler.runs.scheduler import Scheduler
 from reconciler.sources.directory import DirectorySource
-from reconciler.triggers.consul.trigger import ConsulTrigger
-from reconciler.triggers.scheduler import Scheduler
+from reconciler.taskfiles.model import GlobalDefaults, TaskSpec
 
 SECOND = 1_000_000_000
 JSON_HEADERS = {"Content-Type": "application/json"}

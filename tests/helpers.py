@@ -8,8 +8,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from reconciler.config.load import is_task_file, load_task_file
-from reconciler.config.model import TaskSpec
+from reconciler.taskfiles.load import is_task_file, load_task_file
+from reconciler.taskfiles.model import TaskSpec
 
 
 def task_hcl(

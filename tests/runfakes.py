@@ -10,13 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.config.model import Provenance, ServicesCondition, TaskSpec
 from reconciler.registry.status import StatusStore
 from reconciler.registry.store import LiveTask, Registry, RegistryChange
 from reconciler.runner.driver import Plan, Priority, RunError
 from reconciler.runner.inputs import ServiceInstance, ServicesQuery
 from reconciler.runner.workspace import Workspace, Workspaces
-from reconciler.triggers.scheduler import Scheduler
+from reconciler.runs.scheduler import Scheduler
+from reconciler.taskfiles.model import Provenance, ServicesCondition, TaskSpec
 
 MODULES = Path(__file__).parent / "fixtures" / "modules"
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 
 from reconciler._core.metrics import NULL, Recorder
 from reconciler.commands import TaskCommands
-from reconciler.config.model import GlobalDefaults
 from reconciler.reconcile.engine import Reconciler
 from reconciler.registry.status import StatusStore
 from reconciler.registry.store import LiveTask, Registry
-from reconciler.triggers.scheduler import Scheduler
+from reconciler.runs.scheduler import Scheduler
+from reconciler.taskfiles.model import GlobalDefaults
 
 # Problems that make the daemon unhealthy; empty when healthy.
 HealthCheck = Callable[[], Sequence[str]]

@@ -12,9 +12,9 @@ from typing import Any
 
 from reconciler._core.errors import ConfigError
 from reconciler.api.errors import ApiError, bad_request
-from reconciler.config import hcl
-from reconciler.config.durations import parse_duration
-from reconciler.config.model import (
+from reconciler.taskfiles import hcl
+from reconciler.taskfiles.durations import parse_duration
+from reconciler.taskfiles.model import (
     BufferPeriodConfig,
     CatalogServicesCondition,
     Condition,
@@ -26,7 +26,7 @@ from reconciler.config.model import (
     ServicesInput,
     TaskSpec,
 )
-from reconciler.config.validate import valid_identifier
+from reconciler.taskfiles.validate import valid_identifier
 
 _HINTS = {
     "working_dir": "the working directory cannot be set through the API",

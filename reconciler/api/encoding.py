@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.api.representation import variables_object
-from reconciler.config.durations import format_duration
-from reconciler.config.model import (
+from reconciler.taskfiles.durations import format_duration
+from reconciler.taskfiles.model import (
     CatalogServicesCondition,
     Condition,
     ConsulKVCondition,

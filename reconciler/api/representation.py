@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.config.buffer import EffectiveBuffer, effective_buffer
-from reconciler.config.durations import format_duration
-from reconciler.config.model import (
+from reconciler.taskfiles.buffer import EffectiveBuffer, effective_buffer
+from reconciler.taskfiles.durations import format_duration
+from reconciler.taskfiles.model import (
     CatalogServicesCondition,
     ConsulKVCondition,
     ConsulKVInput,
@@ -22,7 +22,7 @@ from reconciler.config.model import (
     ServicesInput,
     TaskSpec,
 )
-from reconciler.config.write import render_key, render_string, render_value
+from reconciler.taskfiles.write import render_key, render_string, render_value
 
 JSON = dict[str, Any]
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from reconciler.config.validate import MAX_NAME_BYTES
 from reconciler.registry.status import KEEP, STATUSES
+from reconciler.taskfiles.validate import MAX_NAME_BYTES
 
 Schema = dict[str, Any]
 

@@ -9,7 +9,7 @@ longer says which spelling was used.
 
 from __future__ import annotations
 
-from reconciler.config.hcl import Block, Value
+from reconciler.taskfiles.hcl import Block, Value
 
 _NOTES = "https://consul.io/docs/nia/release-notes/0-5-0"
 

@@ -321,10 +321,10 @@ async def _migration_report(settings: Settings, planned: Sequence[PlannedTask]) 
     """Print what the first start does with each task; True when CTS left state that
     this daemon would not use."""
     from reconciler.cli.migration import report_task, state_policy
+    from reconciler.consul.client import ConsulClient
+    from reconciler.consul.connection import ConsulConfigError, client_config
+    from reconciler.consul.kv import ConsulKV
     from reconciler.runner.workspace import Workspaces
-    from reconciler.triggers.consul.client import ConsulClient
-    from reconciler.triggers.consul.config import ConsulConfigError, client_config
-    from reconciler.triggers.consul.kv import ConsulKV
 
     workspaces = Workspaces(
         settings.working_dir,
@@ -397,7 +397,7 @@ def _check_files(
 ) -> tuple[list[PlannedTask], bool]:
     """Print the problems of every file in `update`; (tasks defined, any problem)."""
     from reconciler.cli.migration import PlannedTask
-    from reconciler.config.load import load_task_file
+    from reconciler.taskfiles.load import load_task_file
 
     tasks: list[PlannedTask] = []
     failed = False

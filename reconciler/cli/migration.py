@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.config.model import TaskSpec
 from reconciler.runner.state import (
     KVReader,
     NoConsulError,
@@ -32,6 +31,7 @@ from reconciler.runner.workspace import Workspaces
 from reconciler.settings.model import Settings
 from reconciler.settings.resolve import default_backend
 from reconciler.settings.templates import Env, Key, Node, WithSecret, parse, strings_in
+from reconciler.taskfiles.model import TaskSpec
 
 
 @dataclass(frozen=True)

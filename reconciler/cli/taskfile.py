@@ -23,9 +23,9 @@ from typing import Any
 from reconciler._core.errors import ConfigError
 from reconciler.api.encoding import task_request
 from reconciler.cli.deprecations import deprecation_messages
-from reconciler.config.load import load_task_file, parse_task_source
-from reconciler.config.model import TaskSpec
 from reconciler.runner.workspace import WorkspaceError, is_local_module, task_variables
+from reconciler.taskfiles.load import load_task_file, parse_task_source
+from reconciler.taskfiles.model import TaskSpec
 
 
 class TaskFileError(Exception):

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from reconciler.config.model import TaskSpec
 from reconciler.runner.workspace import is_local_module
 from reconciler.settings.model import ApiTasks
+from reconciler.taskfiles.model import TaskSpec
 
 
 @dataclass(frozen=True)

@@ -34,14 +34,14 @@ from reconciler.commands.errors import (
     TaskNotFoundError,
 )
 from reconciler.commands.policy import ApiTaskPolicy
-from reconciler.config.model import TaskSpec
-from reconciler.config.validate import validate_task
 from reconciler.reconcile.engine import Reconciler
 from reconciler.reconcile.writeback import WriteBack
 from reconciler.registry.status import Event, StatusStore
 from reconciler.registry.store import LiveTask, Registry
 from reconciler.runner.driver import Plan
-from reconciler.triggers.scheduler import Scheduler, TaskBusyError
+from reconciler.runs.scheduler import Scheduler, TaskBusyError
+from reconciler.taskfiles.model import TaskSpec
+from reconciler.taskfiles.validate import validate_task
 
 log = logging.getLogger(__name__)
 

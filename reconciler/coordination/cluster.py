@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 from reconciler.coordination.etcd import Etcd, EtcdError, KeyValue
 from reconciler.coordination.shards import owner
+from reconciler.runs.queue import Claim
 from reconciler.settings.model import SECOND, HighAvailability
-from reconciler.triggers.queue import Claim
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,10 @@ from reconciler._core.errors import ConfigError, Problem, SourceError
 from reconciler._core.metrics import NULL, Recorder
 from reconciler.commands import Gate, TaskCommands
 from reconciler.commands.policy import ApiTaskPolicy
-from reconciler.config.load import gc_paused
-from reconciler.config.model import GlobalDefaults, TaskSpec
+from reconciler.consul.connection import ConsulConfigError
+from reconciler.consul.kv import ConsulKV
+from reconciler.consul.validate import scope_problem
+from reconciler.daemon.consul import ConsulTrigger
 from reconciler.reconcile.cache import ParseCache
 from reconciler.reconcile.configtasks import ConfigTasks
 from reconciler.reconcile.engine import Reconciler
@@ -45,20 +47,18 @@ from reconciler.runner.templates import ProviderTemplates
 from reconciler.runner.terraform import Terraform
 from reconciler.runner.vault import VaultClient
 from reconciler.runner.workspace import Workspaces
+from reconciler.runs.execute import exponential_backoff
+from reconciler.runs.scheduler import Scheduler
 from reconciler.settings import Settings, global_defaults
 from reconciler.settings.model import CONSUL_DEFAULT, ApiTasks, ConfiguredTask, Service
 from reconciler.settings.model import DirectorySource as DirectorySettings
 from reconciler.sources.base import RootedFiles, Source
 from reconciler.sources.directory import DirectorySource
+from reconciler.taskfiles.load import gc_paused
+from reconciler.taskfiles.model import GlobalDefaults, TaskSpec
 from reconciler.triggers.buffer import BufferedSource, buffered
-from reconciler.triggers.consul.config import ConsulConfigError
-from reconciler.triggers.consul.kv import ConsulKV
-from reconciler.triggers.consul.source import NoConsulSource
-from reconciler.triggers.consul.trigger import ConsulTrigger
-from reconciler.triggers.consul.validate import scope_problem
-from reconciler.triggers.execute import exponential_backoff
+from reconciler.triggers.consul import NoConsulSource
 from reconciler.triggers.schedule import CronSource
-from reconciler.triggers.scheduler import Scheduler
 from reconciler.triggers.sources import TriggerSource
 
 log = logging.getLogger(__name__)

@@ -47,9 +47,9 @@ from reconciler.registry.store import Registry
 from reconciler.runner.driver import Driver
 from reconciler.runner.process import ProcessRunner
 from reconciler.runner.terraform import Terraform
+from reconciler.runs.scheduler import Scheduler
 from reconciler.settings import TLS, Settings, global_defaults, load_settings
 from reconciler.settings.model import TerraformDriver
-from reconciler.triggers.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,6 @@ import orjson
 
 from reconciler import __version__
 from reconciler._core.fsutil import atomic_write, private_dir
-from reconciler.config.load import gc_paused, load_task_file
-from reconciler.config.tasks import DecodedFile
 from reconciler.reconcile.cachecodec import (
     SCHEMA,
     CacheFormatError,
@@ -36,6 +34,8 @@ from reconciler.reconcile.cachecodec import (
     decode_file,
     encode_file,
 )
+from reconciler.taskfiles.load import gc_paused, load_task_file
+from reconciler.taskfiles.tasks import DecodedFile
 
 log = logging.getLogger(__name__)
 

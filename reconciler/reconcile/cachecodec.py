@@ -21,7 +21,7 @@ import typing
 from collections.abc import Callable
 from typing import Any, Literal, Union
 
-from reconciler.config.tasks import DecodedFile
+from reconciler.taskfiles.tasks import DecodedFile
 
 Encode = Callable[[Any], Any]
 Decode = Callable[[Any], Any]

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from reconciler._core.errors import SourceError
-from reconciler.config.tasks import DecodedFile, DecodedTask
 from reconciler.reconcile.overrides import Override, OverrideStore, definition_digest, now
 from reconciler.settings.model import ConfiguredTask
 from reconciler.sources.base import FileChange, FileContent, SourceUpdate
+from reconciler.taskfiles.tasks import DecodedFile, DecodedTask
 
 # Parsed content of an update: path -> decoded file (None: the file is gone).
 Parsed = dict[str, DecodedFile | None]

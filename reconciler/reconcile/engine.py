@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler.config.model import Provenance
-from reconciler.config.tasks import DecodedFile, DecodedTask
 from reconciler.reconcile.cache import ParseCache
 from reconciler.registry.store import LiveTask, Registry, RegistryChange
 from reconciler.sources.base import SourceUpdate
+from reconciler.taskfiles.model import Provenance
+from reconciler.taskfiles.tasks import DecodedFile, DecodedTask
 
 log = logging.getLogger(__name__)
 

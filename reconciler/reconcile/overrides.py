@@ -22,7 +22,7 @@ from pathlib import Path
 import orjson
 
 from reconciler._core.fsutil import atomic_write
-from reconciler.config.model import TaskSpec
+from reconciler.taskfiles.model import TaskSpec
 
 log = logging.getLogger("reconciler.overrides")
 

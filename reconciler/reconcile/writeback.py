@@ -21,16 +21,16 @@ from reconciler._core.errors import (
     ReadOnlySourceError,
     ReconcilerError,
 )
-from reconciler.config import edit
-from reconciler.config.model import TaskSpec
-from reconciler.config.validate import name_problem
-from reconciler.config.write import checked_render
 from reconciler.reconcile.configtasks import CONFIG_SOURCE, ConfigTasks
 from reconciler.reconcile.engine import FileEntry, Reconciler
 from reconciler.reconcile.loop import SourceLoop
 from reconciler.reconcile.overrides import Override
 from reconciler.registry.store import LiveTask
 from reconciler.sources.base import FileChange, LocalFiles
+from reconciler.taskfiles import edit
+from reconciler.taskfiles.model import TaskSpec
+from reconciler.taskfiles.validate import name_problem
+from reconciler.taskfiles.write import checked_render
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

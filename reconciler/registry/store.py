@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from reconciler.config.model import Provenance, TaskSpec
+from reconciler.taskfiles.model import Provenance, TaskSpec
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ data that fill the `services`, `catalog_services` and `consul_kv` variables (cts
 4.3).
 
 A `Catalog` answers the queries a task's condition and module_input blocks describe:
-Consul (reconciler.triggers.consul.catalog, from the watchers' latest answers), the
+Consul (reconciler.consul.catalog, from the watchers' latest answers), the
 embedded catalog through the same code, or `EmptyCatalog` where no Consul is wired in (a
 core without one, in tests), which answers every query with nothing.
 
@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from reconciler._core.errors import ReconcilerError
-from reconciler.config.model import (
+from reconciler.settings.model import Service
+from reconciler.taskfiles.model import (
     CatalogServicesCondition,
     ConsulKVCondition,
     ConsulKVInput,
@@ -27,7 +28,6 @@ from reconciler.config.model import (
     ServicesInput,
     TaskSpec,
 )
-from reconciler.settings.model import Service
 
 ServicesQuery = ServicesCondition | ServicesInput
 KVQuery = ConsulKVCondition | ConsulKVInput

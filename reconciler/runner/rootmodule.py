@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.config.write import (
+from reconciler.runner.inputs import ModuleInputs, ServiceInstance
+from reconciler.taskfiles.write import (
     INDENT,
     aligned_attributes,
     render_argument_name,
@@ -24,7 +25,6 @@ from reconciler.config.write import (
     render_string,
     render_value,
 )
-from reconciler.runner.inputs import ModuleInputs, ServiceInstance
 
 REQUIRED_VERSION = ">= 0.13.0"
 

@@ -41,13 +41,13 @@ import httpx2
 
 from reconciler._core.errors import ReconcilerError
 from reconciler._core.goclient import client_ssl_context, keepalive_options
-from reconciler.config.durations import format_duration
 from reconciler.settings.vault import (
     VaultBase,
     VaultConfigError,
     VaultSettings,
     vault_base,
 )
+from reconciler.taskfiles.durations import format_duration
 
 log = logging.getLogger("reconciler.vault")
 

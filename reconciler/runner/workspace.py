@@ -29,13 +29,13 @@ from typing import Any
 
 from reconciler._core.errors import ConfigError, ReconcilerError
 from reconciler._core.fsutil import TEMP_PREFIX, private_dir
-from reconciler.config import hcl
-from reconciler.config.model import TaskSpec
 from reconciler.runner import rootmodule
 from reconciler.runner.inputs import ModuleInputs, declared_inputs
 from reconciler.runner.state import KVReader, Placement, StatePolicy, describe, place
 from reconciler.runner.templates import ProviderTemplates, RenderedProvider, scrub
 from reconciler.settings.model import TerraformDriver, TerraformProvider
+from reconciler.taskfiles import hcl
+from reconciler.taskfiles.model import TaskSpec
 
 log = logging.getLogger("reconciler.state")
 

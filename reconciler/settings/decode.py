@@ -5,9 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from reconciler._core.errors import Location, Problem
-from reconciler.config.decode import BodyReader
-from reconciler.config.hcl import Block, Body
-from reconciler.config.tasks import decode_tasks
 from reconciler.settings.files import ConfigFile
 from reconciler.settings.model import ConfiguredTask, Service, Source, TerraformProvider
 from reconciler.settings.partial import Partial, body_to_dict, decode_block
@@ -16,6 +13,9 @@ from reconciler.settings.schema import SERVICE, TOP
 from reconciler.settings.sources import decode_source
 from reconciler.settings.templates import TemplateSyntaxError, has_template, strings_in
 from reconciler.settings.templates import parse as parse_template
+from reconciler.taskfiles.decode import BodyReader
+from reconciler.taskfiles.hcl import Block, Body
+from reconciler.taskfiles.tasks import decode_tasks
 
 SERVICE_DEPRECATED = (
     "the 'service' block is deprecated (CTS 0.5.0): list the services in the task's "

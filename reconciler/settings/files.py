@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler._core.errors import ConfigError, Location, Problem
-from reconciler.config.hcl import Body, parse
-from reconciler.config.jsonsyntax import parse_json
-from reconciler.config.load import MAX_TASK_FILE_BYTES
 from reconciler.settings.schema import CONFIG_JSON_SCHEMA
+from reconciler.taskfiles.hcl import Body, parse
+from reconciler.taskfiles.jsonsyntax import parse_json
+from reconciler.taskfiles.load import MAX_TASK_FILE_BYTES
 
 EXTENSIONS = (".hcl", ".json")
 

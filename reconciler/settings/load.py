@@ -9,7 +9,6 @@ from pathlib import Path
 
 from reconciler._core.errors import ConfigError, Location, Problem
 from reconciler._core.hosts import is_loopback
-from reconciler.config.model import GlobalDefaults
 from reconciler.settings import resolve as r
 from reconciler.settings.decode import DecodedFile, decode_file
 from reconciler.settings.files import find_config_files, parse_config_file
@@ -18,6 +17,7 @@ from reconciler.settings.partial import Partial, merge
 from reconciler.settings.schema import TOP
 from reconciler.settings.sources import duplicate_sources
 from reconciler.settings.unsupported import unsupported_settings
+from reconciler.taskfiles.model import GlobalDefaults
 
 
 def load_settings(

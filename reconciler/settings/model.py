@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from reconciler._core.errors import Location, Problem
-from reconciler.config.model import TaskSpec
 from reconciler.settings.vault import VaultSettings
+from reconciler.taskfiles.model import TaskSpec
 
 SECOND = 1_000_000_000
 
@@ -84,7 +84,7 @@ class ConsulTransport:
     tls_handshake_timeout: int = 10 * SECOND
     # Not in CTS: the most connections held to Consul at once; 0 = no cap (one per
     # long poll, as CTS). Above it, services are watched through Consul's cluster-wide
-    # indexes (triggers/consul/feed.py).
+    # indexes (consul/feed.py).
     max_conns_per_host: int = 64
 
 

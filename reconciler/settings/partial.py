@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from reconciler._core.errors import Location
-from reconciler.config.decode import BodyReader, type_name
-from reconciler.config.hcl import Block
 from reconciler.settings.schema import BlockSpec, Kind
+from reconciler.taskfiles.decode import BodyReader, type_name
+from reconciler.taskfiles.hcl import Block
 
 _TRUE = frozenset({"1", "t", "T", "true", "TRUE", "True"})
 _FALSE = frozenset({"0", "f", "F", "false", "FALSE", "False"})

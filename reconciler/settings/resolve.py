@@ -14,7 +14,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from reconciler._core.errors import Location, Problem
-from reconciler.config.tasks import task_where
 from reconciler.settings.model import (
     BACKEND_TYPES,
     CONSUL_BLOCK,
@@ -49,6 +48,7 @@ from reconciler.settings.partial import Partial
 from reconciler.settings.templates import strings_in
 from reconciler.settings.tls import TLSFileError, missing_files, server_context
 from reconciler.settings.vault import VaultConfigError, VaultSettings, vault_settings
+from reconciler.taskfiles.tasks import task_where
 
 _ENV_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\*?")
 _SEMVER = re.compile(r"v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?")

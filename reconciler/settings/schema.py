@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from reconciler.config.jsonsyntax import Schema
-from reconciler.config.load import TASK_FILE_SCHEMA
+from reconciler.taskfiles.jsonsyntax import Schema
+from reconciler.taskfiles.load import TASK_FILE_SCHEMA
 
 
 class Kind(Enum):

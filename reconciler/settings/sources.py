@@ -6,8 +6,6 @@ import re
 from pathlib import Path, PurePosixPath
 
 from reconciler._core.errors import Location, Problem
-from reconciler.config.decode import BodyReader
-from reconciler.config.hcl import Block
 from reconciler.settings.model import (
     SOURCE_TYPES,
     DirectorySource,
@@ -17,6 +15,8 @@ from reconciler.settings.model import (
 )
 from reconciler.settings.partial import Partial, decode_block
 from reconciler.settings.schema import SOURCES
+from reconciler.taskfiles.decode import BodyReader
+from reconciler.taskfiles.hcl import Block
 
 _COMMIT = re.compile(r"[0-9a-fA-F]{7,64}")
 _SCP_LIKE = re.compile(r"^[^/]+:")  # user@host:repo.git

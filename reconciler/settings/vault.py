@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from reconciler._core.errors import ReconcilerError
 from reconciler._core.goclient import go_proxy
-from reconciler.config.durations import parse_duration
+from reconciler.taskfiles.durations import parse_duration
 
 # Vault's Go client (api.DefaultConfig): the address when none is given, the time one
 # request may take (retries included), and how often a failed request is retried.

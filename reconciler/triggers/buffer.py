@@ -1,7 +1,7 @@
 """Buffer periods: a trigger source wrapped around another, holding its triggers back until
 they settle (hcat buffer_period.go, cts-spec 6).
 
-Per task, with the period the task gets after inheritance (reconciler.config.buffer):
+Per task, with the period the task gets after inheritance (reconciler.taskfiles.buffer):
 
 - the first trigger starts a timer for `min` and sets a deadline of now + `max`;
 - each further trigger restarts the timer for `min`, but never past the deadline;
@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from reconciler.config.buffer import EffectiveBuffer, effective_buffer
-from reconciler.config.durations import format_duration
-from reconciler.config.model import GlobalDefaults, TaskSpec
 from reconciler.registry.store import LiveTask
+from reconciler.taskfiles.buffer import EffectiveBuffer, effective_buffer
+from reconciler.taskfiles.durations import format_duration
+from reconciler.taskfiles.model import GlobalDefaults, TaskSpec
 from reconciler.triggers.sources import Fire, ReportError, Trigger, TriggerSource
 
-log = logging.getLogger("reconciler.triggers.scheduler")
+log = logging.getLogger("reconciler.runs.scheduler")
 
 NS = 1e9
 

@@ -1,6 +1,6 @@
 """`condition "schedule"`: the cron trigger source, firing in local time as CTS does.
 
-The expression is read by reconciler.config.cron, the same code that validated it, so a
+The expression is read by reconciler.taskfiles.cron, the same code that validated it, so a
 schedule that validates runs. Should one still find no next time (a year that is over),
 the task gets an error in its status instead of a log line nobody reads.
 """
@@ -12,9 +12,9 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
-from reconciler.config.cron import cron_iterator, next_fire
-from reconciler.config.model import ScheduleCondition, TaskSpec
 from reconciler.registry.store import LiveTask
+from reconciler.taskfiles.cron import cron_iterator, next_fire
+from reconciler.taskfiles.model import ScheduleCondition, TaskSpec
 from reconciler.triggers.sources import Fire, ReportError, Trigger
 
 log = logging.getLogger(__name__)

@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from reconciler.config.model import TaskSpec
 from reconciler.registry.store import LiveTask
 from reconciler.runner.inputs import ModuleInputs
+from reconciler.taskfiles.model import TaskSpec
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import pytest
 from apikit import JSON_HEADERS, SECOND, assert_error, assert_matches, running_core
 from runfakes import FakeDriver
 
-from reconciler.config.model import GlobalDefaults
+from reconciler.taskfiles.model import GlobalDefaults
 
 pytestmark = pytest.mark.anyio
 

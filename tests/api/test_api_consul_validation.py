@@ -11,8 +11,8 @@ from apikit import Core, assert_error, running_core
 from consulfake import FakeConsul
 from runfakes import FakeDriver
 
+from reconciler.daemon.consul import ConsulTrigger
 from reconciler.settings.model import Consul
-from reconciler.triggers.consul.trigger import ConsulTrigger
 
 pytestmark = pytest.mark.anyio
 

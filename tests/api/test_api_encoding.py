@@ -15,7 +15,7 @@ from test_write import task_specs
 
 from reconciler.api.decoding import decode_task_request
 from reconciler.api.encoding import task_request
-from reconciler.config.model import BufferPeriodConfig, ScheduleCondition, TaskSpec
+from reconciler.taskfiles.model import BufferPeriodConfig, ScheduleCondition, TaskSpec
 
 
 @settings(max_examples=300, deadline=None)

@@ -18,7 +18,7 @@ from reconciler.api.representation import (
     hcl_literal,
     task_object,
 )
-from reconciler.config.model import (
+from reconciler.taskfiles.model import (
     BufferPeriodConfig,
     CatalogServicesCondition,
     ConsulKVCondition,

@@ -15,10 +15,10 @@ from test_write import task_specs
 from reconciler.api.decoding import decode_task_request
 from reconciler.api.representation import task_object
 from reconciler.commands.service import validation_message
-from reconciler.config.load import load_task_file
-from reconciler.config.model import GlobalDefaults, TaskSpec
-from reconciler.config.validate import validate_task
-from reconciler.config.write import checked_render
+from reconciler.taskfiles.load import load_task_file
+from reconciler.taskfiles.model import GlobalDefaults, TaskSpec
+from reconciler.taskfiles.validate import validate_task
+from reconciler.taskfiles.write import checked_render
 
 DEFAULTS = GlobalDefaults()
 

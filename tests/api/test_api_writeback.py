@@ -11,8 +11,8 @@ from apikit import Core, assert_error, running_core
 from helpers import async_wait_for, write_atomic
 
 from reconciler.api.representation import task_object
-from reconciler.config.load import load_task_file
-from reconciler.config.model import (
+from reconciler.taskfiles.load import load_task_file
+from reconciler.taskfiles.model import (
     BufferPeriodConfig,
     ConsulKVInput,
     GlobalDefaults,

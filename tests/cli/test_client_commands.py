@@ -20,7 +20,7 @@ from clikit import json_of, ok, run_cli
 from helpers import wait_for
 from serverkit import daemon_process, wait_listening
 
-from reconciler.config.load import load_task_file
+from reconciler.taskfiles.load import load_task_file
 
 TOKEN = "cli-test-token"
 MODULES = Path(__file__).resolve().parents[1] / "fixtures" / "modules"

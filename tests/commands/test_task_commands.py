@@ -30,8 +30,8 @@ from reconciler.reconcile.writeback import DuplicateTaskError, ReadOnlySourceErr
 from reconciler.registry.status import StatusStore
 from reconciler.runner.driver import ModuleError, RunError
 from reconciler.runner.workspace import Workspaces
+from reconciler.runs.requests import TaskBusyError, TaskGoneError
 from reconciler.sources.directory import DirectorySource
-from reconciler.triggers.requests import TaskBusyError, TaskGoneError
 
 pytestmark = pytest.mark.anyio
 

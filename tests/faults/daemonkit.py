@@ -23,7 +23,7 @@ from helpers import wait_for
 from test_daemon_process import free_port
 
 from reconciler._core.fsutil import TEMP_PREFIX
-from reconciler.config.load import load_task_file
+from reconciler.taskfiles.load import load_task_file
 
 __all__ = ["Daemon", "free_port", "running", "task_files", "temp_files"]
 

@@ -26,9 +26,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from reconciler._core.errors import ConfigError, Problem
-from reconciler.config.load import MAX_TASK_FILE_BYTES, load_task_file
-from reconciler.config.tasks import DecodedFile
 from reconciler.settings import load_settings
+from reconciler.taskfiles.load import MAX_TASK_FILE_BYTES, load_task_file
+from reconciler.taskfiles.tasks import DecodedFile
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 GUARD_S = 10
@@ -365,7 +365,7 @@ _REGEX_ALPHABET = "ab-z09()[]{}*+?|^$\\.,:=!<>PLdswbz"
 def test_any_regexp_compiles_or_is_refused_and_matches_any_name(pattern: str, name: str) -> None:
     """A pattern is RE2's to judge: either refused with a reason, or matched against any
     service name (the hostile ones among them) without an exception."""
-    from reconciler.config.goregexp import RegexpError, compile_regexp
+    from reconciler.taskfiles.goregexp import RegexpError, compile_regexp
 
     try:
         compiled = compile_regexp(pattern)

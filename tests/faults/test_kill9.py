@@ -27,7 +27,7 @@ from helpers import task_hcl, wait_for, without_consul
 from test_git_support import Remote, git
 
 from reconciler._core.fsutil import TEMP_PREFIX
-from reconciler.config.load import load_task_file
+from reconciler.taskfiles.load import load_task_file
 
 WRITES = 200
 KILLS = 4

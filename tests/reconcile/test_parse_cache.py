@@ -16,12 +16,12 @@ import orjson
 import pytest
 from helpers import task_hcl
 
-from reconciler.config.load import load_task_file
 from reconciler.reconcile.cache import ParseCache
 from reconciler.reconcile.engine import Reconciler
 from reconciler.registry.store import Registry
 from reconciler.sources.base import content_digest
 from reconciler.sources.directory import DirectorySource
+from reconciler.taskfiles.load import load_task_file
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "tasks"
 

@@ -10,9 +10,9 @@ import pytest
 from apikit import running_core
 from helpers import async_wait_for, task_hcl
 
-from reconciler.config import load
-from reconciler.config.hcl import Block
-from reconciler.config.tasks import DecodedFile
+from reconciler.taskfiles import load
+from reconciler.taskfiles.hcl import Block
+from reconciler.taskfiles.tasks import DecodedFile
 
 pytestmark = pytest.mark.anyio
 
@@ -32,7 +32,7 @@ async def test_a_reader_failure_is_the_files_problem(
     root.mkdir()
     (root / "boom.hcl").write_text(task_hcl("bad"))
     (root / "good.hcl").write_text(task_hcl("good"))
-    with caplog.at_level(logging.ERROR, logger="reconciler.config.load"):
+    with caplog.at_level(logging.ERROR, logger="reconciler.taskfiles.load"):
         async with running_core(root) as core:
             assert set(core.specs()) == {"good"}
             [problem] = core.reconciler.problems()["tasks/boom.hcl"]

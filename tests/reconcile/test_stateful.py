@@ -17,13 +17,13 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from reconciler.config.load import load_task_file
-from reconciler.config.model import TaskSpec
 from reconciler.reconcile.engine import Reconciler
 from reconciler.reconcile.loop import SourceLoop
 from reconciler.registry.store import Registry
 from reconciler.sources.base import content_digest
 from reconciler.sources.directory import DirectorySource
+from reconciler.taskfiles.load import load_task_file
+from reconciler.taskfiles.model import TaskSpec
 
 FILES = ["a.hcl", "b.hcl", "sub/c.hcl", "d.json", "sub/deep/e.hcl"]
 CORRUPT = ['task {\n  name = "x"\n', "\x00\x01binary", 'task {\n  name = "bad"\n}\n', ""]

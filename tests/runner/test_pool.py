@@ -19,7 +19,6 @@ import pytest
 from helpers import async_wait_for, task_hcl
 
 from reconciler._core.lanes import Lanes
-from reconciler.config.load import load_task_file
 from reconciler.runner.driver import Priority, RunError
 from reconciler.runner.inputs import ModuleInputs
 from reconciler.runner.pool import WorkerPool
@@ -27,6 +26,7 @@ from reconciler.runner.process import ProcessRunner, child_environment
 from reconciler.runner.terraform import Terraform
 from reconciler.runner.workspace import Workspaces
 from reconciler.settings.model import TerraformDriver
+from reconciler.taskfiles.load import load_task_file
 
 pytestmark = pytest.mark.anyio
 

@@ -14,12 +14,6 @@ from pathlib import Path
 import pytest
 from runfakes import spec
 
-from reconciler.config.model import (
-    CatalogServicesCondition,
-    ConsulKVInput,
-    ScheduleCondition,
-    ServicesCondition,
-)
 from reconciler.runner.inputs import ModuleInputs, ServiceInstance, gather_inputs
 from reconciler.runner.rootmodule import (
     ProviderConfig,
@@ -34,6 +28,12 @@ from reconciler.runner.rootmodule import (
 )
 from reconciler.runner.workspace import Workspaces, module_source
 from reconciler.settings.model import TerraformDriver, TerraformProvider
+from reconciler.taskfiles.model import (
+    CatalogServicesCondition,
+    ConsulKVInput,
+    ScheduleCondition,
+    ServicesCondition,
+)
 
 GOLDEN = Path(__file__).parent.parent / "fixtures" / "golden"
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from reconciler._core.errors import ConfigError, Location
-from reconciler.config.model import GlobalDefaults, ServicesCondition
 from reconciler.settings import (
     TLS,
     BufferPeriod,
@@ -30,6 +29,7 @@ from reconciler.settings import (
     global_defaults,
     load_settings,
 )
+from reconciler.taskfiles.model import GlobalDefaults, ServicesCondition
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "settings"
 S = 1_000_000_000

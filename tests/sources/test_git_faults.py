@@ -20,9 +20,9 @@ from test_git_support import Remote, git, git_core, source, tasks
 
 from reconciler._core.errors import SourceError
 from reconciler.api.status import source_problems
-from reconciler.config.model import ServicesCondition, TaskSpec
 from reconciler.sources.base import FileChange
 from reconciler.sources.git import GitOptions, GitSource, git_environment
+from reconciler.taskfiles.model import ServicesCondition, TaskSpec
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,6 @@ from typing import Any
 from helpers import task_hcl
 
 from reconciler.commands import TaskCommands
-from reconciler.config.model import TaskSpec
 from reconciler.daemon.core import Core as DaemonCore
 from reconciler.daemon.core import SourcePlan
 from reconciler.reconcile.engine import Reconciler
@@ -25,6 +24,7 @@ from reconciler.reconcile.loop import SourceLoop
 from reconciler.reconcile.writeback import WriteBack
 from reconciler.registry.store import Registry
 from reconciler.sources.git import GitOptions, GitSource
+from reconciler.taskfiles.model import TaskSpec
 
 HUMAN_ENV = {
     "GIT_AUTHOR_NAME": "Human",

@@ -11,8 +11,8 @@ from helpers import async_wait_for, task_hcl
 from test_git_support import Remote, git, git_core, source, tasks
 
 from reconciler._core.errors import ConflictError
-from reconciler.config.model import ServicesCondition, TaskSpec
 from reconciler.sources.base import FileChange
+from reconciler.taskfiles.model import ServicesCondition, TaskSpec
 
 
 def spec(name: str) -> TaskSpec:

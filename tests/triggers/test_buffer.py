@@ -10,8 +10,8 @@ import pytest
 from helpers import async_wait_for
 from runfakes import create, live, make_scheduler, spec
 
-from reconciler.config.model import BufferPeriodConfig, GlobalDefaults, TaskSpec
 from reconciler.registry.store import LiveTask, RegistryChange
+from reconciler.taskfiles.model import BufferPeriodConfig, GlobalDefaults, TaskSpec
 from reconciler.triggers.buffer import BufferedSource
 from reconciler.triggers.schedule import CronSource
 from reconciler.triggers.sources import Fire, ReportError, Trigger

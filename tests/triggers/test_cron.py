@@ -6,8 +6,8 @@ from datetime import datetime
 
 import pytest
 
-from reconciler.config.cron import check
-from reconciler.config.load import load_task_file
+from reconciler.taskfiles.cron import check
+from reconciler.taskfiles.load import load_task_file
 from reconciler.triggers.schedule import next_fire
 
 START = datetime(2026, 3, 4, 10, 20, 30).astimezone()  # a Wednesday
