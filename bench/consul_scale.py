@@ -23,7 +23,7 @@ from bench.workspace import Workspace
 from reconciler.consul import ConsulClient, ConsulWatchers, HealthServiceQuery
 from reconciler.consul.connection import client_config
 from reconciler.consul.watchers import Update
-from reconciler.settings.model import Consul
+from reconciler.settings.model import ConsulSettings
 
 SERVER = """
 import asyncio, sys, time
@@ -102,7 +102,7 @@ async def _measure(n: int, changes: int) -> dict[str, float]:
     )
     assert server.stdin is not None and server.stdout is not None
     port = int(server.stdout.readline())
-    config = client_config(Consul(address=f"127.0.0.1:{port}"), wait=300)
+    config = client_config(ConsulSettings(address=f"127.0.0.1:{port}"), wait=300)
     client = ConsulClient(config)
     watchers = ConsulWatchers(client, max_connections=config.max_connections)
     seen: dict[str, float] = {}

@@ -35,7 +35,7 @@ from reconciler.runner.process import ProcessRunner
 from reconciler.runner.terraform import Terraform
 from reconciler.runner.workspace import Workspaces
 from reconciler.runs.scheduler import Scheduler
-from reconciler.settings.model import TerraformDriver
+from reconciler.settings.model import TerraformDriverSettings
 from reconciler.taskfiles.model import Provenance, ServicesCondition, TaskSpec
 
 P99_LIMIT_MS = 50.0
@@ -78,7 +78,7 @@ class Harness:
         self.root = root
         self.spawned: dict[str, list[float]] = {}
         self.processes = ProcessRunner(on_spawn=self._spawned)
-        driver_settings = TerraformDriver(path=terraform_path)
+        driver_settings = TerraformDriverSettings(path=terraform_path)
         self.registry = Registry()
         self.status = StatusStore()
         self.scheduler = Scheduler(

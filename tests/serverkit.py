@@ -32,7 +32,7 @@ from starlette.routing import Route
 from reconciler.api.inputs import read_body
 from reconciler.daemon.httpguard import HttpLimits
 from reconciler.daemon.server import server_config
-from reconciler.settings import TLS
+from reconciler.settings import TLSSettings
 
 T = TypeVar("T")
 
@@ -218,10 +218,10 @@ async def embedded_server(
     app: Callable[..., Any],
     *,
     limits: HttpLimits | None = None,
-    tls: TLS | None = None,
+    tls: TLSSettings | None = None,
 ) -> AsyncIterator[int]:
     """The daemon's server configuration around `app` on a free loopback port; its port."""
-    config = server_config(app, host="127.0.0.1", port=0, tls=tls or TLS(), limits=limits)
+    config = server_config(app, host="127.0.0.1", port=0, tls=tls or TLSSettings(), limits=limits)
     server = _Embedded(config)
     serving = asyncio.create_task(server.serve())
     try:

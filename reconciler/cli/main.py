@@ -29,9 +29,7 @@ from reconciler import __version__
 
 if TYPE_CHECKING:
     from reconciler.cli.migration import PlannedTask
-    from reconciler.settings.model import DirectorySource as DirectorySettings
-    from reconciler.settings.model import GitSource as GitSettings
-    from reconciler.settings.model import Settings
+    from reconciler.settings.model import DirectorySourceSettings, GitSourceSettings, Settings
     from reconciler.sources.base import SourceUpdate
 
 from reconciler.cli.exits import (
@@ -252,7 +250,7 @@ def validate(paths: list[str]) -> int:
     from reconciler._core.errors import ConfigError
     from reconciler.cli.migration import PlannedTask
     from reconciler.settings import load_settings
-    from reconciler.settings.model import DirectorySource
+    from reconciler.settings.model import DirectorySourceSettings
 
     try:
         settings = load_settings(paths)
@@ -268,7 +266,7 @@ def validate(paths: list[str]) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     with contextlib.ExitStack() as clones:
         for src in settings.sources:
-            if isinstance(src, DirectorySource):
+            if isinstance(src, DirectorySourceSettings):
                 result = _validate_directory(src)
             else:
                 result = _validate_git(
@@ -308,12 +306,12 @@ def validate(paths: list[str]) -> int:
 def _implicit_tasks(settings: Settings) -> list[PlannedTask]:
     """The tasks of the implicit directory (no source block), when it exists."""
     from reconciler.daemon.core import implicit_task_directory
-    from reconciler.settings.model import DirectorySource
+    from reconciler.settings.model import DirectorySourceSettings
 
     directory = implicit_task_directory(settings)
     if settings.sources or not directory.is_dir():
         return []
-    result = _validate_directory(DirectorySource(directory))
+    result = _validate_directory(DirectorySourceSettings(directory))
     return result[0] if result is not None else []
 
 
@@ -352,7 +350,7 @@ async def _migration_report(settings: Settings, planned: Sequence[PlannedTask]) 
     return abandons
 
 
-def _validate_directory(src: DirectorySettings) -> tuple[list[PlannedTask], bool] | None:
+def _validate_directory(src: DirectorySourceSettings) -> tuple[list[PlannedTask], bool] | None:
     from reconciler.sources.directory import DirectorySource
 
     directory = DirectorySource(src.path, display_base=Path.cwd())
@@ -364,7 +362,7 @@ def _validate_directory(src: DirectorySettings) -> tuple[list[PlannedTask], bool
     return _check_files(update, directory.display_path, directory.absolute_path)
 
 
-def _validate_git(src: GitSettings, tmp: str) -> tuple[list[PlannedTask], bool] | None:
+def _validate_git(src: GitSourceSettings, tmp: str) -> tuple[list[PlannedTask], bool] | None:
     """Fetch the repository into a temporary clone (in `tmp`, which the caller removes)
     and check its task files there. None when the repository cannot be read."""
     from reconciler._core.errors import SourceError

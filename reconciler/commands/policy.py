@@ -22,13 +22,13 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 from reconciler.runner.workspace import is_local_module
-from reconciler.settings.model import ApiTasks
+from reconciler.settings.model import ApiTasksSettings
 from reconciler.taskfiles.model import TaskSpec
 
 
 @dataclass(frozen=True)
 class ApiTaskPolicy:
-    settings: ApiTasks = field(default_factory=ApiTasks)
+    settings: ApiTasksSettings = field(default_factory=ApiTasksSettings)
     # The default's roots: the task sources' directories (as they are now: a reload may
     # change them) and the configuration's directory.
     source_roots: Callable[[], Sequence[Path]] = tuple

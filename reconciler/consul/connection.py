@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import httpx2
 
 from reconciler._core.goclient import client_ssl_context, go_proxy, keepalive_options
-from reconciler.settings.model import SECOND, Consul
+from reconciler.settings.model import SECOND, ConsulSettings
 
 # Consul's default blocking wait when the client sends none (CTS sends none); the server
 # adds up to wait/16 of jitter (consul-client.md section 2).
@@ -77,7 +77,7 @@ def _seconds(ns: int) -> float:
     return ns / SECOND
 
 
-def client_config(consul: Consul, *, wait: float = DEFAULT_WAIT) -> ClientConfig:
+def client_config(consul: ConsulSettings, *, wait: float = DEFAULT_WAIT) -> ClientConfig:
     """Resolve the `consul` block into a ClientConfig."""
     address = consul.address.strip().rstrip("/")
     tls = consul.tls.enabled

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from reconciler.coordination.etcd import Etcd, EtcdError, KeyValue
 from reconciler.coordination.shards import owner
 from reconciler.runs.queue import Claim
-from reconciler.settings.model import SECOND, HighAvailability
+from reconciler.settings.model import SECOND, HighAvailabilitySettings
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def _read(kv: KeyValue) -> tuple[str, str]:
 class Cluster:
     def __init__(
         self,
-        settings: HighAvailability,
+        settings: HighAvailabilitySettings,
         member_id: str,
         *,
         etcd: Etcd | None = None,

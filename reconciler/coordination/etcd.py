@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx2
 
-from reconciler.settings.model import EtcdTLS
+from reconciler.settings.model import EtcdTLSSettings
 
 
 class EtcdError(Exception):
@@ -55,7 +55,7 @@ def _kv(raw: dict[str, Any]) -> KeyValue:
     )
 
 
-def _tls_context(tls: EtcdTLS) -> ssl.SSLContext:
+def _tls_context(tls: EtcdTLSSettings) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(tls.ca_cert) if tls.ca_cert else None)
     if tls.cert is not None and tls.key is not None:
         context.load_cert_chain(str(tls.cert), str(tls.key))
@@ -64,7 +64,7 @@ def _tls_context(tls: EtcdTLS) -> ssl.SSLContext:
 
 class Etcd:
     def __init__(
-        self, endpoints: Sequence[str], *, tls: EtcdTLS | None = None, timeout: float = 5.0
+        self, endpoints: Sequence[str], *, tls: EtcdTLSSettings | None = None, timeout: float = 5.0
     ) -> None:
         if not endpoints:
             raise ValueError("at least one etcd endpoint")

@@ -18,7 +18,7 @@ from reconciler.consul.embedded import DirectoryCatalog
 from reconciler.consul.leader import LeaderState, LeaderStatus, LeaderWait
 from reconciler.consul.registration import SelfRegistration
 from reconciler.consul.watchers import ConsulWatchers
-from reconciler.settings.model import Consul, Service, Settings
+from reconciler.settings.model import ConsulSettings, ServiceSettings, Settings
 from reconciler.triggers.consul import ConsulSource
 
 
@@ -33,7 +33,7 @@ class ConsulTrigger:
         registration: SelfRegistration | None = None,
         max_connections: int | None = None,
         on_demand: bool = False,
-        service_blocks: Sequence[Service] = (),
+        service_blocks: Sequence[ServiceSettings] = (),
     ) -> None:
         """`watch`: build the trigger source (off for the one-shot modes, which read the
         catalog but react to nothing). `client` / `directory`: the backend behind `api`,
@@ -61,12 +61,12 @@ class ConsulTrigger:
     @classmethod
     def from_settings(
         cls,
-        consul: Consul,
+        consul: ConsulSettings,
         *,
         watch: bool = True,
         register: Settings | None = None,
         on_demand: bool = False,
-        service_blocks: Sequence[Service] = (),
+        service_blocks: Sequence[ServiceSettings] = (),
     ) -> ConsulTrigger:
         """Raises ConsulConfigError for a block that cannot make a client. `register`:
         the daemon's settings, to register it as a service (when its
@@ -88,7 +88,7 @@ class ConsulTrigger:
 
     @classmethod
     def from_directory(
-        cls, path: Path, *, watch: bool = True, service_blocks: Sequence[Service] = ()
+        cls, path: Path, *, watch: bool = True, service_blocks: Sequence[ServiceSettings] = ()
     ) -> ConsulTrigger:
         catalog = DirectoryCatalog(path)
         return cls(catalog, watch=watch, directory=catalog, service_blocks=service_blocks)

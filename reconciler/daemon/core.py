@@ -50,8 +50,13 @@ from reconciler.runner.workspace import Workspaces
 from reconciler.runs.execute import exponential_backoff
 from reconciler.runs.scheduler import Scheduler
 from reconciler.settings import Settings, global_defaults
-from reconciler.settings.model import CONSUL_DEFAULT, ApiTasks, ConfiguredTask, Service
-from reconciler.settings.model import DirectorySource as DirectorySettings
+from reconciler.settings.model import (
+    CONSUL_DEFAULT,
+    ApiTasksSettings,
+    ConfiguredTask,
+    DirectorySourceSettings,
+    ServiceSettings,
+)
 from reconciler.sources.base import RootedFiles, Source
 from reconciler.sources.directory import DirectorySource
 from reconciler.taskfiles.load import gc_paused
@@ -95,7 +100,7 @@ class RunPlan:
     defaults: GlobalDefaults = field(default_factory=GlobalDefaults)  # inherited buffer period
     apply_on_start: str = "changed"
     recorder: Recorder = NULL  # run metrics
-    service_blocks: Sequence[Service] = ()  # the deprecated service blocks
+    service_blocks: Sequence[ServiceSettings] = ()  # the deprecated service blocks
 
 
 class Core:
@@ -108,7 +113,7 @@ class Core:
         gate: Gate | None = None,
         term: Callable[[], int] = lambda: 0,
         overrides: OverrideStore | None = None,
-        api_tasks: ApiTasks | None = None,
+        api_tasks: ApiTasksSettings | None = None,
         config_dir: Path | None = None,
     ) -> None:
         """`term`: the leader's term that write-back commits record (high availability).
@@ -389,7 +394,7 @@ def source_plans(settings: Settings, taken: Iterable[str] = ()) -> list[SourcePl
     plans: list[SourcePlan] = []
     names = set(taken)
     for src in settings.sources:
-        if isinstance(src, DirectorySettings):
+        if isinstance(src, DirectorySourceSettings):
             name = _unique("directory", names)
             plans.append(
                 SourcePlan(

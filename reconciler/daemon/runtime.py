@@ -48,8 +48,8 @@ from reconciler.runner.driver import Driver
 from reconciler.runner.process import ProcessRunner
 from reconciler.runner.terraform import Terraform
 from reconciler.runs.scheduler import Scheduler
-from reconciler.settings import TLS, Settings, global_defaults, load_settings
-from reconciler.settings.model import TerraformDriver
+from reconciler.settings import Settings, TLSSettings, global_defaults, load_settings
+from reconciler.settings.model import TerraformDriverSettings
 
 log = logging.getLogger(__name__)
 
@@ -469,7 +469,7 @@ RELOADED_KEYS = {
 }
 
 
-_Block = TypeVar("_Block", TerraformDriver, TLS)
+_Block = TypeVar("_Block", TerraformDriverSettings, TLSSettings)
 
 
 def _reloaded_part(old: _Block, new: _Block, keys: Sequence[str]) -> _Block:

@@ -19,7 +19,7 @@ import uvicorn
 
 from reconciler._core.errors import ConfigError, Problem
 from reconciler.daemon.httpguard import HttpLimits, guarded_protocol
-from reconciler.settings import TLS
+from reconciler.settings import TLSSettings
 from reconciler.settings.tls import TLSFileError, server_context
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class GuardedEventLoop(asyncio.SelectorEventLoop):
         return await super().create_server(*args, **kwargs)
 
 
-def tls_context(tls: TLS) -> ssl.SSLContext:
+def tls_context(tls: TLSSettings) -> ssl.SSLContext:
     """The server context; a file that became unusable since the settings loaded is a
     configuration error naming the setting."""
     try:
@@ -94,7 +94,7 @@ class ServerTLS:
     copied from the listening context before the callback runs, so `verify_incoming`
     changes only at a restart."""
 
-    def __init__(self, tls: TLS) -> None:
+    def __init__(self, tls: TLSSettings) -> None:
         self.tls = tls
         self.listening = self.current = tls_context(tls)
         self.listening.sni_callback = self._select
@@ -102,7 +102,7 @@ class ServerTLS:
     def _select(self, connection: ssl.SSLObject, _name: str | None, _ctx: ssl.SSLContext) -> None:
         connection.context = self.current
 
-    def reload(self, tls: TLS) -> None:
+    def reload(self, tls: TLSSettings) -> None:
         """Read the files of `tls` again; new connections use them. Raises ConfigError
         (and keeps the current certificates) when they cannot be used."""
         self.current = tls_context(tls)
@@ -114,7 +114,7 @@ def server_config(
     *,
     host: str,
     port: int,
-    tls: TLS | ServerTLS,
+    tls: TLSSettings | ServerTLS,
     limits: HttpLimits | None = None,
     open_files: int | None = None,
 ) -> uvicorn.Config:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from reconciler._core.errors import ReconcilerError
-from reconciler.settings.model import Service
+from reconciler.settings.model import ServiceSettings
 from reconciler.taskfiles.model import (
     CatalogServicesCondition,
     ConsulKVCondition,
@@ -115,7 +115,9 @@ class ModuleInputs:
         return self.instance_meta.get(key, self.user_meta)
 
 
-def legacy_services(spec: TaskSpec, blocks: Sequence[Service] = ()) -> tuple[ServicesInput, ...]:
+def legacy_services(
+    spec: TaskSpec, blocks: Sequence[ServiceSettings] = ()
+) -> tuple[ServicesInput, ...]:
     """The deprecated `services` list, one query per entry, as CTS resolves it
     (controller/driver_factory.go getService): the `service` block whose id is the entry,
     else the service of that name in the default datacenter and namespace."""
@@ -138,7 +140,9 @@ def legacy_services(spec: TaskSpec, blocks: Sequence[Service] = ()) -> tuple[Ser
     return tuple(out)
 
 
-def services_queries(spec: TaskSpec, blocks: Sequence[Service] = ()) -> tuple[ServicesQuery, ...]:
+def services_queries(
+    spec: TaskSpec, blocks: Sequence[ServiceSettings] = ()
+) -> tuple[ServicesQuery, ...]:
     """The queries that feed `services`: a services condition used as module input, a
     services module_input, or the deprecated `services` list (one per entry)."""
     c = spec.condition
@@ -174,7 +178,7 @@ def declared_inputs(spec: TaskSpec) -> tuple[bool, bool]:
 
 
 async def gather_inputs(
-    spec: TaskSpec, catalog: Catalog, blocks: Sequence[Service] = ()
+    spec: TaskSpec, catalog: Catalog, blocks: Sequence[ServiceSettings] = ()
 ) -> ModuleInputs:
     """The task's module inputs now. `blocks`: the deprecated service blocks."""
     services: dict[str, ServiceInstance] = {}

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from reconciler._core.errors import ReconcilerError
 from reconciler.runner.state import KVReader, NoConsulError, StateError
-from reconciler.settings.model import TerraformProvider
+from reconciler.settings.model import TerraformProviderSettings
 from reconciler.settings.templates import (
     Env,
     Field,
@@ -76,7 +76,7 @@ class RenderedProvider:
         return h.hexdigest()
 
 
-def has_templates(provider: TerraformProvider) -> bool:
+def has_templates(provider: TerraformProviderSettings) -> bool:
     return any(has_template(s) for s in _strings(provider.body))
 
 
@@ -104,7 +104,7 @@ class ProviderTemplates:
 
     def __init__(
         self,
-        providers: Sequence[TerraformProvider],
+        providers: Sequence[TerraformProviderSettings],
         *,
         environ: Mapping[str, str] | None = None,
         kv: KVReader | None = None,
@@ -154,7 +154,7 @@ class ProviderTemplates:
         return rendered
 
     async def _value(
-        self, provider: TerraformProvider, key: str, value: Any, out: list[str]
+        self, provider: TerraformProviderSettings, key: str, value: Any, out: list[str]
     ) -> Any:
         if isinstance(value, str):
             if not has_template(value):

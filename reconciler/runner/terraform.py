@@ -21,7 +21,7 @@ from reconciler.runner.environment import terraform_environment
 from reconciler.runner.pool import WorkerPool
 from reconciler.runner.process import ProcessResult, ProcessRunner, child_environment
 from reconciler.runner.workspace import Workspace
-from reconciler.settings.model import TerraformDriver
+from reconciler.settings.model import TerraformDriverSettings
 
 log = logging.getLogger("reconciler.terraform")
 
@@ -47,7 +47,7 @@ _ENVIRONMENT_TROUBLE = re.compile(
 )
 
 
-def terraform_command(driver: TerraformDriver) -> tuple[str, ...]:
+def terraform_command(driver: TerraformDriverSettings) -> tuple[str, ...]:
     """The argv prefix that runs Terraform for these settings."""
     if driver.path is None:
         return SHIM
@@ -85,7 +85,7 @@ def _error_text(result: ProcessResult) -> str:
 class Terraform:
     def __init__(
         self,
-        settings: TerraformDriver,
+        settings: TerraformDriverSettings,
         processes: ProcessRunner | None = None,
         *,
         timeout: float = DEFAULT_TIMEOUT,
@@ -114,7 +114,7 @@ class Terraform:
             except OSError as exc:
                 raise RunError(str(exc)) from None
 
-    def reconfigure(self, settings: TerraformDriver) -> None:
+    def reconfigure(self, settings: TerraformDriverSettings) -> None:
         """New settings from a reload: the log settings apply to the next command, the
         number of workers to the pool at once. Where Terraform comes from (`path`,
         `version`) is fixed at start."""

@@ -33,7 +33,7 @@ from reconciler.runner import rootmodule
 from reconciler.runner.inputs import ModuleInputs, declared_inputs
 from reconciler.runner.state import KVReader, Placement, StatePolicy, describe, place
 from reconciler.runner.templates import ProviderTemplates, RenderedProvider, scrub
-from reconciler.settings.model import TerraformDriver, TerraformProvider
+from reconciler.settings.model import TerraformDriverSettings, TerraformProviderSettings
 from reconciler.taskfiles import hcl
 from reconciler.taskfiles.model import TaskSpec
 
@@ -257,8 +257,8 @@ class Workspaces:
     def __init__(
         self,
         working_dir: Path,
-        driver: TerraformDriver | None = None,
-        providers: Sequence[TerraformProvider] = (),
+        driver: TerraformDriverSettings | None = None,
+        providers: Sequence[TerraformProviderSettings] = (),
         *,
         policy: StatePolicy | None = None,
         kv: KVReader | None = None,
@@ -269,7 +269,7 @@ class Workspaces:
         `templates`: renders the providers' templates (default: from the environment,
         Consul and Vault unavailable)."""
         self.working_dir = working_dir
-        self.driver = driver or TerraformDriver()
+        self.driver = driver or TerraformDriverSettings()
         self.providers = {p.id: p for p in providers}
         self.policy = policy or StatePolicy(configured=self.driver.backend)
         self.kv = kv

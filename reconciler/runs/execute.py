@@ -30,7 +30,7 @@ from reconciler.runner.inputs import (
 )
 from reconciler.runner.workspace import Workspace, Workspaces
 from reconciler.runs.requests import Request, TaskBusyError, TaskRuns
-from reconciler.settings.model import Service
+from reconciler.settings.model import ServiceSettings
 from reconciler.taskfiles.model import TaskSpec
 
 # The scheduler's logger: a task's run is logged under one name whichever module does it.
@@ -59,7 +59,7 @@ class Executor:
         *,
         catalog: Catalog | None = None,
         retry_delay: Callable[[int], float] = exponential_backoff,
-        service_blocks: Sequence[Service] = (),
+        service_blocks: Sequence[ServiceSettings] = (),
     ) -> None:
         self.workspaces = workspaces
         self.driver = driver

@@ -32,7 +32,7 @@ from reconciler.runner.workspace import Workspaces, holds_state
 from reconciler.runs.execute import DISABLED_PLAN, Executor, exponential_backoff
 from reconciler.runs.queue import Gate, RunQueue
 from reconciler.runs.requests import Request, RunState, TaskBusyError, TaskRuns
-from reconciler.settings.model import Service
+from reconciler.settings.model import ServiceSettings
 from reconciler.taskfiles.model import TaskSpec
 from reconciler.triggers.schedule import Clock, CronSource, local_now
 from reconciler.triggers.sources import Trigger, TriggerSource
@@ -59,7 +59,7 @@ class Scheduler:
         gate: Gate | None = None,
         apply_on_start: str = "changed",
         recorder: Recorder = NULL,
-        service_blocks: Sequence[Service] = (),
+        service_blocks: Sequence[ServiceSettings] = (),
     ) -> None:
         """`eager_init`: initialise a task's workspace as soon as the task appears or
         changes (the daemon); off, workspaces are initialised when first used.

@@ -6,7 +6,12 @@ from dataclasses import dataclass, field
 
 from reconciler._core.errors import Location, Problem
 from reconciler.settings.files import ConfigFile
-from reconciler.settings.model import ConfiguredTask, Service, Source, TerraformProvider
+from reconciler.settings.model import (
+    ConfiguredTask,
+    ServiceSettings,
+    SourceSettings,
+    TerraformProviderSettings,
+)
 from reconciler.settings.partial import Partial, body_to_dict, decode_block
 from reconciler.settings.resolve import backend_type_problems
 from reconciler.settings.schema import SERVICE, TOP
@@ -30,9 +35,9 @@ DRIVER_WORKING_DIR_DEPRECATED = (
 class DecodedFile:
     file: str
     top: Partial
-    providers: list[TerraformProvider] = field(default_factory=list)
-    services: list[Service] = field(default_factory=list)
-    sources: list[Source] = field(default_factory=list)
+    providers: list[TerraformProviderSettings] = field(default_factory=list)
+    services: list[ServiceSettings] = field(default_factory=list)
+    sources: list[SourceSettings] = field(default_factory=list)
     tasks: list[ConfiguredTask] = field(default_factory=list)
 
 
@@ -70,7 +75,9 @@ def decode_file(
     )
 
 
-def _provider(r: BodyReader, block: Block, warnings: list[Problem]) -> TerraformProvider | None:
+def _provider(
+    r: BodyReader, block: Block, warnings: list[Problem]
+) -> TerraformProviderSettings | None:
     name = block.labels[0]
     before = len(r.problems)
     cr = r.child(block, f'terraform_provider "{name}"')
@@ -104,12 +111,12 @@ def _provider(r: BodyReader, block: Block, warnings: list[Problem]) -> Terraform
     if len(r.problems) != before:
         return None
     lines = {key: cr.line_of(key) for key in body}
-    return TerraformProvider(name, body, Location(r.file, block.line), lines)
+    return TerraformProviderSettings(name, body, Location(r.file, block.line), lines)
 
 
 def _service(
     r: BodyReader, block: Block, file: ConfigFile, warnings: list[Problem]
-) -> Service | None:
+) -> ServiceSettings | None:
     before = len(r.problems)
     cr = r.child(block, "service")
     p = decode_block(cr, SERVICE, file.directory)
@@ -120,7 +127,7 @@ def _service(
         cr.error("logical name for the Consul service is required", block.line)
     if len(r.problems) != before:
         return None
-    return Service(
+    return ServiceSettings(
         name=name,
         id=p.get("id") or name,
         description=p.get("description", ""),

@@ -30,21 +30,21 @@ _NOWHERE = Location("<defaults>")
 
 
 @dataclass(frozen=True)
-class BufferPeriod:
+class BufferPeriodSettings:
     enabled: bool = True
     min: int = 5 * SECOND  # nanoseconds
     max: int = 20 * SECOND
 
 
 @dataclass(frozen=True)
-class Syslog:
+class SyslogSettings:
     enabled: bool = False
     facility: str = "LOCAL0"
     name: str = "consul-terraform-sync"
 
 
 @dataclass(frozen=True)
-class TLS:
+class TLSSettings:
     """TLS for our own API server."""
 
     enabled: bool = False
@@ -56,14 +56,14 @@ class TLS:
 
 
 @dataclass(frozen=True)
-class ConsulAuth:
+class ConsulAuthSettings:
     enabled: bool = False
     username: str = ""
     password: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
-class ConsulTLS:
+class ConsulTLSSettings:
     enabled: bool = False
     verify: bool = True
     cert: Path | None = None
@@ -74,7 +74,7 @@ class ConsulTLS:
 
 
 @dataclass(frozen=True)
-class ConsulTransport:
+class ConsulTransportSettings:
     dial_keep_alive: int = 30 * SECOND
     dial_timeout: int = 30 * SECOND
     disable_keep_alives: bool = False
@@ -89,34 +89,34 @@ class ConsulTransport:
 
 
 @dataclass(frozen=True)
-class DefaultCheck:
+class DefaultCheckSettings:
     enabled: bool = True
     address: str = ""
 
 
 @dataclass(frozen=True)
-class ServiceRegistration:
+class ServiceRegistrationSettings:
     enabled: bool = True
     service_name: str = "consul-terraform-sync"
     address: str = ""
     namespace: str = ""
-    default_check: DefaultCheck = DefaultCheck()
+    default_check: DefaultCheckSettings = DefaultCheckSettings()
 
 
 @dataclass(frozen=True)
-class Consul:
+class ConsulSettings:
     address: str = "localhost:8500"
     token: str = field(default="", repr=False)
-    auth: ConsulAuth = ConsulAuth()
-    tls: ConsulTLS = ConsulTLS()
-    transport: ConsulTransport = ConsulTransport()
+    auth: ConsulAuthSettings = ConsulAuthSettings()
+    tls: ConsulTLSSettings = ConsulTLSSettings()
+    transport: ConsulTransportSettings = ConsulTransportSettings()
     kv_namespace: str = ""
     kv_path: str = "consul-terraform-sync/"
-    service_registration: ServiceRegistration = ServiceRegistration()
+    service_registration: ServiceRegistrationSettings = ServiceRegistrationSettings()
 
 
 @dataclass(frozen=True)
-class TerraformDriver:
+class TerraformDriverSettings:
     version: str | None = None  # None: the runner picks
     path: Path | None = None  # where the terraform binary is looked for; None: the runner picks
     log: bool = False
@@ -137,7 +137,7 @@ class TerraformDriver:
 
 
 @dataclass(frozen=True)
-class TerraformProvider:
+class TerraformProviderSettings:
     name: str
     # The block as written, meta-arguments (alias, task_env, auto_commit) included.
     body: Mapping[str, Any] = field(default_factory=dict)
@@ -174,7 +174,7 @@ class TerraformProvider:
 
 
 @dataclass(frozen=True)
-class Service:
+class ServiceSettings:
     """Deprecated CTS `service` block."""
 
     name: str
@@ -188,20 +188,20 @@ class Service:
 
 
 @dataclass(frozen=True)
-class DirectorySource:
+class DirectorySourceSettings:
     path: Path
     allow_empty: bool = False
     location: Location = field(default=_NOWHERE, compare=False)
 
 
 @dataclass(frozen=True)
-class GitAuthor:
+class GitAuthorSettings:
     name: str = "reconciler"
     email: str = "reconciler@localhost"
 
 
 @dataclass(frozen=True)
-class GitSource:
+class GitSourceSettings:
     url: str
     branch: str = "main"
     ref: str | None = None
@@ -217,29 +217,29 @@ class GitSource:
     token_env: str | None = None  # name of the environment variable holding a token
     token_username: str = "x-access-token"
     timeout: int = 30 * SECOND  # for every git command
-    author: GitAuthor = GitAuthor()
+    author: GitAuthorSettings = GitAuthorSettings()
     location: Location = field(default=_NOWHERE, compare=False)
 
 
-Source = DirectorySource | GitSource
+SourceSettings = DirectorySourceSettings | GitSourceSettings
 
 
 @dataclass(frozen=True)
-class EtcdTLS:
+class EtcdTLSSettings:
     ca_cert: Path | None = None
     cert: Path | None = None
     key: Path | None = None
 
 
 @dataclass(frozen=True)
-class HighAvailability:
+class HighAvailabilitySettings:
     """`high_availability`: members of one cluster elect a leader in etcd."""
 
     cluster_name: str
     endpoints: tuple[str, ...]
     session_ttl: int = 15 * SECOND  # CTS's default
     parent_path: str = "reconciler"  # the keys live under <parent_path>/<cluster_name>/
-    tls: EtcdTLS = EtcdTLS()
+    tls: EtcdTLSSettings = EtcdTLSSettings()
     address: str = ""  # how other members and clients reach this one's API
     # Not in CTS: every member runs the tasks it owns (rendezvous hashing), not only the
     # leader; the leader still takes every API change.
@@ -270,7 +270,7 @@ CONSUL_CATALOG = "catalog"  # the embedded catalog stands in for Consul
 
 
 @dataclass(frozen=True)
-class ApiTasks:
+class ApiTasksSettings:
     """What a task created through the API may use (the `api_tasks` block). Tasks from
     the sources are trusted as they are (they went through review). None: the default,
     local modules under the task sources and the configuration's directory, no
@@ -296,24 +296,24 @@ class Settings:
     working_dir: Path = Path("sync-tasks")  # always absolute once loaded
     id: str = ""
     client_type: str = ""
-    buffer_period: BufferPeriod = BufferPeriod()
-    syslog: Syslog = Syslog()
-    tls: TLS = TLS()
-    consul: Consul = Consul()
+    buffer_period: BufferPeriodSettings = BufferPeriodSettings()
+    syslog: SyslogSettings = SyslogSettings()
+    tls: TLSSettings = TLSSettings()
+    consul: ConsulSettings = ConsulSettings()
     consul_from: str = CONSUL_DEFAULT
     # The embedded catalog: a `catalog "directory"` block, or the `catalog` directory next
     # to the first configuration file when it exists and no consul block is written.
     catalog_path: Path | None = None
-    driver: TerraformDriver = TerraformDriver()
-    terraform_providers: tuple[TerraformProvider, ...] = ()
+    driver: TerraformDriverSettings = TerraformDriverSettings()
+    terraform_providers: tuple[TerraformProviderSettings, ...] = ()
     # None: neither a vault block nor VAULT_ADDR; else `enabled` says whether templates
     # may read secrets.
     vault: VaultSettings | None = None
-    services: tuple[Service, ...] = ()
-    sources: tuple[Source, ...] = ()
+    services: tuple[ServiceSettings, ...] = ()
+    sources: tuple[SourceSettings, ...] = ()
     tasks: tuple[ConfiguredTask, ...] = ()
-    high_availability: HighAvailability | None = None
-    api_tasks: ApiTasks = ApiTasks()
+    high_availability: HighAvailabilitySettings | None = None
+    api_tasks: ApiTasksSettings = ApiTasksSettings()
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
     config_files: tuple[str, ...] = field(default=(), compare=False)
 

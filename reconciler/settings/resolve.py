@@ -25,24 +25,24 @@ from reconciler.settings.model import (
     SECOND,
     TERRAFORM_MAX,
     TERRAFORM_MIN,
-    TLS,
-    ApiTasks,
-    BufferPeriod,
+    ApiTasksSettings,
+    BufferPeriodSettings,
     ConfiguredTask,
-    Consul,
-    ConsulAuth,
-    ConsulTLS,
-    ConsulTransport,
-    DefaultCheck,
-    EtcdTLS,
-    GitSource,
-    HighAvailability,
-    Service,
-    ServiceRegistration,
-    Source,
-    Syslog,
-    TerraformDriver,
-    TerraformProvider,
+    ConsulAuthSettings,
+    ConsulSettings,
+    ConsulTLSSettings,
+    ConsulTransportSettings,
+    DefaultCheckSettings,
+    EtcdTLSSettings,
+    GitSourceSettings,
+    HighAvailabilitySettings,
+    ServiceRegistrationSettings,
+    ServiceSettings,
+    SourceSettings,
+    SyslogSettings,
+    TerraformDriverSettings,
+    TerraformProviderSettings,
+    TLSSettings,
 )
 from reconciler.settings.partial import Partial
 from reconciler.settings.templates import strings_in
@@ -99,24 +99,24 @@ def log_format(top: Partial, c: Checker) -> str:
     return str(fmt)
 
 
-def buffer_period(p: Partial, c: Checker) -> BufferPeriod:
+def buffer_period(p: Partial, c: Checker) -> BufferPeriodSettings:
     enabled, low, high = p.get("enabled"), p.get("min"), p.get("max")
     if enabled is False:
-        return BufferPeriod(False, 0, 0)
+        return BufferPeriodSettings(False, 0, 0)
     if enabled is None and low is None and high is None:
-        return BufferPeriod()
-    low = BufferPeriod.min if low is None else low
+        return BufferPeriodSettings()
+    low = BufferPeriodSettings.min if low is None else low
     high = 4 * low if high is None else high
     if low < 0 or high < 0:
         c.bad("buffer_period: cannot be negative", (), p.loc("min" if low < 0 else "max"))
-        return BufferPeriod()
+        return BufferPeriodSettings()
     if high < low:
         c.warn(
             "buffer_period: min is greater than max; max is raised to min (as CTS does)",
             (),
             p.loc("max"),
         )
-    return BufferPeriod(True, low, max(low, high))
+    return BufferPeriodSettings(True, low, max(low, high))
 
 
 def catalog_path(top: Partial, c: Checker, config_files: Sequence[str] = ()) -> Path | None:
@@ -157,14 +157,18 @@ def consul_from(top: Partial, catalog: Path | None, env: Mapping[str, str]) -> s
     return CONSUL_DEFAULT
 
 
-def syslog(p: Partial) -> Syslog:
+def syslog(p: Partial) -> SyslogSettings:
     enabled = p.get("enabled")
     if enabled is None:
         enabled = bool(p.get("facility") or p.get("name"))
-    return Syslog(enabled, p.get("facility", Syslog.facility).upper(), p.get("name", Syslog.name))
+    return SyslogSettings(
+        enabled,
+        p.get("facility", SyslogSettings.facility).upper(),
+        p.get("name", SyslogSettings.name),
+    )
 
 
-def api_tls(p: Partial, c: Checker) -> TLS:
+def api_tls(p: Partial, c: Checker) -> TLSSettings:
     cert, key = _path(p.get("cert")), _path(p.get("key"))
     ca_cert, ca_path = _path(p.get("ca_cert")), _path(p.get("ca_path"))
     verify_incoming = p.get("verify_incoming", False)
@@ -201,7 +205,7 @@ def api_tls(p: Partial, c: Checker) -> TLS:
             where,
             p.loc("ca_cert", "ca_path"),
         )
-    result = TLS(enabled, cert, key, verify_incoming, ca_cert, ca_path)
+    result = TLSSettings(enabled, cert, key, verify_incoming, ca_cert, ca_path)
     if not enabled or len(c.problems) != before:
         return result  # the files matter once the block itself is right
     for missing in missing_files(result):
@@ -216,17 +220,17 @@ def api_tls(p: Partial, c: Checker) -> TLS:
     return result
 
 
-def consul(p: Partial, env: Mapping[str, str], c: Checker) -> Consul:
+def consul(p: Partial, env: Mapping[str, str], c: Checker) -> ConsulSettings:
     address = p.get("address")
     if address is None:
-        address = _env(env, "CONSUL_HTTP_ADDR") or Consul.address
+        address = _env(env, "CONSUL_HTTP_ADDR") or ConsulSettings.address
     token = p.get("token")
     if token is None:
         token = _env(env, "CONSUL_TOKEN", "CONSUL_HTTP_TOKEN") or ""
     auth = p.block("auth")
     username, password = auth.get("username", ""), auth.get("password", "")
     transport = p.block("transport")
-    d = ConsulTransport()
+    d = ConsulTransportSettings()
     max_conns = transport.get("max_conns_per_host", d.max_conns_per_host)
     if max_conns < 0:
         c.bad(
@@ -235,12 +239,14 @@ def consul(p: Partial, env: Mapping[str, str], c: Checker) -> Consul:
             transport.loc("max_conns_per_host"),
         )
         max_conns = d.max_conns_per_host
-    return Consul(
+    return ConsulSettings(
         address=address,
         token=token,
-        auth=ConsulAuth(auth.get("enabled", bool(username or password)), username, password),
+        auth=ConsulAuthSettings(
+            auth.get("enabled", bool(username or password)), username, password
+        ),
         tls=_consul_tls(p.block("tls"), env),
-        transport=ConsulTransport(
+        transport=ConsulTransportSettings(
             dial_keep_alive=transport.get("dial_keep_alive", d.dial_keep_alive),
             dial_timeout=transport.get("dial_timeout", d.dial_timeout),
             disable_keep_alives=transport.get("disable_keep_alives", d.disable_keep_alives),
@@ -253,7 +259,7 @@ def consul(p: Partial, env: Mapping[str, str], c: Checker) -> Consul:
             max_conns_per_host=max_conns,
         ),
         kv_namespace=p.get("kv_namespace", ""),
-        kv_path=p.get("kv_path", Consul.kv_path),
+        kv_path=p.get("kv_path", ConsulSettings.kv_path),
         service_registration=_service_registration(p.block("service_registration"), c),
     )
 
@@ -262,7 +268,7 @@ _GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
 _GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
 
 
-def _consul_tls(p: Partial, env: Mapping[str, str]) -> ConsulTLS:
+def _consul_tls(p: Partial, env: Mapping[str, str]) -> ConsulTLSSettings:
     enabled = p.get("enabled")
     if enabled is None:
         # As CTS: any field set in the file enables TLS; of the environment, only
@@ -279,7 +285,7 @@ def _consul_tls(p: Partial, env: Mapping[str, str]) -> ConsulTLS:
         value = _env(env, variable)
         return Path(value).absolute() if value else None
 
-    return ConsulTLS(
+    return ConsulTLSSettings(
         enabled=enabled,
         verify=verify,
         cert=file("cert", "CONSUL_CLIENT_CERT"),
@@ -292,7 +298,7 @@ def _consul_tls(p: Partial, env: Mapping[str, str]) -> ConsulTLS:
     )
 
 
-def _service_registration(p: Partial, c: Checker) -> ServiceRegistration:
+def _service_registration(p: Partial, c: Checker) -> ServiceRegistrationSettings:
     check = p.block("default_check")
     address = check.get("address", "")
     where = ("consul", "service_registration", "default_check")
@@ -316,35 +322,35 @@ def _service_registration(p: Partial, c: Checker) -> ServiceRegistration:
                     where,
                     check.loc("address"),
                 )
-    d = ServiceRegistration()
-    return ServiceRegistration(
+    d = ServiceRegistrationSettings()
+    return ServiceRegistrationSettings(
         enabled=p.get("enabled", d.enabled),
         service_name=p.get("service_name", d.service_name),
         address=p.get("address", d.address),
         namespace=p.get("namespace", d.namespace),
-        default_check=DefaultCheck(check.get("enabled", True), address),
+        default_check=DefaultCheckSettings(check.get("enabled", True), address),
     )
 
 
 APPLY_ON_START = ("changed", "always")
 
 
-def driver(p: Partial, consul_settings: Consul, c: Checker) -> TerraformDriver:
+def driver(p: Partial, consul_settings: ConsulSettings, c: Checker) -> TerraformDriverSettings:
     where = ('driver "terraform"',)
     version = p.get("version") or None
     if version is not None:
         problem = terraform_version_problem(version)
         if problem:
             c.bad(problem, where, p.loc("version"))
-    apply_on_start = p.get("apply_on_start", TerraformDriver.apply_on_start)
+    apply_on_start = p.get("apply_on_start", TerraformDriverSettings.apply_on_start)
     if apply_on_start not in APPLY_ON_START:
         c.bad(
             f'"apply_on_start" must be "changed" or "always", not "{apply_on_start}"',
             where,
             p.loc("apply_on_start"),
         )
-        apply_on_start = TerraformDriver.apply_on_start
-    workers = p.get("workers", TerraformDriver.workers)
+        apply_on_start = TerraformDriverSettings.apply_on_start
+    workers = p.get("workers", TerraformDriverSettings.workers)
     if workers < 1:
         c.bad('"workers" must be at least 1', where, p.loc("workers"))
         workers = 1
@@ -367,7 +373,7 @@ def driver(p: Partial, consul_settings: Consul, c: Checker) -> TerraformDriver:
     if "consul" in backend:
         default = default_backend(consul_settings)
         backend["consul"] = {**default["consul"], **backend["consul"]}
-    return TerraformDriver(
+    return TerraformDriverSettings(
         version=version,
         path=_path(p.get("path")),
         log=p.get("log", False),
@@ -404,7 +410,7 @@ def terraform_version_problem(version: str) -> str | None:
     return None
 
 
-def default_backend(settings: Consul) -> dict[str, Any]:
+def default_backend(settings: ConsulSettings) -> dict[str, Any]:
     """CTS's default consul backend (state in Consul KV under <kv_path>/terraform, over TLS
     if Consul is), which a configured `backend "consul"` is merged over."""
     kv = settings.kv_path
@@ -430,8 +436,8 @@ def default_backend(settings: Consul) -> dict[str, Any]:
 # --- lists gathered from every file --------------------------------------------------------
 
 
-def check_providers(providers: list[TerraformProvider], c: Checker) -> None:
-    seen: dict[str, TerraformProvider] = {}
+def check_providers(providers: list[TerraformProviderSettings], c: Checker) -> None:
+    seen: dict[str, TerraformProviderSettings] = {}
     for provider in providers:
         first = seen.setdefault(provider.id, provider)
         if first is not provider:
@@ -443,8 +449,8 @@ def check_providers(providers: list[TerraformProvider], c: Checker) -> None:
             )
 
 
-def check_services(services: list[Service], c: Checker) -> None:
-    seen: dict[str, Service] = {}
+def check_services(services: list[ServiceSettings], c: Checker) -> None:
+    seen: dict[str, ServiceSettings] = {}
     for service in services:
         first = seen.setdefault(service.id, service)
         if first is not service:
@@ -456,7 +462,7 @@ def check_services(services: list[Service], c: Checker) -> None:
 
 
 def check_tasks(
-    tasks: list[ConfiguredTask], providers: list[TerraformProvider], c: Checker
+    tasks: list[ConfiguredTask], providers: list[TerraformProviderSettings], c: Checker
 ) -> list[ConfiguredTask]:
     """Report tasks defined twice across files and auto_commit providers shared by tasks;
     return the tasks with duplicates left out."""
@@ -506,7 +512,7 @@ def vault(block: Partial | None, env: Mapping[str, str], c: Checker) -> VaultSet
 
 
 def check_vault_templates(
-    providers: list[TerraformProvider], vault: VaultSettings | None, c: Checker
+    providers: list[TerraformProviderSettings], vault: VaultSettings | None, c: Checker
 ) -> None:
     if vault is not None and vault.enabled:
         return
@@ -519,9 +525,9 @@ def check_vault_templates(
             )
 
 
-def api_tasks(block: Partial | None) -> ApiTasks:
+def api_tasks(block: Partial | None) -> ApiTasksSettings:
     if block is None:
-        return ApiTasks()
+        return ApiTasksSettings()
 
     def listed(key: str) -> tuple[tuple[str, ...] | None, str]:
         if not block.has(key):
@@ -530,7 +536,7 @@ def api_tasks(block: Partial | None) -> ApiTasks:
 
     modules, modules_at = listed("modules")
     providers, providers_at = listed("providers")
-    return ApiTasks(modules, providers, modules_at, providers_at)
+    return ApiTasksSettings(modules, providers, modules_at, providers_at)
 
 
 TOKEN_KEYS = ("api_token", "api_token_file", "api_token_env")
@@ -572,8 +578,12 @@ def api_token(top: Partial, env: Mapping[str, str], c: Checker) -> str:
 
 
 def high_availability(
-    top: Partial, sources: list[Source], driver: TerraformDriver, consul_in: str, c: Checker
-) -> HighAvailability | None:
+    top: Partial,
+    sources: list[SourceSettings],
+    driver: TerraformDriverSettings,
+    consul_in: str,
+    c: Checker,
+) -> HighAvailabilitySettings | None:
     """`high_availability` with `storage "etcd"`; None without the block."""
     block = top.blocks.get("high_availability")
     if block is None:
@@ -602,11 +612,13 @@ def high_availability(
                 where,
                 storage.loc("endpoints"),
             )
-    ttl = storage.get("session_ttl", HighAvailability.session_ttl)
+    ttl = storage.get("session_ttl", HighAvailabilitySettings.session_ttl)
     if ttl < SECOND:
         c.bad('storage "etcd" session_ttl must be at least 1s', where, storage.loc("session_ttl"))
     tls = storage.block("tls")
-    etcd_tls = EtcdTLS(_path(tls.get("ca_cert")), _path(tls.get("cert")), _path(tls.get("key")))
+    etcd_tls = EtcdTLSSettings(
+        _path(tls.get("ca_cert")), _path(tls.get("cert")), _path(tls.get("key"))
+    )
     if bool(etcd_tls.cert) != bool(etcd_tls.key):
         c.bad("etcd tls: cert and key go together", where, tls.loc("cert", "key"))
     if "tls" in storage.blocks and not any(u.startswith("https://") for u in endpoints):
@@ -629,7 +641,7 @@ def high_availability(
             where,
             block.loc(),
         )
-    elif not any(isinstance(s, GitSource) for s in sources):
+    elif not any(isinstance(s, GitSourceSettings) for s in sources):
         c.warn(
             "high availability with directory sources: every member must read the same "
             "directory (a shared file system), or the members serve different tasks",
@@ -645,11 +657,11 @@ def high_availability(
             where,
             block.loc(),
         )
-    return HighAvailability(
+    return HighAvailabilitySettings(
         cluster_name=name,
         endpoints=tuple(endpoints),
         session_ttl=ttl,
-        parent_path=storage.get("parent_path") or HighAvailability.parent_path,
+        parent_path=storage.get("parent_path") or HighAvailabilitySettings.parent_path,
         tls=etcd_tls,
         address=address,
         shard_runs=bool(block.get("shard_runs", False)),

@@ -8,10 +8,10 @@ from pathlib import Path, PurePosixPath
 from reconciler._core.errors import Location, Problem
 from reconciler.settings.model import (
     SOURCE_TYPES,
-    DirectorySource,
-    GitAuthor,
-    GitSource,
-    Source,
+    DirectorySourceSettings,
+    GitAuthorSettings,
+    GitSourceSettings,
+    SourceSettings,
 )
 from reconciler.settings.partial import Partial, decode_block
 from reconciler.settings.schema import SOURCES
@@ -22,7 +22,7 @@ _COMMIT = re.compile(r"[0-9a-fA-F]{7,64}")
 _SCP_LIKE = re.compile(r"^[^/]+:")  # user@host:repo.git
 
 
-def decode_source(r: BodyReader, block: Block, base_dir: Path) -> Source | None:
+def decode_source(r: BodyReader, block: Block, base_dir: Path) -> SourceSettings | None:
     """Decode one source block; None (with problems recorded) when it is unusable."""
     kind = block.labels[0]
     if kind not in SOURCE_TYPES:
@@ -37,15 +37,15 @@ def decode_source(r: BodyReader, block: Block, base_dir: Path) -> Source | None:
     return source if len(r.problems) == before else None
 
 
-def _directory(r: BodyReader, p: Partial, at: Location) -> DirectorySource | None:
+def _directory(r: BodyReader, p: Partial, at: Location) -> DirectorySourceSettings | None:
     path = p.get("path")
     if not path:
         r.error('"path" is required', p.loc("path").line)
         return None
-    return DirectorySource(Path(path), p.get("allow_empty", False), at)
+    return DirectorySourceSettings(Path(path), p.get("allow_empty", False), at)
 
 
-def _git(r: BodyReader, p: Partial, at: Location, base_dir: Path) -> GitSource | None:
+def _git(r: BodyReader, p: Partial, at: Location, base_dir: Path) -> GitSourceSettings | None:
     def bad(message: str, *names: str) -> None:
         r.error(message, p.loc(*names).line)
 
@@ -73,23 +73,23 @@ def _git(r: BodyReader, p: Partial, at: Location, base_dir: Path) -> GitSource |
     path = _repo_path(p.get("path", ""))
     if path is None:
         bad(f'"path" must be a relative path inside the repository, not "{p.get("path")}"', "path")
-    poll = p.get("poll_interval", GitSource.poll_interval)
+    poll = p.get("poll_interval", GitSourceSettings.poll_interval)
     if poll <= 0:
         bad('"poll_interval" must be positive', "poll_interval")
-    retry = p.get("push_retry", GitSource.push_retry)
+    retry = p.get("push_retry", GitSourceSettings.push_retry)
     if isinstance(retry, int) and retry < 0:
         bad('"push_retry" cannot be negative', "push_retry")
     token_env = p.get("token_env")
     if token_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", token_env):
         bad(f'"token_env" must name an environment variable, not "{token_env}"', "token_env")
-    timeout = p.get("timeout", GitSource.timeout)
+    timeout = p.get("timeout", GitSourceSettings.timeout)
     if timeout <= 0:
         bad('"timeout" must be positive', "timeout")
     secret = p.get("webhook_secret")
     if secret is not None and not secret:
         bad('"webhook_secret" must not be empty: unsigned webhooks are rejected', "webhook_secret")
     author = p.block("author")
-    return GitSource(
+    return GitSourceSettings(
         url=url or "",
         branch=branch,
         ref=ref,
@@ -101,9 +101,11 @@ def _git(r: BodyReader, p: Partial, at: Location, base_dir: Path) -> GitSource |
         push_retry=retry,
         ssh_key_file=Path(p.get("ssh_key_file")) if p.get("ssh_key_file") else None,
         token_env=token_env,
-        token_username=p.get("token_username", GitSource.token_username),
+        token_username=p.get("token_username", GitSourceSettings.token_username),
         timeout=timeout,
-        author=GitAuthor(author.get("name", GitAuthor.name), author.get("email", GitAuthor.email)),
+        author=GitAuthorSettings(
+            author.get("name", GitAuthorSettings.name), author.get("email", GitAuthorSettings.email)
+        ),
         location=at,
     )
 
@@ -117,13 +119,13 @@ def _repo_path(text: str) -> str | None:
     return "" if normal == "." else normal
 
 
-def duplicate_sources(sources: list[Source]) -> list[Problem]:
+def duplicate_sources(sources: list[SourceSettings]) -> list[Problem]:
     """Two sources reading the same tasks would define every task twice."""
     problems: list[Problem] = []
-    seen: dict[object, Source] = {}
+    seen: dict[object, SourceSettings] = {}
     for source in sources:
         key: object
-        if isinstance(source, DirectorySource):
+        if isinstance(source, DirectorySourceSettings):
             key = ("directory", source.path)
             shown = f'source "directory" with path "{source.path}"'
         else:

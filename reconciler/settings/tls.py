@@ -13,7 +13,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from reconciler.settings.model import TLS
+from reconciler.settings.model import TLSSettings
 
 
 class TLSFileError(Exception):
@@ -39,7 +39,7 @@ def _kind(path: Path) -> str | None:
     return "directory" if stat.S_ISDIR(st.st_mode) else "other"
 
 
-def missing_files(tls: TLS) -> Iterator[TLSFileError]:
+def missing_files(tls: TLSSettings) -> Iterator[TLSFileError]:
     """Every configured path that does not exist or has the wrong type."""
     wanted = [
         ("cert", tls.cert, "file"),
@@ -72,7 +72,7 @@ def ca_files(directory: Path) -> list[Path]:
     return [path for path in found if path.is_file()]
 
 
-def server_context(tls: TLS) -> ssl.SSLContext:
+def server_context(tls: TLSSettings) -> ssl.SSLContext:
     """A server-side context: the certificate chain, and with `verify_incoming` a required,
     verified client certificate signed by `ca_cert` (or, without it, any CA in `ca_path`).
 

@@ -86,7 +86,7 @@ class VaultConfigError(ReconcilerError):
 
 
 @dataclass(frozen=True)
-class VaultTLS:
+class VaultTLSSettings:
     """The `tls` block. CTS turns TLS on for Vault by default (DefaultVaultConfig); with
     `enabled = false` an https address still uses TLS, with the system's roots and none
     of these settings (hcat leaves Go's default TLS configuration then)."""
@@ -101,7 +101,7 @@ class VaultTLS:
 
 
 @dataclass(frozen=True)
-class VaultTransport:
+class VaultTransportSettings:
     """The `transport` block, in seconds; Go's meaning of zero kept (no timeout; for
     dial_keep_alive Go's 15 s, negative: off)."""
 
@@ -131,8 +131,8 @@ class VaultSettings:
     home_token_file: str = ""
     namespace: str = ""
     unwrap_token: bool = False
-    tls: VaultTLS = field(default_factory=VaultTLS)
-    transport: VaultTransport = field(default_factory=VaultTransport)
+    tls: VaultTLSSettings = field(default_factory=VaultTLSSettings)
+    transport: VaultTransportSettings = field(default_factory=VaultTransportSettings)
     timeout: float = DEFAULT_TIMEOUT  # VAULT_CLIENT_TIMEOUT: one request, retries included
     max_retries: int = DEFAULT_MAX_RETRIES  # VAULT_MAX_RETRIES
     proxy: str | None = None  # HTTPS_PROXY / HTTP_PROXY as Go picks it, NO_PROXY honoured
@@ -229,7 +229,7 @@ def _unknown(key: str) -> str:
     return NOT_A_SETTING
 
 
-def _tls(block: Mapping[str, Any], env: Mapping[str, str]) -> VaultTLS:
+def _tls(block: Mapping[str, Any], env: Mapping[str, str]) -> VaultTLSSettings:
     """TLSConfig.FinalizeVault: each key unset takes its VAULT_* variable."""
 
     def text(key: str, var: str) -> str:
@@ -240,7 +240,7 @@ def _tls(block: Mapping[str, Any], env: Mapping[str, str]) -> VaultTLS:
     if verify is None:
         verify = not _env_bool(env, "VAULT_SKIP_VERIFY", False)
     enabled = _opt_bool("tls.enabled", block.get("enabled"))
-    return VaultTLS(
+    return VaultTLSSettings(
         enabled=True if enabled is None else enabled,
         ca_cert=text("ca_cert", "VAULT_CACERT"),
         ca_path=text("ca_path", "VAULT_CAPATH"),
@@ -251,7 +251,7 @@ def _tls(block: Mapping[str, Any], env: Mapping[str, str]) -> VaultTLS:
     )
 
 
-def _transport(block: Mapping[str, Any]) -> VaultTransport:
+def _transport(block: Mapping[str, Any]) -> VaultTransportSettings:
     def seconds(key: str, default: float) -> float:
         ns = _opt_duration(f"transport.{key}", block.get(key))
         return default if ns is None else ns / 1e9
@@ -261,7 +261,7 @@ def _transport(block: Mapping[str, Any]) -> VaultTransport:
         return default if n is None else n
 
     disable = _opt_bool("transport.disable_keep_alives", block.get("disable_keep_alives"))
-    return VaultTransport(
+    return VaultTransportSettings(
         dial_timeout=seconds("dial_timeout", DEFAULT_DIAL_TIMEOUT),
         dial_keep_alive=seconds("dial_keep_alive", DEFAULT_DIAL_KEEP_ALIVE),
         disable_keep_alives=bool(disable),

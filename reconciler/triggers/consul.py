@@ -45,7 +45,7 @@ from reconciler.consul.watcher import WatchState
 from reconciler.consul.watchers import ConsulWatchers, Subscription, Update
 from reconciler.registry.store import LiveTask
 from reconciler.runner.inputs import legacy_services
-from reconciler.settings.model import Service
+from reconciler.settings.model import ServiceSettings
 from reconciler.taskfiles.goregexp import compile_regexp
 from reconciler.taskfiles.model import (
     CatalogServicesCondition,
@@ -116,7 +116,9 @@ class ConsulSource:
 
     name = "consul"
 
-    def __init__(self, watchers: ConsulWatchers, service_blocks: Sequence[Service] = ()) -> None:
+    def __init__(
+        self, watchers: ConsulWatchers, service_blocks: Sequence[ServiceSettings] = ()
+    ) -> None:
         self._watchers = watchers
         self._service_blocks = tuple(service_blocks)
         self._fire: Fire | None = None

@@ -12,7 +12,7 @@ from consulfake import FakeConsul
 from runfakes import FakeDriver
 
 from reconciler.daemon.consul import ConsulTrigger
-from reconciler.settings.model import Consul
+from reconciler.settings.model import ConsulSettings
 
 pytestmark = pytest.mark.anyio
 
@@ -28,7 +28,7 @@ def task(**condition: str) -> dict[str, object]:
 @pytest.fixture
 async def core(tmp_path: Path) -> AsyncIterator[Core]:
     async with FakeConsul() as fake:
-        consul = ConsulTrigger.from_settings(Consul(address=fake.address))
+        consul = ConsulTrigger.from_settings(ConsulSettings(address=fake.address))
         async with running_core(tmp_path / "tasks", driver=FakeDriver(), consul=consul) as c:
             yield c
 

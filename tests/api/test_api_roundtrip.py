@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hypothesis import assume, given, settings
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "config"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "taskfiles"))
 from test_write import task_specs
 
 from reconciler.api.decoding import decode_task_request

@@ -9,7 +9,7 @@ from consulfake import FakeConsul
 
 from reconciler.consul import ConsulClient, ConsulWatchers, Pacing, RetryPolicy
 from reconciler.consul.connection import client_config
-from reconciler.settings.model import Consul
+from reconciler.settings.model import ConsulSettings
 
 
 class RecordingSleep:
@@ -46,7 +46,7 @@ def pacing(sleeps: RecordingSleep) -> Pacing:
 
 
 def make_client(fake: FakeConsul, *, wait: float = 5.0, **settings: object) -> ConsulClient:
-    return ConsulClient(client_config(Consul(address=fake.address, **settings), wait=wait))  # type: ignore[arg-type]
+    return ConsulClient(client_config(ConsulSettings(address=fake.address, **settings), wait=wait))  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ from reconciler.taskfiles.model import (
     ServicesInput,
 )
 
-FIXTURES = Path(__file__).parents[2] / "fixtures" / "consul"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "consul"
 
 
 def load(name: str) -> Any:

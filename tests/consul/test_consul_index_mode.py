@@ -16,7 +16,7 @@ from reconciler.consul import ConsulClient, ConsulWatchers, HealthServiceQuery, 
 from reconciler.consul.connection import client_config
 from reconciler.consul.feed import MODE
 from reconciler.consul.watchers import Update, long_poll_budget
-from reconciler.settings.model import Consul, ConsulTransport
+from reconciler.settings.model import ConsulSettings, ConsulTransportSettings
 
 pytestmark = pytest.mark.anyio
 
@@ -48,7 +48,7 @@ async def fake() -> AsyncIterator[FakeConsul]:
 
 @pytest.fixture
 async def capped(fake: FakeConsul) -> AsyncIterator[ConsulClient]:
-    c = make_client(fake, transport=ConsulTransport(max_conns_per_host=CAP))
+    c = make_client(fake, transport=ConsulTransportSettings(max_conns_per_host=CAP))
     yield c
     await c.aclose()
 
@@ -83,9 +83,11 @@ def test_the_budget_leaves_room_for_short_requests() -> None:
     assert long_poll_budget(None) is None
     assert long_poll_budget(64) == 56
     assert long_poll_budget(8) == 6
-    assert client_config(Consul()).max_connections == 64
+    assert client_config(ConsulSettings()).max_connections == 64
     assert (
-        client_config(Consul(transport=ConsulTransport(max_conns_per_host=0))).max_connections
+        client_config(
+            ConsulSettings(transport=ConsulTransportSettings(max_conns_per_host=0))
+        ).max_connections
         is None
     )
 
@@ -186,7 +188,7 @@ async def test_back_to_long_polls_once_few_services_remain(
 async def test_without_a_cap_every_query_has_its_own_long_poll(
     fake: FakeConsul, pacing: Pacing
 ) -> None:
-    client = make_client(fake, transport=ConsulTransport(max_conns_per_host=0))
+    client = make_client(fake, transport=ConsulTransportSettings(max_conns_per_host=0))
     watchers = ConsulWatchers(client, pacing=pacing, max_connections=None)
     try:
         await watch_all(watchers, NAMES)

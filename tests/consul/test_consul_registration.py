@@ -13,19 +13,19 @@ from reconciler.consul.connection import client_config
 from reconciler.consul.registration import SelfRegistration, registration_body
 from reconciler.daemon.consul import ConsulTrigger
 from reconciler.settings.model import (
-    TLS,
-    Consul,
-    DefaultCheck,
-    ServiceRegistration,
+    ConsulSettings,
+    DefaultCheckSettings,
+    ServiceRegistrationSettings,
     Settings,
+    TLSSettings,
 )
 
 pytestmark = pytest.mark.anyio
 
 
 def settings(**registration: object) -> Settings:
-    reg = ServiceRegistration(**registration)  # type: ignore[arg-type]
-    return Settings(id="cts-01", port=8558, consul=Consul(service_registration=reg))
+    reg = ServiceRegistrationSettings(**registration)  # type: ignore[arg-type]
+    return Settings(id="cts-01", port=8558, consul=ConsulSettings(service_registration=reg))
 
 
 def test_the_body_is_ctss() -> None:
@@ -48,16 +48,18 @@ def test_the_body_is_ctss() -> None:
             "TLSSkipVerify": False,
         },
     }
-    https = dataclasses.replace(settings(), tls=TLS(enabled=True))
+    https = dataclasses.replace(settings(), tls=TLSSettings(enabled=True))
     assert registration_body(https)["Check"]["HTTP"] == "https://localhost:8558/v1/health"
-    given = settings(default_check=DefaultCheck(address="https://cts.example.com:8558/"))
+    given = settings(default_check=DefaultCheckSettings(address="https://cts.example.com:8558/"))
     assert registration_body(given)["Check"]["HTTP"] == "https://cts.example.com:8558/v1/health"
-    assert "Check" not in registration_body(settings(default_check=DefaultCheck(enabled=False)))
+    assert "Check" not in registration_body(
+        settings(default_check=DefaultCheckSettings(enabled=False))
+    )
 
 
 async def test_registered_after_consul_comes_back_and_deregistered_on_close() -> None:
     async with FakeConsul() as consul:
-        client = ConsulClient(client_config(Consul(address=consul.address)))
+        client = ConsulClient(client_config(ConsulSettings(address=consul.address)))
         consul.fail(500, "agent down", path="/v1/agent/service/register", times=1)
         reg = SelfRegistration(client, settings())
         reg.start()
@@ -70,7 +72,7 @@ async def test_registered_after_consul_comes_back_and_deregistered_on_close() ->
 
 async def test_close_before_registering_sends_nothing() -> None:
     async with FakeConsul() as consul:
-        client = ConsulClient(client_config(Consul(address=consul.address)))
+        client = ConsulClient(client_config(ConsulSettings(address=consul.address)))
         consul.fail(500, "agent down", path="/v1/agent/service/register", times=100)
         reg = SelfRegistration(client, settings())
         reg.start()
@@ -84,8 +86,9 @@ async def test_registration_disabled_registers_nothing() -> None:
     async with FakeConsul() as consul:
         off = dataclasses.replace(
             settings(enabled=False),
-            consul=Consul(
-                address=consul.address, service_registration=ServiceRegistration(enabled=False)
+            consul=ConsulSettings(
+                address=consul.address,
+                service_registration=ServiceRegistrationSettings(enabled=False),
             ),
         )
         trigger = ConsulTrigger.from_settings(off.consul, register=off)
@@ -93,7 +96,7 @@ async def test_registration_disabled_registers_nothing() -> None:
         trigger.serving()
         await trigger.aclose()
         assert consul.requests_to("/v1/agent/service/register") == []
-        on = dataclasses.replace(settings(), consul=Consul(address=consul.address))
+        on = dataclasses.replace(settings(), consul=ConsulSettings(address=consul.address))
         trigger = ConsulTrigger.from_settings(on.consul, register=on)
         trigger.serving()
         await async_wait_for(lambda: "cts-01" in consul.agent_services)

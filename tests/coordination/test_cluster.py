@@ -20,7 +20,7 @@ from helpers import async_wait_for
 
 from reconciler.coordination.cluster import NOT_CONNECTED, Cluster
 from reconciler.coordination.etcd import Etcd, EtcdError
-from reconciler.settings.model import SECOND, EtcdTLS, HighAvailability
+from reconciler.settings.model import SECOND, EtcdTLSSettings, HighAvailabilitySettings
 
 pytestmark = pytest.mark.anyio
 
@@ -31,8 +31,8 @@ def etcd(tmp_path: Path) -> Iterator[EtcdServer]:
         yield server
 
 
-def settings(server: EtcdServer, address: str, ttl: int = 2) -> HighAvailability:
-    return HighAvailability(
+def settings(server: EtcdServer, address: str, ttl: int = 2) -> HighAvailabilitySettings:
+    return HighAvailabilitySettings(
         cluster_name="prod",
         endpoints=(server.url,),
         session_ttl=ttl * SECOND,
@@ -188,12 +188,12 @@ async def test_etcd_over_tls_with_a_client_certificate(tmp_path: Path) -> None:
         assert etcd.url.startswith("https://")
         good = dataclasses.replace(
             settings(etcd, ""),
-            tls=EtcdTLS(files["ca"], files["client"], files["client-key"]),
+            tls=EtcdTLSSettings(files["ca"], files["client"], files["client-key"]),
         )
         async with running(Cluster(good, "cts-01")) as member:
             await async_wait_for(member.is_leader, timeout=20)
         # Without the client certificate etcd refuses the session: never leader.
-        bare = dataclasses.replace(good, tls=EtcdTLS(ca_cert=files["ca"]))
+        bare = dataclasses.replace(good, tls=EtcdTLSSettings(ca_cert=files["ca"]))
         async with running(Cluster(bare, "cts-02")) as refused:
             await async_wait_for(lambda: refused.problem not in (None, NOT_CONNECTED), timeout=20)
             assert not refused.is_leader()

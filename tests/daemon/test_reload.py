@@ -11,11 +11,11 @@ from serverkit import daemon_process, wait_listening
 
 from reconciler.daemon.runtime import restart_needed
 from reconciler.settings.model import (
-    TLS,
-    BufferPeriod,
-    DirectorySource,
+    BufferPeriodSettings,
+    DirectorySourceSettings,
     Settings,
-    TerraformDriver,
+    TerraformDriverSettings,
+    TLSSettings,
 )
 
 
@@ -25,13 +25,13 @@ def test_restart_needed_names_what_a_reload_does_not_apply() -> None:
         log_level="DEBUG",
         api_token="x",
         port=9000,
-        buffer_period=BufferPeriod(min=1),
-        sources=(DirectorySource(Path("/elsewhere")),),
-        driver=TerraformDriver(workers=9, log=True, persist_log=True),
-        tls=TLS(cert=Path("/new.pem"), verify_incoming=True),
+        buffer_period=BufferPeriodSettings(min=1),
+        sources=(DirectorySourceSettings(Path("/elsewhere")),),
+        driver=TerraformDriverSettings(workers=9, log=True, persist_log=True),
+        tls=TLSSettings(cert=Path("/new.pem"), verify_incoming=True),
     )
     assert restart_needed(old, new) == ["port", "tls.verify_incoming"]
-    backend = Settings(driver=TerraformDriver(workers=9, backend={"s3": {}}))
+    backend = Settings(driver=TerraformDriverSettings(workers=9, backend={"s3": {}}))
     assert restart_needed(old, backend) == ["driver.backend"]
     assert restart_needed(old, old) == []
 

@@ -16,7 +16,7 @@ import trustme
 from serverkit import Certs, daemon_process, embedded_server, small_app, tls_block, wait_listening
 
 from reconciler.daemon.server import GuardedEventLoop
-from reconciler.settings import TLS
+from reconciler.settings import TLSSettings
 
 pytestmark = pytest.mark.anyio
 
@@ -90,7 +90,7 @@ async def test_ca_path_is_a_directory_of_pem_files_of_any_name(tmp_path: Path) -
     # Not OpenSSL's hashed names: CTS reads every file of the directory.
     certs.ca.cert_pem.write_to_path(str(cas / "team-ca.pem"))
     trustme.CA().cert_pem.write_to_path(str(cas / "other.crt"))
-    tls = TLS(True, certs.cert, certs.key, verify_incoming=True, ca_path=cas)
+    tls = TLSSettings(True, certs.cert, certs.key, verify_incoming=True, ca_path=cas)
     async with embedded_server(small_app(), tls=tls) as port:
         assert await ask(port, certs.client_context(certs.client)) == "HTTP/1.1 200 OK"
         assert (await ask(port, certs.client_context())).startswith("refused")
@@ -99,7 +99,7 @@ async def test_ca_path_is_a_directory_of_pem_files_of_any_name(tmp_path: Path) -
 
 async def test_a_handshake_that_never_completes_is_closed(tmp_path: Path) -> None:
     certs = Certs(tmp_path / "certs")
-    tls = TLS(True, certs.cert, certs.key)
+    tls = TLSSettings(True, certs.cert, certs.key)
     async with embedded_server(small_app(), tls=tls) as port:
         started = time.monotonic()
         silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(10)]

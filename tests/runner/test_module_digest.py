@@ -11,13 +11,13 @@ from runfakes import spec
 
 from reconciler.runner import workspace as workspace_module
 from reconciler.runner.workspace import Workspace, Workspaces
-from reconciler.settings.model import TerraformDriver
+from reconciler.settings.model import TerraformDriverSettings
 
 pytestmark = pytest.mark.anyio
 
 
 async def workspace(tmp_path: Path) -> Workspace:
-    workspaces = Workspaces(tmp_path / "work", TerraformDriver(), [])
+    workspaces = Workspaces(tmp_path / "work", TerraformDriverSettings(), [])
     return await workspaces.prepare(spec("t"), tmp_path)
 
 

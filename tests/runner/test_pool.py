@@ -25,7 +25,7 @@ from reconciler.runner.pool import WorkerPool
 from reconciler.runner.process import ProcessRunner, child_environment
 from reconciler.runner.terraform import Terraform
 from reconciler.runner.workspace import Workspaces
-from reconciler.settings.model import TerraformDriver
+from reconciler.settings.model import TerraformDriverSettings
 from reconciler.taskfiles.load import load_task_file
 
 pytestmark = pytest.mark.anyio
@@ -160,7 +160,7 @@ async def test_a_hung_command_is_killed_at_its_timeout_and_its_worker_replaced(
 async def test_a_worker_killed_from_outside_fails_its_command_and_is_replaced(
     tmp_path: Path,
 ) -> None:
-    terraform = Terraform(TerraformDriver(workers=1), ProcessRunner(kill_grace=2))
+    terraform = Terraform(TerraformDriverSettings(workers=1), ProcessRunner(kill_grace=2))
     try:
         await terraform.start()
         assert terraform.pool is not None
@@ -362,7 +362,7 @@ async def test_the_driver_streams_output_to_the_log_and_terraform_log(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="reconciler.terraform")
-    terraform = Terraform(TerraformDriver(workers=1, log=True, persist_log=True))
+    terraform = Terraform(TerraformDriverSettings(workers=1, log=True, persist_log=True))
     try:
         spec = load_task_file(task_hcl("logged", module="./mod").encode(), "logged.hcl")
         module(tmp_path / "mod", "echo provisioned")
@@ -385,8 +385,8 @@ def test_a_binary_path_runs_plain_child_processes(tmp_path: Path) -> None:
     binary = tmp_path / "terraform"
     binary.write_text("#!/bin/sh\nexit 0\n")
     binary.chmod(0o755)
-    assert Terraform(TerraformDriver(path=binary)).pool is None
-    assert Terraform(TerraformDriver(workers=3)).pool is not None
+    assert Terraform(TerraformDriverSettings(path=binary)).pool is None
+    assert Terraform(TerraformDriverSettings(workers=3)).pool is not None
 
 
 def worker_children(pid: int) -> list[int]:

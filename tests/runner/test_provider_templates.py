@@ -19,7 +19,7 @@ from reconciler.runner.inputs import ModuleInputs
 from reconciler.runner.state import NoConsulError
 from reconciler.runner.templates import ProviderTemplates, TemplateError, scrub
 from reconciler.runner.workspace import Workspaces
-from reconciler.settings.model import TerraformDriver, TerraformProvider
+from reconciler.settings.model import TerraformDriverSettings, TerraformProviderSettings
 
 pytestmark = pytest.mark.anyio
 
@@ -54,9 +54,9 @@ class Vault:
         pass
 
 
-def provider(body: dict[str, Any], name: str = "aws") -> TerraformProvider:
+def provider(body: dict[str, Any], name: str = "aws") -> TerraformProviderSettings:
     lines = {key: 10 + i for i, key in enumerate(body)}
-    return TerraformProvider(name, body, Location("/etc/cts/cts.hcl", 9), lines)
+    return TerraformProviderSettings(name, body, Location("/etc/cts/cts.hcl", 9), lines)
 
 
 AWS = provider(
@@ -127,7 +127,9 @@ def test_scrub_replaces_rendered_values_in_output() -> None:
 async def test_a_rendered_provider_goes_to_the_environment_never_to_a_file(
     tmp_path: Path,
 ) -> None:
-    workspaces = Workspaces(tmp_path / "work", TerraformDriver(), [AWS], templates=templates())
+    workspaces = Workspaces(
+        tmp_path / "work", TerraformDriverSettings(), [AWS], templates=templates()
+    )
     ws = await workspaces.prepare(spec("t", providers=("aws",)), tmp_path)
     ws.write()
     ws.write_inputs(ModuleInputs())
@@ -149,7 +151,9 @@ async def test_terraform_reads_the_provider_variable_from_the_environment(
 ) -> None:
     """The real Terraform: the object in TF_VAR_aws is the variable's value, and it shows
     as (sensitive) in the plan."""
-    workspaces = Workspaces(tmp_path / "work", TerraformDriver(), [AWS], templates=templates())
+    workspaces = Workspaces(
+        tmp_path / "work", TerraformDriverSettings(), [AWS], templates=templates()
+    )
     ws = await workspaces.prepare(spec("t", providers=("aws",)), tmp_path)
     ws.directory.mkdir(parents=True)
     (ws.directory / "variables.tf").write_text(ws.files()["variables.tf"] or "")

@@ -27,7 +27,7 @@ from reconciler.runner.rootmodule import (
     type_of,
 )
 from reconciler.runner.workspace import Workspaces, module_source
-from reconciler.settings.model import TerraformDriver, TerraformProvider
+from reconciler.settings.model import TerraformDriverSettings, TerraformProviderSettings
 from reconciler.taskfiles.model import (
     CatalogServicesCondition,
     ConsulKVInput,
@@ -214,8 +214,8 @@ def test_workspace_from_a_task(tmp_path: Path) -> None:
     varfile.write_text('a = "from file"\nb = 2\n')
     workspaces = Workspaces(
         tmp_path / "work",
-        TerraformDriver(backend={"local": {}}),
-        (TerraformProvider("p", {"alias": "x", "region": "r", "task_env": {"K": "V"}}),),
+        TerraformDriverSettings(backend={"local": {}}),
+        (TerraformProviderSettings("p", {"alias": "x", "region": "r", "task_env": {"K": "V"}}),),
     )
     task = spec(
         "t",
@@ -257,7 +257,7 @@ def test_workspace_from_a_task(tmp_path: Path) -> None:
 
 
 def test_shared_backends_select_a_workspace_per_task(tmp_path: Path) -> None:
-    workspaces = Workspaces(tmp_path, TerraformDriver(backend={"consul": {"path": "p"}}))
+    workspaces = Workspaces(tmp_path, TerraformDriverSettings(backend={"consul": {"path": "p"}}))
     assert workspaces.for_task(spec("t"), tmp_path).terraform_workspace == "t"
 
 

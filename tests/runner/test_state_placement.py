@@ -23,10 +23,10 @@ from reconciler.settings.model import (
     CONSUL_BLOCK,
     CONSUL_CATALOG,
     CONSUL_DEFAULT,
-    Consul,
-    ConsulTLS,
+    ConsulSettings,
+    ConsulTLSSettings,
     Settings,
-    TerraformDriver,
+    TerraformDriverSettings,
 )
 
 pytestmark = pytest.mark.anyio
@@ -71,9 +71,9 @@ class KV:
 
 def policy(mode: str, backend: dict[str, dict[str, object]] | None = None) -> StatePolicy:
     settings = Settings(
-        consul=Consul(address="consul:8500", token="tok"),
+        consul=ConsulSettings(address="consul:8500", token="tok"),
         consul_from=mode,
-        driver=TerraformDriver(backend=backend),
+        driver=TerraformDriverSettings(backend=backend),
     )
     return StatePolicy.from_settings(settings)
 
@@ -200,12 +200,12 @@ async def test_a_configured_local_backend_finds_cts_and_earlier_layouts(tmp_path
 
 async def test_a_configured_consul_backend_gets_the_consul_variables(tmp_path: Path) -> None:
     settings = Settings(
-        consul=Consul(
+        consul=ConsulSettings(
             address="consul:8501",
-            tls=ConsulTLS(enabled=True, ca_cert=Path("/ca.pem"), server_name="consul"),
+            tls=ConsulTLSSettings(enabled=True, ca_cert=Path("/ca.pem"), server_name="consul"),
         ),
         consul_from=CONSUL_BLOCK,
-        driver=TerraformDriver(backend={"consul": {"address": "other:8500", "path": "p"}}),
+        driver=TerraformDriverSettings(backend={"consul": {"address": "other:8500", "path": "p"}}),
     )
     p = await place(StatePolicy.from_settings(settings), tmp_path / "t", "t", None)
     assert p.backend == {"consul": {"address": "other:8500", "path": "p"}}

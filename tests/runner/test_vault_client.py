@@ -20,7 +20,7 @@ from reconciler.runner.vault import JSONNumber, VaultClient, VaultError, shim_kv
 from reconciler.settings.vault import (
     VaultConfigError,
     VaultSettings,
-    VaultTLS,
+    VaultTLSSettings,
 )
 
 pytestmark = pytest.mark.anyio
@@ -343,7 +343,7 @@ async def test_tls_with_a_ca_cert(ca: trustme.CA, tmp_path: Path) -> None:
     ca.cert_pem.write_to_path(str(ca_file))
     async with FakeVault(token=TOKEN, tls=_server_context(ca, "127.0.0.1")) as fake:
         fake.put_kv2("secret", "aws", {"key": SECRET})
-        good = settings(fake, tls=VaultTLS(ca_cert=str(ca_file)))
+        good = settings(fake, tls=VaultTLSSettings(ca_cert=str(ca_file)))
         assert fake.address.startswith("https://")
         assert (await read(good, "secret/aws"))[0]["data"] == {"key": SECRET}
         # Without our CA the chain is untrusted: a clear error, not retried.
@@ -351,7 +351,7 @@ async def test_tls_with_a_ca_cert(ca: trustme.CA, tmp_path: Path) -> None:
         assert "certificate" in message.lower() and "ConnectError" in message
         assert_clean(message)
         # Unless verification is off (tls.verify = false or VAULT_SKIP_VERIFY).
-        off = settings(fake, tls=VaultTLS(verify=False))
+        off = settings(fake, tls=VaultTLSSettings(verify=False))
         assert (await read(off, "secret/aws"))[0]["data"] == {"key": SECRET}
 
 
@@ -361,14 +361,18 @@ async def test_tls_server_name(ca: trustme.CA, tmp_path: Path) -> None:
     async with FakeVault(token=TOKEN, tls=_server_context(ca, "vault.test")) as fake:
         fake.put_kv1("kv", "app", {"a": "b"})
         # The certificate names vault.test, not the address dialled.
-        named = settings(fake, tls=VaultTLS(ca_cert=str(ca_file), server_name="vault.test"))
+        named = settings(fake, tls=VaultTLSSettings(ca_cert=str(ca_file), server_name="vault.test"))
         assert await read(named, "kv/app") == [{"a": "b"}]
-        message = await refused(settings(fake, tls=VaultTLS(ca_cert=str(ca_file))), "kv/app")
+        message = await refused(
+            settings(fake, tls=VaultTLSSettings(ca_cert=str(ca_file))), "kv/app"
+        )
         assert "certificate" in message.lower() or "hostname" in message.lower()
 
 
 def test_an_unreadable_client_certificate_is_a_config_error(tmp_path: Path) -> None:
-    s = VaultSettings(address="https://vault:8200", tls=VaultTLS(cert=str(tmp_path / "no.pem")))
+    s = VaultSettings(
+        address="https://vault:8200", tls=VaultTLSSettings(cert=str(tmp_path / "no.pem"))
+    )
     with pytest.raises(VaultConfigError, match=r"vault\.tls"):
         VaultClient(s)
 

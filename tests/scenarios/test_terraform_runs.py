@@ -27,7 +27,7 @@ from runfakes import MODULES, StaticCatalog
 from reconciler.runner.inputs import ServiceInstance
 from reconciler.runner.process import ProcessRunner
 from reconciler.runner.terraform import Terraform
-from reconciler.settings.model import TerraformDriver
+from reconciler.settings.model import TerraformDriverSettings
 
 pytestmark = pytest.mark.anyio
 
@@ -45,7 +45,7 @@ def repo(tmp_path: Path) -> Path:
 
 
 def terraform() -> Terraform:
-    return Terraform(TerraformDriver(), ProcessRunner(kill_grace=2))
+    return Terraform(TerraformDriverSettings(), ProcessRunner(kill_grace=2))
 
 
 def task(name: str, module: str, **fields: object) -> dict[str, object]:
@@ -135,7 +135,7 @@ async def test_terraform_crashing_or_an_unwritable_workspace_is_a_server_error(
     binary.parent.mkdir()
     binary.write_text(CRASHING)
     binary.chmod(0o755)
-    crashing = Terraform(TerraformDriver(path=str(binary)), ProcessRunner(kill_grace=2))
+    crashing = Terraform(TerraformDriverSettings(path=str(binary)), ProcessRunner(kill_grace=2))
     async with running_core(repo / "tasks", driver=crashing, work=repo / "work") as core:
         response = await core.post_task(task("web", "services-file"))
         assert_error(response, 500, "terraform init failed", "panic: runtime error")

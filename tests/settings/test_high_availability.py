@@ -9,7 +9,7 @@ import pytest
 
 from reconciler._core.errors import ConfigError
 from reconciler.settings import load_settings
-from reconciler.settings.model import SECOND, EtcdTLS, HighAvailability
+from reconciler.settings.model import SECOND, EtcdTLSSettings, HighAvailabilitySettings
 
 GIT = 'source "git" {\n  url = "https://example.com/tasks.git"\n}\n'
 
@@ -41,12 +41,12 @@ def test_the_block_in_full(tmp_path: Path) -> None:
     (tmp_path / "c.hcl").write_text(block(storage, extra) + GIT)
     settings = load_settings([tmp_path / "c.hcl"], environ={})
     assert settings.id == "cts-01"
-    assert settings.high_availability == HighAvailability(
+    assert settings.high_availability == HighAvailabilitySettings(
         cluster_name="prod",
         endpoints=("https://10.0.0.5:2379", "https://10.0.0.6:2379"),
         session_ttl=5 * SECOND,
         parent_path="ops",
-        tls=EtcdTLS(ca_cert=tmp_path / "ca.pem"),
+        tls=EtcdTLSSettings(ca_cert=tmp_path / "ca.pem"),
         address="http://cts-01.example.com:8558",
     )
     assert settings.high_availability.prefix == "ops/prod/"

@@ -11,21 +11,21 @@ import pytest
 
 from reconciler._core.errors import ConfigError, Location
 from reconciler.settings import (
-    TLS,
-    BufferPeriod,
-    Consul,
-    ConsulAuth,
-    ConsulTLS,
-    ConsulTransport,
-    DefaultCheck,
-    DirectorySource,
-    GitAuthor,
-    GitSource,
-    Service,
-    ServiceRegistration,
+    BufferPeriodSettings,
+    ConsulAuthSettings,
+    ConsulSettings,
+    ConsulTLSSettings,
+    ConsulTransportSettings,
+    DefaultCheckSettings,
+    DirectorySourceSettings,
+    GitAuthorSettings,
+    GitSourceSettings,
+    ServiceRegistrationSettings,
+    ServiceSettings,
     Settings,
-    Syslog,
-    TerraformDriver,
+    SyslogSettings,
+    TerraformDriverSettings,
+    TLSSettings,
     global_defaults,
     load_settings,
 )
@@ -88,22 +88,22 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.working_dir == tmp_path / "sync-tasks"  # CTS: relative to the process CWD
     assert s.id == "cts-testhost"
     assert s.client_type == ""
-    assert s.buffer_period == BufferPeriod(True, 5 * S, 20 * S)
-    assert s.syslog == Syslog(False, "LOCAL0", "consul-terraform-sync")
-    assert s.tls == TLS()
-    assert s.consul == Consul(
+    assert s.buffer_period == BufferPeriodSettings(True, 5 * S, 20 * S)
+    assert s.syslog == SyslogSettings(False, "LOCAL0", "consul-terraform-sync")
+    assert s.tls == TLSSettings()
+    assert s.consul == ConsulSettings(
         address="localhost:8500",
         token="",
-        auth=ConsulAuth(False, "", ""),
-        tls=ConsulTLS(enabled=False, verify=True),
-        transport=ConsulTransport(30 * S, 30 * S, False, 5 * S, 0, 100, 10 * S),
+        auth=ConsulAuthSettings(False, "", ""),
+        tls=ConsulTLSSettings(enabled=False, verify=True),
+        transport=ConsulTransportSettings(30 * S, 30 * S, False, 5 * S, 0, 100, 10 * S),
         kv_namespace="",
         kv_path="consul-terraform-sync/",
-        service_registration=ServiceRegistration(
-            True, "consul-terraform-sync", "", "", DefaultCheck(True, "")
+        service_registration=ServiceRegistrationSettings(
+            True, "consul-terraform-sync", "", "", DefaultCheckSettings(True, "")
         ),
     )
-    assert s.driver == TerraformDriver(
+    assert s.driver == TerraformDriverSettings(
         version=None,
         path=None,
         log=False,
@@ -142,7 +142,7 @@ def test_consul_from_environment(tmp_path: Path) -> None:
     assert s.consul.address == "10.0.0.1:8500"
     assert s.consul.token == "http-token"
     # As CTS: the environment fills TLS files in but does not turn TLS on.
-    assert s.consul.tls == ConsulTLS(
+    assert s.consul.tls == ConsulTLSSettings(
         False,
         True,
         Path("/certs/c.pem"),
@@ -197,9 +197,9 @@ def test_full_cts_config_loads_unchanged() -> None:
     base = FIXTURES / "cts"
     assert (s.log_level, s.port, s.id) == ("INFO", 8502, "cts-01")
     assert s.working_dir == base / "working"
-    assert s.syslog == Syslog(True, "LOCAL2", "consul-terraform-sync")
-    assert s.buffer_period == BufferPeriod(True, 20 * S, 60 * S)
-    assert s.tls == TLS(
+    assert s.syslog == SyslogSettings(True, "LOCAL2", "consul-terraform-sync")
+    assert s.buffer_period == BufferPeriodSettings(True, 20 * S, 60 * S)
+    assert s.tls == TLSSettings(
         True,
         base / "certs/cts_cert.pem",
         base / "certs/cts_key.pem",
@@ -214,8 +214,8 @@ def test_full_cts_config_loads_unchanged() -> None:
         "cts-kv/",
         "team-a",
     )
-    assert c.auth == ConsulAuth(True, "username", "password")
-    assert c.tls == ConsulTLS(
+    assert c.auth == ConsulAuthSettings(True, "username", "password")
+    assert c.tls == ConsulTLSSettings(
         True,
         False,
         Path("/etc/consul.d/cert.pem"),
@@ -224,9 +224,9 @@ def test_full_cts_config_loads_unchanged() -> None:
         None,
         "consul.example.com",
     )
-    assert c.transport == ConsulTransport(5 * S, 10 * S, False, 60 * S, 10, 100, 10 * S)
-    assert c.service_registration == ServiceRegistration(
-        True, "cts", "172.22.0.2", "ns-1", DefaultCheck(True, "https://172.22.0.2:8558")
+    assert c.transport == ConsulTransportSettings(5 * S, 10 * S, False, 60 * S, 10, 100, 10 * S)
+    assert c.service_registration == ServiceRegistrationSettings(
+        True, "cts", "172.22.0.2", "ns-1", DefaultCheckSettings(True, "https://172.22.0.2:8558")
     )
     d = s.driver
     assert (d.version, d.path, d.log, d.persist_log) == (
@@ -268,8 +268,10 @@ def test_full_cts_config_loads_unchanged() -> None:
     assert panos.auto_commit and not aws_a.auto_commit
     assert aws_a.location == Location(str(FIXTURES / "cts" / "cts.hcl"), 94)
     assert s.services == (
-        Service("web", "web", "all instances of the service web in datacenter dc1", "dc1"),
-        Service("api", "api-dc2", datacenter="dc2", cts_user_defined_meta={"owner": "team-a"}),
+        ServiceSettings("web", "web", "all instances of the service web in datacenter dc1", "dc1"),
+        ServiceSettings(
+            "api", "api-dc2", datacenter="dc2", cts_user_defined_meta={"owner": "team-a"}
+        ),
     )
     assert [(t.spec.name, t.line) for t in s.tasks] == [
         ("website-x", 129),
@@ -319,7 +321,7 @@ def test_hcl1_style_blocks_written_as_attributes(tmp_path: Path) -> None:
     assert s.consul.address == "c:8500"
     assert (s.consul.tls.enabled, s.consul.tls.verify) == (True, False)
     assert not s.consul.service_registration.default_check.enabled
-    assert s.buffer_period == BufferPeriod(True, 1 * S, 4 * S)  # max defaults to 4 x min
+    assert s.buffer_period == BufferPeriodSettings(True, 1 * S, 4 * S)  # max defaults to 4 x min
     assert s.driver.backend == {"local": {"path": "tf.state"}}
     assert s.driver.required_providers == {"local": {"source": "hashicorp/local"}}
 
@@ -373,14 +375,14 @@ def test_new_keys(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("block", "expected"),
     [
-        ('enabled = false\nmin = "9s"', BufferPeriod(False, 0, 0)),
-        ("enabled = true", BufferPeriod(True, 5 * S, 20 * S)),
-        ('min = "10s"', BufferPeriod(True, 10 * S, 40 * S)),
-        ('max = "2s"', BufferPeriod(True, 5 * S, 5 * S)),  # min > max: max = min, silently
-        ('min = "30s"\nmax = "10s"', BufferPeriod(True, 30 * S, 30 * S)),
+        ('enabled = false\nmin = "9s"', BufferPeriodSettings(False, 0, 0)),
+        ("enabled = true", BufferPeriodSettings(True, 5 * S, 20 * S)),
+        ('min = "10s"', BufferPeriodSettings(True, 10 * S, 40 * S)),
+        ('max = "2s"', BufferPeriodSettings(True, 5 * S, 5 * S)),  # min > max: max = min, silently
+        ('min = "30s"\nmax = "10s"', BufferPeriodSettings(True, 30 * S, 30 * S)),
     ],
 )
-def test_buffer_period(tmp_path: Path, block: str, expected: BufferPeriod) -> None:
+def test_buffer_period(tmp_path: Path, block: str, expected: BufferPeriodSettings) -> None:
     s = load(write(tmp_path, "cts.hcl", f"buffer_period {{\n{block}\n}}\n"))
     assert s.buffer_period == expected
     assert global_defaults(s) == GlobalDefaults(expected.enabled, expected.min, expected.max)
@@ -425,9 +427,9 @@ def test_sources(tmp_path: Path) -> None:
     )
     conf = tmp_path / "conf"
     assert load(path).sources == (
-        DirectorySource(conf / "tasks", False),
-        DirectorySource(Path("/srv/more-tasks"), True),
-        GitSource(
+        DirectorySourceSettings(conf / "tasks", False),
+        DirectorySourceSettings(Path("/srv/more-tasks"), True),
+        GitSourceSettings(
             "https://git.example.com/infra/tasks.git",
             "main",
             None,
@@ -437,9 +439,9 @@ def test_sources(tmp_path: Path) -> None:
             False,
             None,
             3,
-            author=GitAuthor("reconciler", "reconciler@localhost"),
+            author=GitAuthorSettings("reconciler", "reconciler@localhost"),
         ),
-        GitSource(
+        GitSourceSettings(
             "git@example.com:infra/tasks.git",
             "prod",
             None,
@@ -449,9 +451,9 @@ def test_sources(tmp_path: Path) -> None:
             True,
             "s3cret",
             5,
-            author=GitAuthor("bot", "bot@example.com"),
+            author=GitAuthorSettings("bot", "bot@example.com"),
         ),
-        GitSource(
+        GitSourceSettings(
             "https://git.example.com/pinned.git", commit="0123456789abcdef0123456789abcdef01234567"
         ),
     )
@@ -499,7 +501,7 @@ def test_relative_paths_resolve_against_the_config_file(
         assert s.consul.tls.ca_cert == conf / "ca.pem"
         assert s.driver.backend["consul"]["ca_file"] == str(conf / "ca.pem")
         assert s.driver.path == conf / "bin"
-        assert s.sources == (DirectorySource(conf / "tasks"),)
+        assert s.sources == (DirectorySourceSettings(conf / "tasks"),)
 
 
 def test_each_file_resolves_its_own_paths(tmp_path: Path) -> None:
@@ -507,7 +509,7 @@ def test_each_file_resolves_its_own_paths(tmp_path: Path) -> None:
     b = write(tmp_path, "b/cts.hcl", 'source "directory" {\n  path = "tasks"\n}\n')
     s = load(a, b)
     assert s.working_dir == tmp_path / "a" / "work-a"
-    assert s.sources == (DirectorySource(tmp_path / "b" / "tasks"),)
+    assert s.sources == (DirectorySourceSettings(tmp_path / "b" / "tasks"),)
 
 
 # --- validation: each message, with its line -------------------------------------------------
@@ -1106,12 +1108,12 @@ def test_merge_scalars_and_nested_blocks_field_by_field(tmp_path: Path) -> None:
     s = load(a, b)
     assert (s.log_level, s.port) == ("DEBUG", 8504)
     assert (s.consul.address, s.consul.token) == ("a:8500", "token-b")
-    assert s.consul.tls == ConsulTLS(enabled=True, verify=False, ca_cert=Path("/a/ca.pem"))
-    assert s.consul.service_registration == ServiceRegistration(
-        service_name="cts-a", default_check=DefaultCheck(False, "http://a:8558")
+    assert s.consul.tls == ConsulTLSSettings(enabled=True, verify=False, ca_cert=Path("/a/ca.pem"))
+    assert s.consul.service_registration == ServiceRegistrationSettings(
+        service_name="cts-a", default_check=DefaultCheckSettings(False, "http://a:8558")
     )
-    assert s.buffer_period == BufferPeriod(True, 10 * S, 30 * S)
-    assert s.syslog == Syslog(False, "LOCAL1", "consul-terraform-sync")
+    assert s.buffer_period == BufferPeriodSettings(True, 10 * S, 30 * S)
+    assert s.syslog == SyslogSettings(False, "LOCAL1", "consul-terraform-sync")
     assert s.vault is not None
     assert (s.vault.address, s.vault.tls.ca_cert, s.vault.tls.verify) == (
         "https://vault-a",
@@ -1201,7 +1203,10 @@ def test_repeatable_blocks_concatenate_in_order(tmp_path: Path) -> None:
     s = load(a, b, c)
     assert [p.id for p in s.terraform_providers] == ["aws", "aws.b"]
     assert [x.name for x in s.services] == ["s1", "s2"]
-    assert s.sources == (DirectorySource(tmp_path / "t1"), DirectorySource(tmp_path / "t2"))
+    assert s.sources == (
+        DirectorySourceSettings(tmp_path / "t1"),
+        DirectorySourceSettings(tmp_path / "t2"),
+    )
     assert [(t.spec.name, t.file, t.line) for t in s.tasks] == [
         ("t1", str(a), 8),
         ("t2", str(a), 15),
@@ -1357,7 +1362,7 @@ def test_git_source_options(tmp_path: Path) -> None:
     """,
     )
     (src,) = load(path).sources
-    assert isinstance(src, GitSource)
+    assert isinstance(src, GitSourceSettings)
     assert src.url == str(tmp_path / "conf" / ".." / "repos" / "tasks.git")
     assert src.push_retry == "background"
     assert src.ssh_key_file == tmp_path / "conf" / "keys" / "deploy"

@@ -16,8 +16,8 @@ from reconciler.settings.vault import (
     RENEW_TOKEN,
     VaultConfigError,
     VaultSettings,
-    VaultTLS,
-    VaultTransport,
+    VaultTLSSettings,
+    VaultTransportSettings,
     vault_settings,
 )
 
@@ -67,7 +67,7 @@ def test_settings_from_a_block() -> None:
         agent_token_file="/run/vault-agent/token",
         namespace="team-a",
         unwrap_token=False,
-        tls=VaultTLS(
+        tls=VaultTLSSettings(
             enabled=True,
             ca_cert="/etc/vault/ca.pem",
             ca_path="/etc/vault/cas",
@@ -76,7 +76,7 @@ def test_settings_from_a_block() -> None:
             server_name="vault.service",
             verify=True,
         ),
-        transport=VaultTransport(
+        transport=VaultTransportSettings(
             dial_timeout=5.0,
             dial_keep_alive=10.0,
             disable_keep_alives=True,
@@ -149,7 +149,7 @@ def test_settings_from_the_environment() -> None:
         "hvs.env",
         "ns-env",
     )
-    assert s.tls == VaultTLS(
+    assert s.tls == VaultTLSSettings(
         enabled=True,
         ca_cert="/env/ca.pem",
         ca_path="/env/cas",

@@ -175,8 +175,8 @@ def test_symbolic_links_in_the_repository_are_not_followed(tmp_path: Path) -> No
 
 
 def test_from_settings_reads_todays_settings(tmp_path: Path) -> None:
-    from reconciler.settings.model import GitAuthor
-    from reconciler.settings.model import GitSource as GitSettings
+    from reconciler.settings.model import GitAuthorSettings
+    from reconciler.settings.model import GitSourceSettings as GitSettings
 
     settings = GitSettings(
         url="https://user:secret@example.com/repo.git",
@@ -184,7 +184,7 @@ def test_from_settings_reads_todays_settings(tmp_path: Path) -> None:
         poll_interval=5 * 1_000_000_000,
         push=True,
         push_retry=2,
-        author=GitAuthor("bot", "bot@example.com"),
+        author=GitAuthorSettings("bot", "bot@example.com"),
     )
     src = GitSource.from_settings(settings, tmp_path, name="ops")
     opts = src.options
