@@ -49,8 +49,24 @@ def fresh_load(root: Path) -> dict[str, TaskSpec]:
     return out
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+# When the running test must end (its pytest-timeout), set by tests/conftest.py. A wait
+# whose own deadline lies past it would be cut off by the hang guard, without saying what
+# it waited for: such a wait is refused at once, so that deadlines are sized to fit.
+TEST_DEADLINE: float | None = None
+
+
+def _deadline(timeout: float, what: str) -> float:
     deadline = time.monotonic() + timeout
+    if TEST_DEADLINE is not None and deadline > TEST_DEADLINE:
+        raise AssertionError(
+            f"waiting {timeout}s for {what} would outlast the test's timeout: give the "
+            "test a longer @pytest.mark.timeout"
+        )
+    return deadline
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = _deadline(timeout, what)
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
@@ -60,7 +76,7 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0, what: str = "
 async def async_wait_for(
     condition: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, what: str = "condition"
 ) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = _deadline(timeout, what)
     while True:
         result = condition()
         if not isinstance(result, bool):

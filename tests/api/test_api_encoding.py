@@ -3,15 +3,11 @@ task file makes the daemon write a file with exactly the fields the task set."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "taskfiles"))
-from test_write import task_specs
+from taskspecs import task_specs
 
 from reconciler.api.decoding import decode_task_request
 from reconciler.api.encoding import task_request

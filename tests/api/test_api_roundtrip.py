@@ -3,14 +3,10 @@ strings hold quotes, backslashes, newlines, unicode, `${` and `%{`."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 from hypothesis import assume, given, settings
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "taskfiles"))
-from test_write import task_specs
+from taskspecs import task_specs
 
 from reconciler.api.decoding import decode_task_request
 from reconciler.api.representation import task_object

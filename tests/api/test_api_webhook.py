@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx2
 import pytest
 from apikit import assert_error
+from gitkit import Remote, git_core, source, tasks
 from helpers import async_wait_for
-from sources.test_git_support import Remote, git_core, source, tasks
 
 from reconciler.api.app import ApiContext, create_app
 from reconciler.api.webhooks import MAX_BODY, WEBHOOK_PATH, webhook_routes

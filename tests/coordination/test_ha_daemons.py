@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 from etcdkit import EtcdServer, etcd_server
+from gitkit import Remote
 from helpers import free_port, task_hcl, wait_for, without_consul
 from serverkit import stop_process, wait_listening
-from test_git_support import Remote
 
 MODULE = Path(__file__).resolve().parents[1] / "fixtures" / "modules" / "services-file"
 SEED = {"seed.hcl": task_hcl("seed", module=str(MODULE))}

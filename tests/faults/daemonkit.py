@@ -19,8 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from helpers import wait_for
-from test_daemon_process import free_port
+from helpers import free_port, wait_for
 
 from reconciler._core.fsutil import TEMP_PREFIX
 from reconciler.taskfiles.load import load_task_file

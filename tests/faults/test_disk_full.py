@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from daemonkit import MODULE_TF, Daemon, free_port, running, temp_files
+from gitkit import Remote
 from helpers import task_hcl, wait_for, without_consul
-from test_git_support import Remote
 
 SIZE = "1m"
 

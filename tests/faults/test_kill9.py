@@ -21,10 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 from daemonkit import MODULE_TF, Daemon, free_port, running, task_files, temp_files
+from gitkit import Remote, git
 from helpers import task_hcl, wait_for, without_consul
-from test_git_support import Remote, git
 
 from reconciler._core.fsutil import TEMP_PREFIX
 from reconciler.taskfiles.load import load_task_file
@@ -229,9 +228,6 @@ def test_kill9_during_api_writes_git_source(tmp_path: Path) -> None:
     # One commit per applied change: none lost, none doubled.
     actions = [m for m in remote.messages(10 * WRITES) if "Reconciler-Action:" in m]
     assert len(actions) == out.acked + out.applied_cut
-
-
-pytestmark = pytest.mark.timeout(300)
 
 
 def test_temp_files_left_by_a_killed_write_are_removed_at_start(tmp_path: Path) -> None:

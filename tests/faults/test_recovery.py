@@ -17,12 +17,10 @@ import signal
 import urllib.request
 from pathlib import Path
 
-import pytest
 from daemonkit import MODULE_TF, Daemon, free_port, running
+from gitkit import Remote, tasks
 from helpers import task_hcl, wait_for, without_consul, write_atomic
-from test_git_support import Remote, tasks
 
-pytestmark = pytest.mark.timeout(240)
 DEADLINE = 60.0
 FAKE_TERRAFORM = 'driver "terraform" {\n  path = "/bin/true"\n}\n'
 

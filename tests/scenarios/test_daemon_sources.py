@@ -5,8 +5,8 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from helpers import task_hcl, wait_for, without_consul
-from test_daemon_process import call, daemon, free_port, up
+from helpers import free_port, task_hcl, wait_for, without_consul
+from serverkit import call, daemon, up
 
 
 def names(port: int) -> set[str]:

@@ -7,8 +7,8 @@ import contextlib
 import os
 from pathlib import Path
 
+from gitkit import Remote, source, tasks
 from helpers import async_wait_for
-from test_git_support import Remote, source, tasks
 
 from reconciler.api.status import source_problems
 from reconciler.reconcile.backoff import Backoff

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
+from gitkit import Remote, git, git_core, source, tasks
 from helpers import async_wait_for, task_hcl, wait_for
-from test_git_support import Remote, git, git_core, source, tasks
 
 from reconciler._core.errors import SourceError
 from reconciler.api.status import source_problems

@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
+from gitkit import Remote, git, git_core, source, tasks
 from helpers import async_wait_for, task_hcl
-from test_git_support import Remote, git, git_core, source, tasks
 
 from reconciler._core.errors import ConflictError
 from reconciler.sources.base import FileChange

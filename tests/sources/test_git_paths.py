@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from test_git_support import Remote, git_core, source, tasks
+from gitkit import Remote, git_core, source, tasks
 
 
 def test_provenance_path_is_in_the_stable_clone(tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from gitkit import Remote, git
 from helpers import free_port, task_hcl, wait_for, without_consul
 from serverkit import reconciler_start
-from test_git_support import Remote, git
 
 SECRET = "TOPSECRET-7f3a-credentials"
 

@@ -11,7 +11,7 @@ from typing import Any
 import hcl2
 import pytest
 from hypothesis import given, settings
-from test_write import task_specs
+from taskspecs import task_specs
 
 from reconciler.taskfiles.hcl import Block, Body, parse
 from reconciler.taskfiles.model import TaskSpec

@@ -1,7 +1,5 @@
-"""Real git repositories for the git source tests: a bare "remote" and a human's clone.
-
-Not a test module itself (it holds no tests); the git tests import it.
-"""
+"""Real git repositories for the git source tests: a bare "remote" and a human's clone,
+and the daemon's core built over a git source."""
 
 from __future__ import annotations
 
