@@ -23,7 +23,7 @@ from reconciler.consul.queries import (
     kv_query,
 )
 from reconciler.consul.regexp import RegexpServicesWatch
-from reconciler.consul.retry import Pacing, RetryPolicy
+from reconciler.consul.retry import Pacing, retry_policy
 from reconciler.consul.watcher import WatchState, WatchStatus
 from reconciler.consul.watchers import ConsulWatchers, Subscription, Update
 
@@ -47,7 +47,6 @@ __all__ = [
     "Pacing",
     "Query",
     "RegexpServicesWatch",
-    "RetryPolicy",
     "Subscription",
     "Update",
     "WatchState",
@@ -56,4 +55,5 @@ __all__ = [
     "client_config",
     "health_queries",
     "kv_query",
+    "retry_policy",
 ]

@@ -16,6 +16,7 @@ import logging
 from typing import Any
 from urllib.parse import quote
 
+from reconciler._core.backoff import Backoff
 from reconciler.consul.client import ConsulClient, ConsulError, ConsulHTTPError
 from reconciler.settings.model import Settings
 
@@ -24,6 +25,9 @@ log = logging.getLogger("reconciler.consul")
 TAG = "cts"
 CHECK_NAME = "CTS Health Status"
 DEREGISTER_TIMEOUT = 5.0
+# Registering retries while Consul is unreachable: 1 s doubling to 60 s, for as long as it
+# takes (the daemon serves meanwhile; only Consul's view of it waits).
+RETRY = Backoff(first=1.0, cap=60.0, jitter=0.0)
 
 
 def registration_body(settings: Settings) -> dict[str, Any]:
@@ -75,7 +79,7 @@ class SelfRegistration:
             )
 
     async def _register(self) -> None:
-        delay = 1.0
+        failures = 0
         while True:
             try:
                 self._sent = True
@@ -85,6 +89,8 @@ class SelfRegistration:
             except ConsulError as err:
                 # An error answer: not registered. No answer: it may have arrived.
                 self._sent = not isinstance(err, ConsulHTTPError)
+                failures += 1
+                delay = RETRY.delay(failures)
                 log.warning(
                     "consul: registering service %s failed, retrying in %gs: %s",
                     self.id,
@@ -92,7 +98,6 @@ class SelfRegistration:
                     err,
                 )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 60.0)
                 continue
             self.registered = True
             log.info("consul: registered service %s (%s)", self.id, self.body["Name"])

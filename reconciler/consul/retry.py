@@ -8,11 +8,12 @@ real sleeps.
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+from reconciler._core.backoff import FOREVER, Backoff, Spread
 
 # CTS retry/retry.go DefaultMaxWaitTime.
 MAX_WAIT = 15 * 60.0
@@ -25,13 +26,23 @@ GAP_DITHER = 0.02
 Sleep = Callable[[float], Awaitable[None]]
 
 
-def wait_time(attempt: int, rnd: random.Random, max_wait: float = MAX_WAIT) -> float:
-    """CTS retry.WaitTime: 2^n s plus a random [0, 2^n / 2) s, capped at `max_wait`
-    (the cap applies, without jitter, once 2^n reaches it)."""
-    if attempt >= math.log2(max_wait):
-        return max_wait
-    base = 2.0**attempt
-    return base + rnd.random() * (2.0 ** (attempt + 1) - base) / 2
+def retry_policy(
+    *, max_retries: int = MAX_RETRIES, max_wait: float = MAX_WAIT, rnd: random.Random | None = None
+) -> Backoff:
+    """CTS controller/watcher.go retryConsul: retry while the retry count (0 for the first
+    retry) is at most `max_retries` (a negative one: always); a success resets the count.
+    Each wait is CTS retry.WaitTime: 2^n s plus a random [0, 2^n / 2) s for retry n, and
+    `max_wait`, without jitter, once 2^n reaches it. The watcher goes on retrying with the
+    same waits once the retries ran out: it only reports the error then."""
+    return Backoff(
+        first=1.0,
+        cap=max_wait,
+        factor=2.0,
+        jitter=0.5,
+        spread=Spread.ABOVE,
+        retries=max_retries + 1 if max_retries >= 0 else FOREVER,
+        uniform=(rnd if rnd is not None else random.Random()).random,
+    )
 
 
 def min_gap_sleep(elapsed: float, rnd: random.Random) -> float:
@@ -43,32 +54,12 @@ def min_gap_sleep(elapsed: float, rnd: random.Random) -> float:
 
 
 @dataclass
-class RetryPolicy:
-    """CTS controller/watcher.go retryConsul: retry while the retry count (0 for the
-    first retry) is at most `max_retries`; a success resets the count."""
-
-    max_retries: int = MAX_RETRIES
-    max_wait: float = MAX_WAIT
-    rnd: random.Random = field(default_factory=random.Random)
-
-    def next(self, retries: int) -> tuple[bool, float]:
-        """(retry?, how long to wait first) after `retries` failed retries."""
-        if self.max_retries >= 0 and retries > self.max_retries:
-            return False, 0.0
-        return True, wait_time(retries, self.rnd, self.max_wait)
-
-    def max_wait_after(self, retries: int) -> float:
-        """The wait once the retries ran out: the same growing backoff, up to its cap."""
-        return wait_time(retries, self.rnd, self.max_wait)
-
-
-@dataclass
 class Pacing:
     """Everything time-related a watcher does, in one injectable object."""
 
     sleep: Sleep = asyncio.sleep
     monotonic: Callable[[], float] = time.monotonic  # measures how fast an answer came
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: Backoff = field(default_factory=retry_policy)
     rnd: random.Random = field(default_factory=random.Random)
     # A Consul answer without X-Consul-Index cannot block; poll it this often.
     no_index_poll: float = 1.0

@@ -265,8 +265,10 @@ class Watcher:
             err, ConsulUnavailable
         ):
             self.index = 0
-        retry, wait = self._pacing.retry.next(self.retries)
-        if not retry:
+        # The waits go on growing once the retries ran out; only the error is reported then.
+        failures = self.retries + 1
+        wait = self._pacing.retry.delay(failures)
+        if not self._pacing.retry.retrying(failures):
             if self.status is not WatchStatus.FAILING:
                 log.error(
                     "consul watch %s: still failing after %d retries: %s",
@@ -276,7 +278,6 @@ class Watcher:
                 )
                 self.status = WatchStatus.FAILING
                 self._on_failure(self, err)
-            wait = self._pacing.retry.max_wait_after(self.retries)
         else:
             if self.status is not WatchStatus.FAILING:
                 self.status = WatchStatus.RETRYING

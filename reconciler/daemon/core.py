@@ -47,7 +47,7 @@ from reconciler.runner.templates import ProviderTemplates
 from reconciler.runner.terraform import Terraform
 from reconciler.runner.vault import VaultClient
 from reconciler.runner.workspace import Workspaces
-from reconciler.runs.execute import exponential_backoff
+from reconciler.runs.execute import APPLY_RETRY
 from reconciler.runs.scheduler import Scheduler
 from reconciler.settings import Settings, global_defaults
 from reconciler.settings.model import (
@@ -93,7 +93,7 @@ class RunPlan:
     status: StatusStore
     workers: int = 4
     catalog: Catalog | None = None
-    retry_delay: Callable[[int], float] = exponential_backoff
+    retry_delay: Callable[[int], float] = APPLY_RETRY.delay
     eager_init: bool = True
     # What fires runs besides cron schedules (Consul conditions), and what owns them.
     consul: ConsulTrigger | None = None

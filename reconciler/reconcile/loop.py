@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from reconciler._core.backoff import Backoff
 from reconciler._core.errors import SourceError
 from reconciler._core.metrics import NULL, Recorder
-from reconciler.reconcile.backoff import Backoff
 from reconciler.reconcile.configtasks import PreParsed
 from reconciler.reconcile.engine import Parsed, Reconciler, Scanned
 from reconciler.registry.store import RegistryChange

@@ -12,12 +12,13 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
-import random
+import math
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from pathlib import Path
 
+from reconciler._core.backoff import Backoff, Spread
 from reconciler._core.errors import ReconcilerError
 from reconciler.registry.status import Event, EventConfig, now
 from reconciler.runner.driver import Driver, Plan, Priority, RunError
@@ -36,7 +37,9 @@ from reconciler.taskfiles.model import TaskSpec
 # The scheduler's logger: a task's run is logged under one name whichever module does it.
 log = logging.getLogger("reconciler.runs.scheduler")
 
-TRIGGERED_RETRIES = 2  # CTS retries a triggered apply twice (controller/daemon.go)
+# CTS retries a triggered apply twice (controller/daemon.go), after 1 s and 2 s, each up to
+# 50% longer so that the retries of many tasks that failed together spread out.
+APPLY_RETRY = Backoff(first=1.0, cap=math.inf, jitter=0.5, spread=Spread.ABOVE, retries=2)
 DISABLED_PLAN = "Task is disabled, inspection was skipped."
 
 Slot = Callable[[], AbstractAsyncContextManager[None]]
@@ -46,11 +49,6 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-def exponential_backoff(attempt: int) -> float:
-    """1 s, 2 s, ... with up to 50% random extra so that retries of many tasks spread."""
-    return float(2**attempt) * random.uniform(1.0, 1.5)
-
-
 class Executor:
     def __init__(
         self,
@@ -58,9 +56,11 @@ class Executor:
         driver: Driver,
         *,
         catalog: Catalog | None = None,
-        retry_delay: Callable[[int], float] = exponential_backoff,
+        retry_delay: Callable[[int], float] = APPLY_RETRY.delay,
         service_blocks: Sequence[ServiceSettings] = (),
     ) -> None:
+        """`retry_delay(n)`: the wait before retrying an apply that failed n times in a
+        row."""
         self.workspaces = workspaces
         self.driver = driver
         self.catalog: Catalog = catalog or EmptyCatalog()
@@ -167,13 +167,13 @@ class Executor:
                     request.reason or "triggered",
                 )
                 return None
-            attempts = 1 + (TRIGGERED_RETRIES if request.retry else 0)
+            attempts = 1 + (APPLY_RETRY.retries if request.retry else 0)
             error = await self._apply(st, ws, 0, attempts, request.priority)
         for attempt in range(1, attempts):
             if error is None:
                 break
             # The slot is free while waiting: other tasks run meanwhile.
-            if not await self._backoff(self.retry_delay(attempt - 1)):
+            if not await self._backoff(self.retry_delay(attempt)):
                 break
             try:
                 async with slot():

@@ -29,7 +29,7 @@ from reconciler.registry.store import LiveTask, Registry, RegistryChange
 from reconciler.runner.driver import Driver, Plan, Priority
 from reconciler.runner.inputs import Catalog
 from reconciler.runner.workspace import Workspaces, holds_state
-from reconciler.runs.execute import DISABLED_PLAN, Executor, exponential_backoff
+from reconciler.runs.execute import APPLY_RETRY, DISABLED_PLAN, Executor
 from reconciler.runs.queue import Gate, RunQueue
 from reconciler.runs.requests import Request, RunState, TaskBusyError, TaskRuns
 from reconciler.settings.model import ServiceSettings
@@ -52,7 +52,7 @@ class Scheduler:
         *,
         catalog: Catalog | None = None,
         workers: int = 4,
-        retry_delay: Callable[[int], float] = exponential_backoff,
+        retry_delay: Callable[[int], float] = APPLY_RETRY.delay,
         clock: Clock = local_now,
         eager_init: bool = True,
         sources: Sequence[TriggerSource] | None = None,

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from consulfake import FakeConsul
 
-from reconciler.consul import ConsulClient, ConsulWatchers, Pacing, RetryPolicy
+from reconciler.consul import ConsulClient, ConsulWatchers, Pacing, retry_policy
 from reconciler.consul.connection import client_config
 from reconciler.settings.model import ConsulSettings
 
@@ -42,7 +42,7 @@ def sleeps() -> RecordingSleep:
 
 @pytest.fixture
 def pacing(sleeps: RecordingSleep) -> Pacing:
-    return Pacing(sleep=sleeps, retry=RetryPolicy(rnd=random.Random(7)), rnd=random.Random(7))
+    return Pacing(sleep=sleeps, retry=retry_policy(rnd=random.Random(7)), rnd=random.Random(7))
 
 
 def make_client(fake: FakeConsul, *, wait: float = 5.0, **settings: object) -> ConsulClient:

@@ -28,7 +28,7 @@ from reconciler.consul.convert import (
     kv_pairs,
     services_map,
 )
-from reconciler.consul.retry import min_gap_sleep, wait_time
+from reconciler.consul.retry import min_gap_sleep, retry_policy
 from reconciler.runner.inputs import ServiceInstance
 from reconciler.runner.rootmodule import service_object
 from reconciler.taskfiles.model import (
@@ -209,12 +209,13 @@ def test_index_header_parsing() -> None:
 
 def test_backoff_numbers_are_ctss() -> None:
     rnd = random.Random(3)
+    wait = retry_policy(rnd=rnd).delay  # CTS's wait before retry n is the one after n + 1 failures
     for attempt, (low, high) in enumerate([(1, 1.5), (2, 3), (4, 6), (8, 12), (256, 384)]):
         n = attempt if attempt < 4 else 8
         for _ in range(20):
-            assert low <= wait_time(n, rnd) < high
-    assert wait_time(9, rnd) < 900
-    assert wait_time(10, rnd) == 900.0  # capped at 15 minutes, without jitter
-    assert wait_time(40, rnd) == 900.0
+            assert low <= wait(n + 1) < high
+    assert wait(9 + 1) < 900
+    assert wait(10 + 1) == 900.0  # capped at 15 minutes, without jitter
+    assert wait(40 + 1) == 900.0
     assert 0.05 <= min_gap_sleep(0.05, rnd) <= 0.07
     assert min_gap_sleep(0.1, rnd) == 0.0 and min_gap_sleep(3.0, rnd) == 0.0

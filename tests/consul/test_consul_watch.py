@@ -19,9 +19,9 @@ from reconciler.consul import (
     KVQuery,
     Pacing,
     Query,
-    RetryPolicy,
     Update,
     WatchStatus,
+    retry_policy,
 )
 from reconciler.consul.convert import catalog_services
 
@@ -183,7 +183,7 @@ async def test_retries_running_out_are_reported_and_retrying_goes_on(
 ) -> None:
     import random
 
-    pacing = Pacing(sleep=sleeps, retry=RetryPolicy(max_retries=2, rnd=random.Random(1)))
+    pacing = Pacing(sleep=sleeps, retry=retry_policy(max_retries=2, rnd=random.Random(1)))
     watchers = ConsulWatchers(client, pacing=pacing)
     try:
         consul.fail(503, "upstream down", times=6)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from helpers import async_wait_for, task_hcl
 
+from reconciler._core.backoff import Backoff
 from reconciler.api.status import source_problems
-from reconciler.reconcile.backoff import Backoff
 from reconciler.reconcile.engine import Reconciler
 from reconciler.reconcile.loop import SourceLoop
 from reconciler.registry.store import Registry

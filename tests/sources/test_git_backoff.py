@@ -10,8 +10,8 @@ from pathlib import Path
 from gitkit import Remote, source, tasks
 from helpers import async_wait_for
 
+from reconciler._core.backoff import Backoff
 from reconciler.api.status import source_problems
-from reconciler.reconcile.backoff import Backoff
 from reconciler.reconcile.engine import Reconciler
 from reconciler.reconcile.loop import SourceLoop
 from reconciler.registry.store import Registry
