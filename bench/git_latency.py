@@ -109,8 +109,10 @@ class _Live:
         self.reconciler = Reconciler(self.registry)
         self.loop = SourceLoop(source, self.reconciler, rescan_interval=300)
         self.writeback = WriteBack(self.reconciler, {source.name: self.loop}, source.name)
-        app = create_app(ApiContext(TaskCommands(self.reconciler, self.writeback)))
-        app.router.routes.extend(webhook_routes({SECRET: lambda: self.loop.hint(None)}))
+        app = create_app(
+            ApiContext(TaskCommands(self.reconciler, self.writeback)),
+            extra_routes=webhook_routes({SECRET: lambda: self.loop.hint(None)}),
+        )
         self.client = httpx2.AsyncClient(
             transport=httpx2.ASGITransport(app=app), base_url="http://bench"
         )

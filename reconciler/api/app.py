@@ -10,7 +10,7 @@ commands; every typed failure is mapped to a status once (reconciler.api.errors)
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import Lifespan
 
 from reconciler._core.errors import ReconcilerError
@@ -80,11 +80,17 @@ def routes(context: ApiContext) -> list[Route]:
 
 
 def create_app(
-    context: ApiContext, *, lifespan: Lifespan[Any] | None = None, debug: bool = False
+    context: ApiContext,
+    *,
+    extra_routes: Sequence[BaseRoute] = (),
+    lifespan: Lifespan[Any] | None = None,
+    debug: bool = False,
 ) -> Starlette:
+    """The app, its routes fixed here: the API's, then `extra_routes` (what the daemon
+    serves besides the API: the webhook, /metrics)."""
     app = Starlette(
         debug=debug,
-        routes=routes(context),
+        routes=[*routes(context), *extra_routes],
         middleware=[
             Middleware(RequestMetrics, recorder=context.recorder),
             Middleware(RequestContext),

@@ -75,10 +75,9 @@ def daemon_app(
     """Every route the daemon serves: the API, the webhook (`hooks` maps each source's
     webhook_secret to what it triggers: a mapping serves the route only when it has a
     secret, a callable always, asked per call) and /metrics."""
-    app = create_app(context)
-    app.router.routes.extend(webhook_routes(hooks, recorder=metrics))
-    app.router.routes.append(metrics.route())
-    return app
+    return create_app(
+        context, extra_routes=[*webhook_routes(hooks, recorder=metrics), metrics.route()]
+    )
 
 
 class _Server(uvicorn.Server):
