@@ -34,12 +34,11 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import IO
 
 from reconciler._core.lanes import Lanes
 from reconciler.runner import tfworker
 from reconciler.runner.driver import Priority
-from reconciler.runner.process import LineSink, ProcessResult, ProcessRunner
+from reconciler.runner.process import LineSink, ProcessResult, ProcessRunner, RunOutput
 
 log = logging.getLogger(__name__)
 
@@ -218,12 +217,14 @@ class WorkerPool:
                     [str(a) for a in args],
                     cwd,
                     timeout,
-                    logger or log,
-                    log_level,
-                    log_prefix,
-                    log_file,
-                    on_line,
-                    redact,
+                    RunOutput(
+                        logger or log,
+                        level=log_level,
+                        prefix=log_prefix,
+                        log_file=log_file,
+                        on_line=on_line,
+                        redact=redact,
+                    ),
                 )
             except PoolError:  # the command could not start (its directory is missing)
                 self._checkin(worker)
@@ -267,22 +268,11 @@ class WorkerPool:
         args: list[str],
         cwd: Path,
         timeout: float | None,
-        out_log: logging.Logger,
-        log_level: int,
-        log_prefix: str,
-        log_file: Path | None,
-        on_line: LineSink | None,
-        redact: Callable[[str], str] | None,
+        output: RunOutput,
     ) -> ProcessResult:
+        """Run one command on `worker`; `output` takes its lines, and is closed here."""
         proc = worker.proc
         assert proc is not None and proc.stdin is not None and proc.stdout is not None
-        sink: IO[str] | None = None
-        if log_file is not None:
-            try:
-                sink = log_file.open("a", encoding="utf-8")
-            except OSError as exc:
-                out_log.warning("%scannot write %s: %s", log_prefix, log_file, exc)
-        captured: dict[str, list[str]] = {"stdout": [], "stderr": []}
         stdout = proc.stdout
 
         async def frames() -> int | None:
@@ -300,16 +290,7 @@ class WorkerPool:
                 if tag == tfworker.FAILED:
                     raise PoolError(json.loads(payload)["error"])
                 name = "stdout" if tag == tfworker.STDOUT else "stderr"
-                line = payload.decode("utf-8", "replace")
-                if redact is not None:
-                    line = redact(line)
-                captured[name].append(line)
-                if line.strip() and out_log.isEnabledFor(log_level):
-                    out_log.log(log_level, "%s%s", log_prefix, line)
-                if sink is not None:
-                    sink.write(line + "\n")
-                if on_line is not None:
-                    on_line(name, line)
+                output.line(name, payload.decode("utf-8", "replace"))
 
         request = {"argv": args, "cwd": str(Path(cwd).absolute())}
         timed_out = False
@@ -324,9 +305,8 @@ class WorkerPool:
                 returncode = await asyncio.wait_for(frames(), timeout)
             except TimeoutError:
                 timed_out = True
-                out_log.warning(
-                    "%sterraform %s timed out after %.0fs; killing its worker",
-                    log_prefix,
+                output.warning(
+                    "terraform %s timed out after %.0fs; killing its worker",
                     args[0] if args else "",
                     timeout,
                 )
@@ -337,17 +317,17 @@ class WorkerPool:
                 raise
             if returncode is None:  # the worker died under the command
                 await self._kill(worker)
-                captured["stderr"].append(worker.death())
-                out_log.warning("%s%s", log_prefix, worker.death())
+                # Kept and logged, not redacted or written: the pool's words, not Terraform's.
+                output.lines["stderr"].append(worker.death())
+                output.warning("%s", worker.death())
                 returncode = worker.returncode
         finally:
-            if sink is not None:
-                sink.close()
+            output.close()
         return ProcessResult(
             tuple(args),
             -9 if returncode is None else returncode,
-            "\n".join(captured["stdout"]),
-            "\n".join(captured["stderr"]),
+            output.text("stdout"),
+            output.text("stderr"),
             0.0,
             timed_out,
         )

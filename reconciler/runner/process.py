@@ -46,6 +46,60 @@ class ProcessResult:
         return "\n".join(part for part in (self.stdout.strip(), self.stderr.strip()) if part)
 
 
+class RunOutput:
+    """A run's output as it comes, line by line, whether a child process or a pool worker
+    prints it: each line is redacted first, then kept per stream, logged (when not blank)
+    at `level` with `prefix`, appended to `log_file` and handed to `on_line`. A log file
+    that cannot be opened is a warning, not a failed run. `close` closes the log file."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        *,
+        level: int = logging.DEBUG,
+        prefix: str = "",
+        log_file: Path | None = None,
+        on_line: LineSink | None = None,
+        redact: Callable[[str], str] | None = None,
+    ) -> None:
+        self.logger = logger
+        self.level = level
+        self.prefix = prefix
+        self.on_line = on_line
+        self.redact = redact
+        self.lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self._file: IO[str] | None = None
+        if log_file is not None:
+            try:
+                self._file = log_file.open("a", encoding="utf-8")
+            except OSError as exc:
+                self.warning("cannot write %s: %s", log_file, exc)
+
+    def line(self, stream: str, line: str) -> None:
+        """One line of `stream` ("stdout" or "stderr"), without its newline."""
+        if self.redact is not None:
+            line = self.redact(line)
+        self.lines[stream].append(line)
+        if line.strip() and self.logger.isEnabledFor(self.level):
+            self.logger.log(self.level, "%s%s", self.prefix, line)
+        if self._file is not None:
+            self._file.write(line + "\n")
+        if self.on_line is not None:
+            self.on_line(stream, line)
+
+    def warning(self, message: str, *args: object) -> None:
+        """A warning about the run, with the run's prefix."""
+        self.logger.warning("%s" + message, self.prefix, *args)
+
+    def text(self, stream: str) -> str:
+        return "\n".join(self.lines[stream])
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
 def child_environment(
     base: Mapping[str, str] | None = None, extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:
@@ -92,7 +146,6 @@ class ProcessRunner:
         A timeout stops the process group and returns with `timed_out`; cancellation
         stops it too and then propagates. Neither leaves a child behind.
         """
-        out_log = logger or log
         started = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
             *argv,
@@ -106,32 +159,23 @@ class ProcessRunner:
         self._live.add(proc)
         if self.on_spawn is not None:
             self.on_spawn(argv, cwd)
-        sink: IO[str] | None = None
-        if log_file is not None:
-            try:
-                sink = log_file.open("a", encoding="utf-8")
-            except OSError as exc:
-                out_log.warning("%scannot write %s: %s", log_prefix, log_file, exc)
-        captured: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        output = RunOutput(
+            logger or log,
+            level=log_level,
+            prefix=log_prefix,
+            log_file=log_file,
+            on_line=on_line,
+            redact=redact,
+        )
 
         async def pump(name: str, stream: asyncio.StreamReader | None) -> None:
             if stream is None:
                 return
-            lines = captured[name]
             while True:
                 raw = await stream.readline()
                 if not raw:
                     return
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                if redact is not None:
-                    line = redact(line)
-                lines.append(line)
-                if line.strip() and out_log.isEnabledFor(log_level):
-                    out_log.log(log_level, "%s%s", log_prefix, line)
-                if sink is not None:
-                    sink.write(line + "\n")
-                if on_line is not None:
-                    on_line(name, line)
+                output.line(name, raw.decode("utf-8", "replace").rstrip("\r\n"))
 
         pumps = asyncio.gather(pump("stdout", proc.stdout), pump("stderr", proc.stderr))
         timed_out = False
@@ -140,9 +184,7 @@ class ProcessRunner:
                 await asyncio.wait_for(asyncio.shield(pumps), timeout)
             except TimeoutError:
                 timed_out = True
-                out_log.warning(
-                    "%s%s timed out after %.0fs; stopping it", log_prefix, argv[0], timeout
-                )
+                output.warning("%s timed out after %.0fs; stopping it", argv[0], timeout)
                 await self._stop(proc)
             await pumps
             returncode = await proc.wait()
@@ -154,13 +196,12 @@ class ProcessRunner:
             raise
         finally:
             self._live.discard(proc)
-            if sink is not None:
-                sink.close()
+            output.close()
         return ProcessResult(
             tuple(argv),
             returncode,
-            "\n".join(captured["stdout"]),
-            "\n".join(captured["stderr"]),
+            output.text("stdout"),
+            output.text("stderr"),
             time.monotonic() - started,
             timed_out,
         )
