@@ -103,8 +103,10 @@ class DuplicateTaskError(ReconcilerError):
     reason = "DuplicateTask"
 
 
-class ReadOnlySourceError(ReconcilerError):
-    """The task (or the change) belongs to a source the API cannot write."""
+class ReadOnlySourceError(ConflictError):
+    """The task (or the change) belongs to a source the API cannot write (a git source
+    that follows a pinned tag or commit), or no source can take it. A conflict with how
+    things are, like every ConflictError (API: 409)."""
 
     reason = "ReadOnly"
 

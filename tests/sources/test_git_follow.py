@@ -11,9 +11,9 @@ import pytest
 from gitkit import Remote, git, git_core, source, tasks
 from helpers import async_wait_for, task_hcl
 
-from reconciler._core.errors import ConflictError
+from reconciler._core.errors import ConflictError, ReadOnlySourceError
 from reconciler.sources.base import FileChange
-from reconciler.sources.git import GitOptions, GitSource, SourceReadOnlyError
+from reconciler.sources.git import GitOptions, GitSource
 
 
 def test_first_scan_reports_every_task_file_under_path(tmp_path: Path) -> None:
@@ -137,7 +137,7 @@ def test_pinned_tag_is_followed_and_read_only(tmp_path: Path) -> None:
         git(remote.human, "tag", "-f", "v1")
         git(remote.human, "push", "-q", "--force", "origin", "v1")
         assert sorted(src.full_scan().changed) == ["b.hcl"]
-        with pytest.raises(SourceReadOnlyError) as raised:
+        with pytest.raises(ReadOnlySourceError) as raised:
             src.commit(FileChange("c.hcl", b"x", create=True, action="create", task="c"))
         assert isinstance(raised.value, ConflictError)  # the API answers 409
         assert "read-only" in str(raised.value)

@@ -32,7 +32,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler._core.errors import ConflictError, SourceError, StorageFullError
+from reconciler._core.errors import (
+    ConflictError,
+    ReadOnlySourceError,
+    SourceError,
+    StorageFullError,
+)
 from reconciler._core.fsutil import atomic_write, check_inside, durable_unlink, file_mode_like
 from reconciler.sources.base import FileChange, FileContent, SourceUpdate
 from reconciler.sources.directory import MAX_READ_BYTES, is_candidate
@@ -42,12 +47,6 @@ from reconciler.sources.git.options import GitOptions
 from reconciler.sources.git.runner import Git, GitFailure
 
 log = logging.getLogger(__name__)
-
-
-class SourceReadOnlyError(ConflictError):
-    """The source follows a pinned tag or commit: it cannot take changes (API: 409)."""
-
-    reason = "ReadOnly"
 
 
 @dataclass(frozen=True)
@@ -261,7 +260,7 @@ class GitSource:
 
     def commit(self, change: FileChange) -> None:
         if self.options.pinned:
-            raise SourceReadOnlyError(
+            raise ReadOnlySourceError(
                 f"the git source {self.options.shown_url} follows {self.options.followed}, "
                 "which is read-only; change the task in a branch instead"
             )
