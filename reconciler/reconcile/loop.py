@@ -27,8 +27,7 @@ from reconciler._core.metrics import NULL, Recorder
 from reconciler.reconcile.configtasks import PreParsed
 from reconciler.reconcile.engine import Parsed, Reconciler, Scanned
 from reconciler.registry.store import RegistryChange
-from reconciler.sources.base import LocalFiles, Source, SourceUpdate
-from reconciler.sources.directory import DirectorySource
+from reconciler.sources.base import LocalFiles, Source, SourceUpdate, WatchedFiles
 
 log = logging.getLogger(__name__)
 
@@ -205,19 +204,19 @@ class SourceLoop:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        directory = self.source if isinstance(self.source, DirectorySource) else None
+        watched = self.source if isinstance(self.source, WatchedFiles) else None
         next_rescan = self._loop.time() + self._jitter(self.rescan_interval)
         while True:
-            if directory is not None and not directory.watching and self.status.error is None:
+            if watched is not None and not watched.watching and self.status.error is None:
                 try:
-                    directory.start_watching(self._hint_threadsafe)
+                    watched.start_watching(self._hint_threadsafe)
                 except OSError as exc:
-                    self._failed(f"cannot watch {directory.root}: {exc}")
+                    self._failed(f"cannot watch {watched.files_root()}: {exc}")
             # While unavailable, the backoff decides when to try again, not the polling.
             retry_at = self._retry_at if self.status.error is not None else None
             due = retry_at if retry_at is not None else next_rescan
             timeout = due - self._loop.time()
-            if directory is not None:
+            if watched is not None:
                 timeout = min(timeout, self.root_check_interval)
             try:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
@@ -225,8 +224,8 @@ class SourceLoop:
                 async with asyncio.timeout(max(timeout, 0)):
                     await self._wakeup.wait()
             except TimeoutError:
-                if directory is not None and directory.root_replaced():
-                    await asyncio.to_thread(directory.stop_watching)
+                if watched is not None and watched.root_replaced():
+                    await asyncio.to_thread(watched.stop_watching)
                     self._full = True
                 elif self._loop.time() >= due:
                     self._full = True
@@ -240,9 +239,9 @@ class SourceLoop:
                 next_rescan = self._loop.time() + self._jitter(self.rescan_interval)
             async with self.lock:
                 await self._pass(full=full, paths=paths)
-            if directory is not None and self.status.error is not None:
+            if watched is not None and self.status.error is not None:
                 # The directory vanished: its inotify watch is dead; re-arm when it is back.
-                await asyncio.to_thread(directory.stop_watching)
+                await asyncio.to_thread(watched.stop_watching)
 
     async def _settle(self) -> None:
         """Wait until hints stop arriving for `debounce`, at most `max_delay` in all."""
@@ -264,7 +263,7 @@ class SourceLoop:
         return interval * random.uniform(0.9, 1.1)
 
     def close(self) -> None:
-        if isinstance(self.source, DirectorySource):
+        if isinstance(self.source, WatchedFiles):
             self.source.stop_watching()
         close = getattr(self.source, "close", None)
         if callable(close):

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
+
+# A hint of None means "rescan everything" (a directory appeared, moved or vanished).
+Hint = Callable[[str | None], None]
 
 
 def content_digest(data: bytes) -> str:
@@ -107,4 +111,27 @@ class RootedFiles(Protocol):
     def files_root(self) -> Path:
         """That directory (a git source: its whole clone): what is there came through
         the source (for API tasks, an allowed place for modules)."""
+        ...
+
+
+@runtime_checkable
+class WatchedFiles(RootedFiles, Protocol):
+    """A source that watches its own files (a directory, through inotify) and hands its
+    loop path hints as they change, so that an edit is read at once rather than at the
+    next full rescan."""
+
+    @property
+    def watching(self) -> bool:
+        """The watch is running."""
+        ...
+
+    def start_watching(self, hint: Hint) -> None:
+        """Start watching (again); `hint` is called from the watcher's thread."""
+        ...
+
+    def stop_watching(self) -> None: ...
+
+    def root_replaced(self) -> bool:
+        """The watched directory was removed, moved or replaced: its watch sees nothing
+        any more."""
         ...

@@ -13,7 +13,6 @@ import logging
 import os
 import stat
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -29,16 +28,13 @@ from reconciler._core.fsutil import (
     file_mode_like,
     is_inside_real,
 )
-from reconciler.sources.base import FileChange, FileContent, SourceUpdate
+from reconciler.sources.base import FileChange, FileContent, Hint, SourceUpdate
 
 log = logging.getLogger(__name__)
 
 TASK_SUFFIXES = (".hcl", ".json")
 # A file larger than this is reported as unreadable instead of being read into memory.
 MAX_READ_BYTES = 16 * 1024 * 1024
-
-# A hint of None means "rescan everything" (a directory appeared, moved or vanished).
-Hint = Callable[[str | None], None]
 
 _StatSig = tuple[int, int, int, int]
 
