@@ -9,8 +9,8 @@ scheduler only for the duration of the command.
 
 Every failure is a ReconcilerError subclass with a reason (reconciler.commands.errors,
 and the errors of write-back, the scheduler and the runner); the caller maps classes to
-its own answers. A `gate` (HA leadership, later) is asked before each command changes
-anything: it returns None to allow, or the reason it refuses.
+its own answers. A `gate` (high-availability leadership) is asked before each command
+changes anything: it returns None to allow, or the reason it refuses.
 """
 
 from __future__ import annotations

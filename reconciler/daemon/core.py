@@ -2,9 +2,10 @@
 and task commands, wired the same way for the daemon, the tests and the benchmarks.
 
 `Core` takes what differs between them (the sources, whether and how Terraform runs, an
-optional gate) and wires the rest. The gate (HA leadership, when it comes) is the one
-seam both the task commands and the run queue consult: None lets everything through, a
-string is the reason this instance must not change or run anything now.
+optional gate) and wires the rest. The gate (high-availability leadership on etcd,
+reconciler.coordination) is the one seam both the task commands and the run queue
+consult: None lets everything through, a string is the reason this instance must not
+change or run anything now.
 
 `core_from_settings` is the daemon's recipe: the sources of its configuration, Terraform
 as configured, the parse cache and events under `<working_dir>/.reconciler/`, and the

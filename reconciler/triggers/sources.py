@@ -1,10 +1,10 @@
 """Trigger sources: what decides that a task runs, behind one protocol.
 
-A trigger source watches something (a cron expression today; Consul catalog queries and
-KV keys next) for the tasks it concerns, and hands the run queue a `Trigger`: "run task
-X now, for this reason, with these inputs". It never runs anything itself and knows
-nothing of pools, locks or retries. A buffer period is a source wrapped around another:
-it holds triggers back until they settle, then passes the latest one on.
+A trigger source watches something (a cron expression; Consul services, catalog
+services and KV keys) for the tasks it concerns, and hands the run queue a `Trigger`:
+"run task X now, for this reason, with these inputs". It never runs anything itself and
+knows nothing of pools, locks or retries. A buffer period is a source wrapped around
+another: it holds triggers back until they settle, then passes the latest one on.
 
 The scheduler tells every source about every task (`track` when a task appears or
 changes, `forget` when it leaves or is disabled); each source decides whether the task

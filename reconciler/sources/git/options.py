@@ -1,8 +1,8 @@
 """What the git source needs from a `source "git"` block, and the environment git runs in.
 
 The settings layer sits above sources, so the block is read by attribute name
-(`GitOptions.from_settings`) rather than imported; fields the settings do not have yet
-(`ssh_key_file`, `token_env`, `token_username`, `timeout`) fall back to defaults.
+(`GitOptions.from_settings`) rather than imported; a field the object does not have, or
+leaves unset, falls back to its default.
 """
 
 from __future__ import annotations
