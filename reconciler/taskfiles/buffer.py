@@ -5,12 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reconciler.taskfiles.model import (
-    BufferPeriodConfig,
-    GlobalDefaults,
-    ScheduleCondition,
-    TaskSpec,
-)
+from reconciler.taskfiles.conditions import kind_of
+from reconciler.taskfiles.model import BufferPeriodConfig, GlobalDefaults, TaskSpec
 
 # CTS's built-in minimum, used when a task sets only `max` and the global period is off.
 DEFAULT_BUFFER_MIN = 5_000_000_000
@@ -28,7 +24,7 @@ _OFF = EffectiveBuffer(False, 0, 0)
 
 def effective_buffer(spec: TaskSpec, defaults: GlobalDefaults) -> EffectiveBuffer:
     """The buffer period a task runs with (CTS config/buffer_period.go, cts-spec 6)."""
-    if isinstance(spec.condition, ScheduleCondition):
+    if spec.condition is not None and not kind_of(spec.condition).buffered:
         return _OFF
     bp = spec.buffer_period or BufferPeriodConfig()
     if bp.enabled is False:

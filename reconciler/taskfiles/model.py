@@ -3,18 +3,42 @@
 Optional fields are None when the file (or API request) did not set them, so that a task
 can be written back with exactly the fields its author gave. `finalize`-style defaults are
 applied where the task is shown (see `reconciler.api.representation`).
+
+The condition and module_input dataclasses are defined with their kinds, one module per
+kind (`reconciler.taskfiles.conditions`), and are re-exported here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-ConditionType = Literal["services", "catalog-services", "consul-kv", "schedule"]
-InputType = Literal["services", "consul-kv"]
+from reconciler.taskfiles.conditions import (
+    CatalogServicesCondition,
+    Condition,
+    ConsulKVCondition,
+    ConsulKVInput,
+    ModuleInput,
+    ScheduleCondition,
+    ServicesCondition,
+    ServicesInput,
+)
 
-CONDITION_TYPES: tuple[str, ...] = ("services", "catalog-services", "consul-kv", "schedule")
-INPUT_TYPES: tuple[str, ...] = ("services", "consul-kv")
+__all__ = [
+    "BufferPeriodConfig",
+    "CatalogServicesCondition",
+    "Condition",
+    "ConsulKVCondition",
+    "ConsulKVInput",
+    "GlobalDefaults",
+    "ModuleInput",
+    "Provenance",
+    "ScheduleCondition",
+    "ServicesCondition",
+    "ServicesInput",
+    "TaskSpec",
+    "hcl_type",
+]
 
 
 def hcl_type(api_name: str) -> str:
@@ -22,90 +46,11 @@ def hcl_type(api_name: str) -> str:
     return api_name.replace("_", "-")
 
 
-# The variable a condition or module_input feeds (cts-spec 1.4 rule 8).
-VARIABLE_TYPES = {
-    "services": "services",
-    "catalog-services": "catalog_services",
-    "consul-kv": "consul_kv",
-    "schedule": "",
-}
-
-
 @dataclass(frozen=True)
 class BufferPeriodConfig:
     enabled: bool | None = None
     min: int | None = None  # nanoseconds
     max: int | None = None
-
-
-@dataclass(frozen=True)
-class ServicesCondition:
-    type: Literal["services"] = "services"
-    names: tuple[str, ...] | None = None
-    regexp: str | None = None
-    datacenter: str | None = None
-    namespace: str | None = None
-    filter: str | None = None
-    cts_user_defined_meta: dict[str, str] | None = None
-    use_as_module_input: bool | None = None
-
-
-@dataclass(frozen=True)
-class CatalogServicesCondition:
-    type: Literal["catalog-services"] = "catalog-services"
-    regexp: str | None = None
-    datacenter: str | None = None
-    namespace: str | None = None
-    node_meta: dict[str, str] | None = None
-    use_as_module_input: bool | None = None
-
-
-@dataclass(frozen=True)
-class ConsulKVCondition:
-    type: Literal["consul-kv"] = "consul-kv"
-    path: str | None = None
-    recurse: bool | None = None
-    datacenter: str | None = None
-    namespace: str | None = None
-    use_as_module_input: bool | None = None
-
-
-@dataclass(frozen=True)
-class ScheduleCondition:
-    type: Literal["schedule"] = "schedule"
-    cron: str | None = None
-
-
-@dataclass(frozen=True)
-class ServicesInput:
-    type: Literal["services"] = "services"
-    names: tuple[str, ...] | None = None
-    regexp: str | None = None
-    datacenter: str | None = None
-    namespace: str | None = None
-    filter: str | None = None
-    cts_user_defined_meta: dict[str, str] | None = None
-
-
-@dataclass(frozen=True)
-class ConsulKVInput:
-    type: Literal["consul-kv"] = "consul-kv"
-    path: str | None = None
-    recurse: bool | None = None
-    datacenter: str | None = None
-    namespace: str | None = None
-
-
-Condition = ServicesCondition | CatalogServicesCondition | ConsulKVCondition | ScheduleCondition
-ModuleInput = ServicesInput | ConsulKVInput
-
-CONDITION_CLASSES: dict[str, type[Any]] = {
-    "services": ServicesCondition,
-    "catalog-services": CatalogServicesCondition,
-    "consul-kv": ConsulKVCondition,
-    "schedule": ScheduleCondition,
-}
-INPUT_CLASSES: dict[str, type[Any]] = {"services": ServicesInput, "consul-kv": ConsulKVInput}
 
 
 @dataclass(frozen=True)

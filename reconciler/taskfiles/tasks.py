@@ -7,56 +7,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler._core.errors import Location, Problem
+from reconciler.taskfiles.conditions import (
+    CONDITION_KINDS,
+    INPUT_KINDS,
+    Condition,
+    Kind,
+    ModuleInput,
+)
 from reconciler.taskfiles.decode import BodyReader
 from reconciler.taskfiles.hcl import Block
-from reconciler.taskfiles.model import (
-    CONDITION_CLASSES,
-    CONDITION_TYPES,
-    INPUT_CLASSES,
-    INPUT_TYPES,
-    BufferPeriodConfig,
-    Condition,
-    ModuleInput,
-    TaskSpec,
-)
+from reconciler.taskfiles.model import BufferPeriodConfig, TaskSpec
 from reconciler.taskfiles.validate import validate_task
-
-# Fields of each condition / module_input type and how to read them.
-_STR, _BOOL, _LIST, _MAP = "str", "bool", "list", "map"
-_CONDITION_FIELDS: dict[str, dict[str, str]] = {
-    "services": {
-        "names": _LIST,
-        "regexp": _STR,
-        "datacenter": _STR,
-        "namespace": _STR,
-        "filter": _STR,
-        "cts_user_defined_meta": _MAP,
-        "use_as_module_input": _BOOL,
-    },
-    "catalog-services": {
-        "regexp": _STR,
-        "datacenter": _STR,
-        "namespace": _STR,
-        "node_meta": _MAP,
-        "use_as_module_input": _BOOL,
-    },
-    "consul-kv": {
-        "path": _STR,
-        "recurse": _BOOL,
-        "datacenter": _STR,
-        "namespace": _STR,
-        "use_as_module_input": _BOOL,
-    },
-    "schedule": {"cron": _STR},
-}
-_INPUT_FIELDS: dict[str, dict[str, str]] = {
-    "services": {
-        k: v for k, v in _CONDITION_FIELDS["services"].items() if k != "use_as_module_input"
-    },
-    "consul-kv": {
-        k: v for k, v in _CONDITION_FIELDS["consul-kv"].items() if k != "use_as_module_input"
-    },
-}
 
 _TASK_HINTS = {
     "provider": 'did you mean the task\'s "providers" list?',
@@ -127,17 +88,7 @@ def decode_task(
     if cond_blocks:
         cb = cond_blocks[0]
         lines[("condition",)] = cb.line
-        condition = _decode_typed(
-            r,
-            cb,
-            "condition",
-            CONDITION_TYPES,
-            CONDITION_CLASSES,
-            _CONDITION_FIELDS,
-            lines,
-            ("condition",),
-            warn,
-        )
+        condition = _decode_typed(r, cb, "condition", CONDITION_KINDS, lines, ("condition",), warn)
 
     inputs: list[ModuleInput] = []
     input_blocks = r.blocks("module_input", labels=1)
@@ -147,9 +98,7 @@ def decode_task(
     for ib in [*input_blocks, *legacy_inputs]:
         path: tuple[str | int, ...] = ("module_input", len(inputs))
         lines[path] = ib.line
-        mi = _decode_typed(
-            r, ib, ib.type, INPUT_TYPES, INPUT_CLASSES, _INPUT_FIELDS, lines, path, warn
-        )
+        mi = _decode_typed(r, ib, ib.type, INPUT_KINDS, lines, path, warn)
         if mi is not None:
             inputs.append(mi)
 
@@ -200,39 +149,40 @@ def decode_task(
 def _decode_typed(
     r: BodyReader,
     block: Block,
-    kind: str,
-    types: tuple[str, ...],
-    classes: dict[str, type[Any]],
-    fields: dict[str, dict[str, str]],
+    word: str,
+    kinds: dict[str, Kind],
     lines: dict[tuple[str | int, ...], int],
     path: tuple[str | int, ...],
     warn: Any,
 ) -> Any:
+    """A `condition` or `module_input` block (`word`) of one of `kinds`, by its fields."""
     label = block.labels[0]
-    if label not in types:
+    kind = kinds.get(label)
+    if kind is None:
         hint = ""
-        if label.replace("_", "-") in types:
+        if label.replace("_", "-") in kinds:
             hint = f' (task files use hyphens: "{label.replace("_", "-")}")'
         r.error(
-            f'unsupported {kind} type "{label}"{hint}; expected one of: '
-            + ", ".join(f'"{t}"' for t in types),
+            f'unsupported {word} type "{label}"{hint}; expected one of: '
+            + ", ".join(f'"{t}"' for t in kinds),
             block.line,
         )
         return None
-    cr = r.child(block, f'{kind} "{label}"')
+    is_input = word != "condition"
+    cr = r.child(block, f'{word} "{label}"')
     values: dict[str, Any] = {}
     for attr in block.body.attributes:
         lines[(*path, attr.name)] = attr.line
-    for key, typ in fields[label].items():
-        if typ == _STR:
-            values[key] = cr.string(key)
-        elif typ == _BOOL:
-            values[key] = cr.boolean(key)
-        elif typ == _LIST:
-            values[key] = cr.strings(key)
+    for f in kind.input_fields if is_input else kind.condition_fields:
+        if f.type == "str":
+            values[f.name] = cr.string(f.name)
+        elif f.type == "bool":
+            values[f.name] = cr.boolean(f.name)
+        elif f.type == "list":
+            values[f.name] = cr.strings(f.name)
         else:
-            values[key] = cr.string_map(key)
-    if "use_as_module_input" in fields[label]:
+            values[f.name] = cr.string_map(f.name)
+    if "use_as_module_input" in values:
         legacy = cr.boolean("source_includes_var")
         if legacy is not None:
             warn(
@@ -242,7 +192,9 @@ def _decode_typed(
             if values["use_as_module_input"] is None:
                 values["use_as_module_input"] = legacy
     cr.finish()
-    return classes[label](**values)
+    cls = kind.module_input if is_input else kind.condition
+    assert cls is not None
+    return cls(**values)
 
 
 def decode_tasks(blocks: list[Block], file: str) -> DecodedFile:

@@ -7,31 +7,16 @@ human "where" (`condition "services"`) that prefixes the message.
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
 
-from reconciler.taskfiles import cron
-from reconciler.taskfiles.goregexp import RegexpError, compile_regexp
-from reconciler.taskfiles.model import (
-    VARIABLE_TYPES,
-    CatalogServicesCondition,
-    ConsulKVCondition,
-    ConsulKVInput,
-    ScheduleCondition,
-    ServicesCondition,
-    ServicesInput,
-    TaskSpec,
-)
+from reconciler.taskfiles.conditions import Condition, kind_of
+from reconciler.taskfiles.conditions.base import Invalid
+from reconciler.taskfiles.model import TaskSpec
+
+__all__ = ["MAX_NAME_BYTES", "Invalid", "name_problem", "valid_identifier", "validate_task"]
 
 # Task names become file names (<name>.hcl) and directory names: keep them well below
 # Linux's 255-byte NAME_MAX, leaving room for suffixes.
 MAX_NAME_BYTES = 200
-
-
-@dataclass(frozen=True)
-class Invalid:
-    path: tuple[str | int, ...]  # field path, for line lookup: ("condition", "regexp")
-    where: tuple[str, ...]  # shown before the message: ('condition "services"',)
-    message: str
 
 
 def valid_identifier(name: str) -> bool:
@@ -72,11 +57,11 @@ def validate_task(spec: TaskSpec) -> list[Invalid]:
     cond = spec.condition
     if cond is None and not spec.services:
         bad((), (), 'a condition block is required, e.g. condition "services" { names = [...] }')
-    if spec.services and isinstance(cond, ServicesCondition):
+    if spec.services and cond is not None and kind_of(cond).variable == "services":
         bad(
             ("services",),
             (),
-            'the deprecated "services" list and condition "services" both '
+            f'the deprecated "services" list and condition "{cond.type}" both '
             "monitor the services variable; remove the services list",
         )
     if not spec.module:
@@ -126,75 +111,19 @@ def validate_task(spec: TaskSpec) -> list[Invalid]:
     return out
 
 
-def kv_path_problem(path: str) -> str | None:
-    """A Consul KV path is sent as /v1/kv/<path>: a "." or ".." segment would be resolved
-    on the way and read another endpoint (/v1/acl/tokens) with the daemon's token."""
-    if any(part in (".", "..") for part in path.split("/")):
-        return f'"path" must not contain "." or ".." segments: "{path}"'
-    return None
-
-
-def _check_regexp(pattern: str) -> str | None:
-    """RE2's verdict, as Go's regexp.Compile gives it to CTS."""
-    try:
-        compile_regexp(pattern)
-    except RegexpError as exc:
-        return f'"regexp" is not a valid regular expression (RE2 syntax, as in Go): {exc}'
-    return None
-
-
-def _validate_services(
-    c: ServicesCondition | ServicesInput, path: tuple[str | int, ...], where: tuple[str, ...]
-) -> list[Invalid]:
-    out = []
-    if c.names is not None and c.regexp is not None:
-        out.append(Invalid(path, where, 'set either "names" or "regexp", not both'))
-    elif c.names is None and c.regexp is None:
-        out.append(Invalid(path, where, 'either "names" or "regexp" must be set'))
-    if c.names is not None:
-        if not c.names:
-            out.append(Invalid((*path, "names"), where, '"names" must list at least one service'))
-        if any(not n for n in c.names):
-            out.append(Invalid((*path, "names"), where, '"names" must not contain empty strings'))
-    if c.regexp is not None:
-        problem = _check_regexp(c.regexp)
-        if problem:
-            out.append(Invalid((*path, "regexp"), where, problem))
-    return out
-
-
-def _validate_condition(cond: object) -> list[Invalid]:
-    path: tuple[str | int, ...] = ("condition",)
-    if isinstance(cond, ServicesCondition):
-        return _validate_services(cond, path, ('condition "services"',))
-    if isinstance(cond, CatalogServicesCondition):
-        where = ('condition "catalog-services"',)
-        if cond.regexp is None:
-            return [Invalid(path, where, '"regexp" must be set')]
-        problem = _check_regexp(cond.regexp)
-        return [Invalid((*path, "regexp"), where, problem)] if problem else []
-    if isinstance(cond, ConsulKVCondition):
-        if not cond.path:
-            return [Invalid(path, ('condition "consul-kv"',), '"path" is required')]
-        problem = kv_path_problem(cond.path)
-        return [Invalid((*path, "path"), ('condition "consul-kv"',), problem)] if problem else []
-    if isinstance(cond, ScheduleCondition):
-        where = ('condition "schedule"',)
-        if not cond.cron:
-            return [Invalid(path, where, '"cron" is required')]
-        problem = cron.check(cond.cron)
-        return [Invalid((*path, "cron"), where, problem)] if problem else []
-    return []
+def _validate_condition(cond: Condition) -> list[Invalid]:
+    return kind_of(cond).validate(cond, ("condition",), (f'condition "{cond.type}"',))
 
 
 def _validate_inputs(spec: TaskSpec) -> list[Invalid]:
     out: list[Invalid] = []
-    cond_var = VARIABLE_TYPES.get(spec.condition.type, "") if spec.condition else ""
+    cond_var = kind_of(spec.condition).variable if spec.condition else ""
     seen: set[str] = set()
     for i, mi in enumerate(spec.module_inputs):
         path: tuple[str | int, ...] = ("module_input", i)
         where = (f'module_input "{mi.type}"',)
-        var = VARIABLE_TYPES[mi.type]
+        kind = kind_of(mi)
+        var = kind.variable
         if var in seen:
             out.append(
                 Invalid(
@@ -219,14 +148,8 @@ def _validate_inputs(spec: TaskSpec) -> list[Invalid]:
                     path,
                     where,
                     'the deprecated "services" list and module_input '
-                    '"services" both monitor the services variable',
+                    f'"{mi.type}" both monitor the services variable',
                 )
             )
-        if isinstance(mi, ServicesInput):
-            out.extend(_validate_services(mi, path, where))
-        elif isinstance(mi, ConsulKVInput):
-            if not mi.path:
-                out.append(Invalid(path, where, '"path" is required'))
-            elif problem := kv_path_problem(mi.path):
-                out.append(Invalid((*path, "path"), where, problem))
+        out.extend(kind.validate(mi, path, where))
     return out
