@@ -13,19 +13,16 @@ from typing import Any
 from reconciler._core.errors import ConfigError
 from reconciler.api.errors import ApiError, bad_request
 from reconciler.taskfiles import hcl
-from reconciler.taskfiles.durations import parse_duration
-from reconciler.taskfiles.model import (
-    BufferPeriodConfig,
-    CatalogServicesCondition,
+from reconciler.taskfiles.conditions import (
+    CONDITION_API_KINDS,
+    INPUT_API_KINDS,
+    KINDS,
     Condition,
-    ConsulKVCondition,
-    ConsulKVInput,
     ModuleInput,
-    ScheduleCondition,
-    ServicesCondition,
-    ServicesInput,
-    TaskSpec,
 )
+from reconciler.taskfiles.conditions.base import Field
+from reconciler.taskfiles.durations import parse_duration
+from reconciler.taskfiles.model import BufferPeriodConfig, TaskSpec
 from reconciler.taskfiles.validate import valid_identifier
 
 _HINTS = {
@@ -34,8 +31,8 @@ _HINTS = {
     "source": 'the deprecated "source" is not accepted by the API; send "module"',
     "services": 'the deprecated "services" list is not accepted by the API; send '
     "condition.services or module_input.services",
-    "consul-kv": 'the API spells it "consul_kv"',
-    "catalog-services": 'the API spells it "catalog_services"',
+    # A kind's name as task files spell it.
+    **{k.name: f'the API spells it "{k.api_name}"' for k in KINDS if k.name != k.api_name},
 }
 
 
@@ -133,76 +130,39 @@ def _schema(where: str, problem: str) -> ApiError:
 # --- conditions and module inputs ----------------------------------------------------------
 
 
-def _services_fields(o: _Object) -> dict[str, Any]:
-    # Both names and regexp: CTS's API silently keeps names; we pass both on so that
-    # validation rejects it as it does in a file, instead of writing a file that differs
-    # from the request.
-    return {
-        "names": o.strings("names"),
-        "regexp": o.string("regexp"),
-        "datacenter": o.string("datacenter"),
-        "namespace": o.string("namespace"),
-        "filter": o.string("filter"),
-        "cts_user_defined_meta": o.string_map("cts_user_defined_meta"),
-    }
+def _fields(o: _Object, fields: tuple[Field, ...]) -> dict[str, Any]:
+    """A condition's or module_input's fields, read by their kind's field list."""
+    # Every field is passed on as sent. With both names and regexp, CTS's API silently
+    # keeps names; here validation rejects it as it does in a file, instead of writing a
+    # file that differs from the request.
+    read = {"str": o.string, "bool": o.boolean, "list": o.strings, "map": o.string_map}
+    return {f.name: read[f.type](f.name) for f in fields}
 
 
 def _condition(o: _Object) -> Condition:
-    kinds = o.take(("services", "catalog_services", "consul_kv", "schedule"))
+    kinds = o.take(tuple(CONDITION_API_KINDS))
     o.finish()
     if len(kinds) != 1:
         raise _schema(
             o.path,
-            "must hold exactly one of services, catalog_services, "
-            f"consul_kv, schedule (found {len(kinds)})",
+            f"must hold exactly one of {', '.join(CONDITION_API_KINDS)} (found {len(kinds)})",
         )
-    kind = kinds[0]
-    c = _Object(o.value[kind], f"{o.path}.{kind}")
-    cond: Condition
-    if kind == "services":
-        cond = ServicesCondition(
-            **_services_fields(c), use_as_module_input=c.boolean("use_as_module_input")
-        )
-    elif kind == "catalog_services":
-        cond = CatalogServicesCondition(
-            regexp=c.string("regexp"),
-            datacenter=c.string("datacenter"),
-            namespace=c.string("namespace"),
-            node_meta=c.string_map("node_meta"),
-            use_as_module_input=c.boolean("use_as_module_input"),
-        )
-    elif kind == "consul_kv":
-        cond = ConsulKVCondition(
-            path=c.string("path"),
-            recurse=c.boolean("recurse"),
-            datacenter=c.string("datacenter"),
-            namespace=c.string("namespace"),
-            use_as_module_input=c.boolean("use_as_module_input"),
-        )
-    else:
-        cond = ScheduleCondition(cron=c.string("cron"))
+    kind = CONDITION_API_KINDS[kinds[0]]
+    c = _Object(o.value[kinds[0]], f"{o.path}.{kinds[0]}")
+    cond: Condition = kind.condition(**_fields(c, kind.condition_fields))
     c.finish()
     return cond
 
 
 def _module_inputs(o: _Object) -> tuple[ModuleInput, ...]:
     inputs: list[ModuleInput] = []
-    for kind in list(o.value):
-        if kind not in ("services", "consul_kv"):
+    for key in list(o.value):
+        kind = INPUT_API_KINDS.get(key)
+        if kind is None or kind.module_input is None:
             continue  # reported by finish()
-        i = o.child(kind)
+        i = o.child(key)
         assert i is not None
-        if kind == "services":
-            inputs.append(ServicesInput(**_services_fields(i)))
-        else:
-            inputs.append(
-                ConsulKVInput(
-                    path=i.string("path"),
-                    recurse=i.boolean("recurse"),
-                    datacenter=i.string("datacenter"),
-                    namespace=i.string("namespace"),
-                )
-            )
+        inputs.append(kind.module_input(**_fields(i, kind.input_fields)))
         i.finish()
     o.finish()
     return tuple(inputs)

@@ -11,18 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.api.representation import variables_object
+from reconciler.taskfiles.conditions import Condition, ModuleInput, kind_of
 from reconciler.taskfiles.durations import format_duration
-from reconciler.taskfiles.model import (
-    CatalogServicesCondition,
-    Condition,
-    ConsulKVCondition,
-    ConsulKVInput,
-    ModuleInput,
-    ScheduleCondition,
-    ServicesCondition,
-    ServicesInput,
-    TaskSpec,
-)
+from reconciler.taskfiles.model import TaskSpec
 
 JSON = dict[str, Any]
 
@@ -49,55 +40,17 @@ def _set(**fields: Any) -> JSON:
     return out
 
 
-def _services(c: ServicesCondition | ServicesInput) -> JSON:
-    return _set(
-        names=c.names,
-        regexp=c.regexp,
-        datacenter=c.datacenter,
-        namespace=c.namespace,
-        filter=c.filter,
-        cts_user_defined_meta=c.cts_user_defined_meta,
-    )
+def _typed(item: Condition | ModuleInput) -> JSON:
+    """A condition's or module_input's fields that are set, in their kind's field order."""
+    return _set(**{f.name: getattr(item, f.name) for f in kind_of(item).fields(item)})
 
 
 def condition_request(c: Condition) -> JSON:
-    if isinstance(c, ServicesCondition):
-        return {"services": {**_services(c), **_set(use_as_module_input=c.use_as_module_input)}}
-    if isinstance(c, CatalogServicesCondition):
-        return {
-            "catalog_services": _set(
-                regexp=c.regexp,
-                datacenter=c.datacenter,
-                namespace=c.namespace,
-                node_meta=c.node_meta,
-                use_as_module_input=c.use_as_module_input,
-            )
-        }
-    if isinstance(c, ConsulKVCondition):
-        return {
-            "consul_kv": _set(
-                path=c.path,
-                recurse=c.recurse,
-                datacenter=c.datacenter,
-                namespace=c.namespace,
-                use_as_module_input=c.use_as_module_input,
-            )
-        }
-    assert isinstance(c, ScheduleCondition)
-    return {"schedule": _set(cron=c.cron)}
+    return {kind_of(c).api_name: _typed(c)}
 
 
 def module_input_request(inputs: tuple[ModuleInput, ...]) -> JSON:
-    out: JSON = {}
-    for mi in inputs:
-        if isinstance(mi, ServicesInput):
-            out["services"] = _services(mi)
-        else:
-            assert isinstance(mi, ConsulKVInput)
-            out["consul_kv"] = _set(
-                path=mi.path, recurse=mi.recurse, datacenter=mi.datacenter, namespace=mi.namespace
-            )
-    return out
+    return {kind_of(mi).api_name: _typed(mi) for mi in inputs}
 
 
 def task_request(spec: TaskSpec) -> JSON:

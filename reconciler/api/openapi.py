@@ -31,6 +31,7 @@ from reconciler.api.schemas import SCHEMAS, Schema, ref
 from reconciler.api.webhooks import MAX_BODY as WEBHOOK_MAX_BODY
 from reconciler.api.webhooks import WEBHOOK_PATH
 from reconciler.registry.status import STATUSES
+from reconciler.taskfiles.conditions import KINDS
 
 OPENAPI_PATH = "/v1/openapi.json"
 SCHEME = "bearerToken"
@@ -167,58 +168,8 @@ def _body(schema: str, description: str, examples: dict[str, Any]) -> dict[str, 
     return {"required": True, "description": description, "content": {"application/json": content}}
 
 
-# One per condition type; the first is tasks-api.md's "Create a task" example.
-CREATE_EXAMPLES: dict[str, Any] = {
-    "services": {
-        "task": {
-            "description": "Writes the service name, id, and IP address to a file",
-            "enabled": True,
-            "name": "task_a",
-            "providers": ["my-provider"],
-            "condition": {"services": {"names": ["web", "api"]}},
-            "module": "path/to/module",
-        }
-    },
-    "catalog_services": {
-        "task": {
-            "name": "catalog_task",
-            "module": "path/to/module",
-            "condition": {
-                "catalog_services": {
-                    "regexp": "^web",
-                    "node_meta": {"rack": "r1"},
-                    "use_as_module_input": False,
-                }
-            },
-            "module_input": {"consul_kv": {"path": "config/web", "recurse": True}},
-            "variables": {"greeting": '"hello"', "replicas": "3", "zones": '["a", "b"]'},
-            "buffer_period": {"enabled": True, "min": "10s", "max": "1m30s"},
-        }
-    },
-    "consul_kv": {
-        "task": {
-            "name": "kv_task",
-            "module": "path/to/module",
-            "enabled": False,
-            "condition": {"consul_kv": {"path": "config/app", "datacenter": "dc1"}},
-            "module_input": {
-                "services": {"regexp": "^api", "cts_user_defined_meta": {"team": "payments"}}
-            },
-        }
-    },
-    "schedule": {
-        "task": {
-            "name": "nightly",
-            "module": "path/to/module",
-            "description": "Runs every night at 03:00",
-            "condition": {"schedule": {"cron": "0 3 * * *"}},
-            "module_input": {
-                "services": {"names": ["db"], "filter": 'Service.Tags contains "primary"'}
-            },
-            "buffer_period": {"enabled": False},
-        }
-    },
-}
+# One per condition kind, in the table's order.
+CREATE_EXAMPLES: dict[str, Any] = {k.api_name: {"task": k.example} for k in KINDS}
 
 
 # --- the operations ------------------------------------------------------------------------

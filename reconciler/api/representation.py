@@ -11,17 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.taskfiles.buffer import EffectiveBuffer, effective_buffer
+from reconciler.taskfiles.conditions import kind_of
 from reconciler.taskfiles.durations import format_duration
-from reconciler.taskfiles.model import (
-    CatalogServicesCondition,
-    ConsulKVCondition,
-    ConsulKVInput,
-    GlobalDefaults,
-    ScheduleCondition,
-    ServicesCondition,
-    ServicesInput,
-    TaskSpec,
-)
+from reconciler.taskfiles.model import GlobalDefaults, ServicesCondition, ServicesInput, TaskSpec
 from reconciler.taskfiles.write import render_key, render_string, render_value
 
 JSON = dict[str, Any]
@@ -53,34 +45,9 @@ def variables_object(variables: dict[str, Any] | None) -> dict[str, str]:
 # --- conditions and inputs -----------------------------------------------------------------
 
 
-def _names_or_regexp(names: tuple[str, ...] | None, regexp: str | None) -> JSON:
-    # As CTS: names when there are any, else the regexp; never both keys.
-    if names:
-        return {"names": sorted(names)}
-    if regexp is not None:
-        return {"regexp": regexp}
-    return {"names": []}
-
-
-def _services(c: ServicesCondition | ServicesInput, as_condition: bool) -> JSON:
-    out: JSON = {
-        "cts_user_defined_meta": dict(c.cts_user_defined_meta or {}),
-        "datacenter": c.datacenter or "",
-        "filter": c.filter or "",
-        **_names_or_regexp(c.names, c.regexp),
-        "namespace": c.namespace or "",
-    }
-    if as_condition:
-        assert isinstance(c, ServicesCondition)
-        out["use_as_module_input"] = c.use_as_module_input is not False
-    return out
-
-
 def _legacy_services(names: tuple[str, ...], as_condition: bool) -> JSON:
-    return _services(
-        ServicesCondition(names=names) if as_condition else ServicesInput(names=names),
-        as_condition,
-    )
+    item = ServicesCondition(names=names) if as_condition else ServicesInput(names=names)
+    return kind_of(item).represent(item)
 
 
 def condition_object(spec: TaskSpec) -> JSON:
@@ -88,30 +55,8 @@ def condition_object(spec: TaskSpec) -> JSON:
     if c is None:
         # The deprecated `services` list acts as the condition when there is none.
         return {"services": _legacy_services(spec.services, True)} if spec.services else {}
-    if isinstance(c, ServicesCondition):
-        return {"services": _services(c, True)}
-    if isinstance(c, CatalogServicesCondition):
-        return {
-            "catalog_services": {
-                "datacenter": c.datacenter or "",
-                "namespace": c.namespace or "",
-                "node_meta": dict(c.node_meta or {}),
-                "regexp": c.regexp or "",
-                "use_as_module_input": c.use_as_module_input is not False,
-            }
-        }
-    if isinstance(c, ConsulKVCondition):
-        return {
-            "consul_kv": {
-                "datacenter": c.datacenter or "",
-                "namespace": c.namespace or "",
-                "path": c.path or "",
-                "recurse": bool(c.recurse),
-                "use_as_module_input": c.use_as_module_input is not False,
-            }
-        }
-    assert isinstance(c, ScheduleCondition)
-    return {"schedule": {"cron": c.cron or ""}}
+    kind = kind_of(c)
+    return {kind.api_name: kind.represent(c)}
 
 
 def module_input_object(spec: TaskSpec) -> JSON:
@@ -120,16 +65,8 @@ def module_input_object(spec: TaskSpec) -> JSON:
         # With a condition, the deprecated `services` list is a services module input.
         out["services"] = _legacy_services(spec.services, False)
     for mi in spec.module_inputs:
-        if isinstance(mi, ServicesInput):
-            out["services"] = _services(mi, False)
-        else:
-            assert isinstance(mi, ConsulKVInput)
-            out["consul_kv"] = {
-                "datacenter": mi.datacenter or "",
-                "namespace": mi.namespace or "",
-                "path": mi.path or "",
-                "recurse": bool(mi.recurse),
-            }
+        kind = kind_of(mi)
+        out[kind.api_name] = kind.represent(mi)
     return out
 
 

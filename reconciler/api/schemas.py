@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from reconciler.registry.status import KEEP, STATUSES
+from reconciler.taskfiles.conditions import INPUT_KINDS, KINDS
+from reconciler.taskfiles.conditions.base import Field
 from reconciler.taskfiles.validate import MAX_NAME_BYTES
 
 Schema = dict[str, Any]
@@ -94,23 +96,29 @@ _ERRORS: dict[str, Schema] = {
 
 # --- the task object -----------------------------------------------------------------------
 
-_SERVICES_FIELDS: dict[str, Schema] = {
-    "names": described(STRINGS, 'Service names; set either "names" or "regexp".'),
-    "regexp": described(STRING, "A regular expression over service names."),
-    "datacenter": STRING,
-    "namespace": STRING,
-    "filter": described(STRING, "A Consul filter expression over the service instances."),
-    "cts_user_defined_meta": string_map("Metadata passed on to the module with each service."),
+_FIELD_TYPES: dict[str, Schema] = {
+    "str": STRING,
+    "bool": BOOLEAN,
+    "list": STRINGS,
+    "map": string_map(),
 }
-_USE_AS_MODULE_INPUT = described(
-    BOOLEAN, "Whether the condition's data is also a module input (default true)."
-)
-_CONSUL_KV_FIELDS: dict[str, Schema] = {
-    "path": STRING,
-    "recurse": described(BOOLEAN, "Whether keys under `path` are read too (default false)."),
-    "datacenter": STRING,
-    "namespace": STRING,
-}
+_COUNTS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
+def _kind_schema(fields: tuple[Field, ...]) -> Schema:
+    """A condition's or module_input's schema, from its kind's fields."""
+    properties = {
+        f.name: described(_FIELD_TYPES[f.type], f.description)
+        if f.description
+        else _FIELD_TYPES[f.type]
+        for f in fields
+    }
+    return closed(properties, [f.name for f in fields if f.required])
+
+
+def _count(n: int) -> str:
+    return _COUNTS[n] if n < len(_COUNTS) else str(n)
+
 
 _TASK: dict[str, Schema] = {
     "TaskRequest": closed({"task": ref("NewTask")}, ["task"]),
@@ -178,41 +186,18 @@ _TASK: dict[str, Schema] = {
     ),
     "Condition": {
         **closed(
-            {
-                "services": ref("ServicesCondition"),
-                "catalog_services": ref("CatalogServicesCondition"),
-                "consul_kv": ref("ConsulKVCondition"),
-                "schedule": ref("ScheduleCondition"),
-            },
-            description="What triggers the task: exactly one of the four.",
+            {k.api_name: ref(k.condition_schema) for k in KINDS},
+            description=f"What triggers the task: exactly one of the {_count(len(KINDS))}.",
         ),
         "minProperties": 1,
         "maxProperties": 1,
     },
-    "ServicesCondition": closed({**_SERVICES_FIELDS, "use_as_module_input": _USE_AS_MODULE_INPUT}),
-    "CatalogServicesCondition": closed(
-        {
-            "regexp": described(STRING, "A regular expression over service names."),
-            "datacenter": STRING,
-            "namespace": STRING,
-            "node_meta": string_map("Only services on nodes with this metadata."),
-            "use_as_module_input": _USE_AS_MODULE_INPUT,
-        },
-        ["regexp"],
-    ),
-    "ConsulKVCondition": closed(
-        {**_CONSUL_KV_FIELDS, "use_as_module_input": _USE_AS_MODULE_INPUT}, ["path"]
-    ),
-    "ScheduleCondition": closed(
-        {"cron": described(STRING, 'A cron expression as CTS reads it ("*/5 * * * *").')},
-        ["cron"],
-    ),
+    **{k.condition_schema: _kind_schema(k.condition_fields) for k in KINDS},
     "ModuleInput": closed(
-        {"services": ref("ServicesModuleInput"), "consul_kv": ref("ConsulKVModuleInput")},
+        {k.api_name: ref(k.input_schema) for k in INPUT_KINDS.values()},
         description="More inputs for the module, besides the condition's.",
     ),
-    "ServicesModuleInput": closed(_SERVICES_FIELDS),
-    "ConsulKVModuleInput": closed(_CONSUL_KV_FIELDS, ["path"]),
+    **{k.input_schema: _kind_schema(k.input_fields) for k in INPUT_KINDS.values()},
     "TerraformCloudWorkspace": closed(
         {
             "execution_mode": STRING,

@@ -18,6 +18,7 @@ from reconciler.cli.meta import FAILED, PROG, Command, Invocation, invocation, r
 from reconciler.cli.table import table
 from reconciler.cli.taskfile import TaskFileError, read_task_file
 from reconciler.cli.ui import Ui
+from reconciler.taskfiles.conditions import CONDITION_API_KINDS
 
 ERR_REQUEST = "Error: unable to create request"
 ERR_CLIENT = "Error: unable to create client"
@@ -290,14 +291,9 @@ def condition_summary(condition: Mapping[str, Any]) -> str:
         shown = kind.replace("_", "-")
         if not isinstance(fields, dict):
             return shown
-        if kind == "services":
-            detail = ", ".join(fields.get("names") or []) or f"regexp {fields.get('regexp', '')}"
-        elif kind == "catalog_services":
-            detail = f"regexp {fields.get('regexp', '')}"
-        elif kind == "consul_kv":
-            detail = str(fields.get("path", "")) + (" (recurse)" if fields.get("recurse") else "")
-        else:
-            detail = str(fields.get("cron", ""))
+        known = CONDITION_API_KINDS.get(kind)
+        # A kind this client does not know (a newer daemon's): its name, no detail.
+        detail = known.summary(fields) if known is not None else ""
         return f"{shown}: {detail}"
     return "-"
 
