@@ -24,8 +24,8 @@ from reconciler.consul.queries import (
 from reconciler.consul.watchers import ConsulWatchers
 from reconciler.runner.inputs import InputsError, ServiceInstance, ServicesQuery
 from reconciler.runner.inputs import KVQuery as KVInputQuery
+from reconciler.taskfiles.conditions.base import CatalogServicesSelection
 from reconciler.taskfiles.goregexp import compile_regexp
-from reconciler.taskfiles.model import CatalogServicesCondition
 
 
 class ConsulCatalog:
@@ -73,7 +73,7 @@ class ConsulCatalog:
         instances.sort(key=lambda i: (i.node, i.id))
         return tuple(instances)
 
-    async def catalog_services(self, query: CatalogServicesCondition) -> Mapping[str, list[str]]:
+    async def catalog_services(self, query: CatalogServicesSelection) -> Mapping[str, list[str]]:
         entries = await self.read(catalog_services_query(query))
         assert isinstance(entries, tuple)
         return convert.catalog_services(entries, query.regexp)

@@ -19,12 +19,10 @@ from reconciler.consul.client import (
     node_meta_params,
 )
 from reconciler.runner.inputs import ServiceInstance
-from reconciler.taskfiles.model import (
-    CatalogServicesCondition,
-    ConsulKVCondition,
-    ConsulKVInput,
-    ServicesCondition,
-    ServicesInput,
+from reconciler.taskfiles.conditions.base import (
+    CatalogServicesSelection,
+    KVSelection,
+    ServicesSelection,
 )
 
 NodeMeta = tuple[tuple[str, str], ...]
@@ -184,7 +182,7 @@ class KVQuery:
         return Answer(pairs, r.index)
 
 
-def health_queries(q: ServicesCondition | ServicesInput) -> tuple[HealthServiceQuery, ...]:
+def health_queries(q: ServicesSelection) -> tuple[HealthServiceQuery, ...]:
     """One query per name, names sorted (CTS renders them in that order). A `regexp`
     services query needs the catalog first and is not a single health query."""
     if q.names is None:
@@ -200,7 +198,7 @@ def health_queries(q: ServicesCondition | ServicesInput) -> tuple[HealthServiceQ
     )
 
 
-def catalog_services_query(c: CatalogServicesCondition) -> CatalogServicesQuery:
+def catalog_services_query(c: CatalogServicesSelection) -> CatalogServicesQuery:
     return CatalogServicesQuery(
         datacenter=c.datacenter or "",
         namespace=c.namespace or "",
@@ -208,7 +206,7 @@ def catalog_services_query(c: CatalogServicesCondition) -> CatalogServicesQuery:
     )
 
 
-def kv_query(c: ConsulKVCondition | ConsulKVInput) -> KVQuery:
+def kv_query(c: KVSelection) -> KVQuery:
     return KVQuery(
         path=c.path or "",
         recurse=bool(c.recurse),

@@ -14,23 +14,24 @@ cts_user_defined_meta shape the query), or else is a service name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from reconciler._core.errors import ReconcilerError
 from reconciler.settings.model import ServiceSettings
-from reconciler.taskfiles.model import (
-    CatalogServicesCondition,
-    ConsulKVCondition,
-    ConsulKVInput,
-    ServicesCondition,
-    ServicesInput,
-    TaskSpec,
+from reconciler.taskfiles.conditions import Condition, Kind, ModuleInput, kind_of
+from reconciler.taskfiles.conditions.base import (
+    CatalogServicesSelection,
+    KVSelection,
+    ServicesSelection,
 )
+from reconciler.taskfiles.model import ServicesInput, TaskSpec
 
-ServicesQuery = ServicesCondition | ServicesInput
-KVQuery = ConsulKVCondition | ConsulKVInput
+# What the `services` and `consul_kv` variables are read from: a condition or module_input
+# whose kind reads them (or, for services, an entry of the deprecated list).
+ServicesQuery = ServicesSelection
+KVQuery = KVSelection
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class Catalog(Protocol):
         """Passing instances of the services the query names or matches."""
         ...
 
-    async def catalog_services(self, query: CatalogServicesCondition) -> Mapping[str, list[str]]:
+    async def catalog_services(self, query: CatalogServicesSelection) -> Mapping[str, list[str]]:
         """Service name -> tags, for names matching the query's regexp."""
         ...
 
@@ -91,7 +92,7 @@ class EmptyCatalog:
     async def services(self, query: ServicesQuery) -> Sequence[ServiceInstance]:
         return ()
 
-    async def catalog_services(self, query: CatalogServicesCondition) -> Mapping[str, list[str]]:
+    async def catalog_services(self, query: CatalogServicesSelection) -> Mapping[str, list[str]]:
         return {}
 
     async def consul_kv(self, query: KVQuery) -> Mapping[str, str]:
@@ -140,34 +141,43 @@ def legacy_services(
     return tuple(out)
 
 
+def _feeding(spec: TaskSpec) -> Iterator[tuple[Kind, Condition | ModuleInput]]:
+    """The condition (unless `use_as_module_input = false`) and the module inputs: what
+    fills the module's variables, each through its kind."""
+    c = spec.condition
+    if c is not None and kind_of(c).feeds(c):
+        yield kind_of(c), c
+    for mi in spec.module_inputs:
+        yield kind_of(mi), mi
+
+
 def services_queries(
     spec: TaskSpec, blocks: Sequence[ServiceSettings] = ()
 ) -> tuple[ServicesQuery, ...]:
     """The queries that feed `services`: a services condition used as module input, a
     services module_input, or the deprecated `services` list (one per entry)."""
-    c = spec.condition
-    if isinstance(c, ServicesCondition) and c.use_as_module_input is not False:
-        return (c,)
-    for mi in spec.module_inputs:
-        if isinstance(mi, ServicesInput):
-            return (mi,)
+    for kind, item in _feeding(spec):
+        query = kind.services(item)
+        if query is not None:
+            return (query,)
     return legacy_services(spec, blocks)
 
 
-def catalog_query(spec: TaskSpec) -> CatalogServicesCondition | None:
-    c = spec.condition
-    if isinstance(c, CatalogServicesCondition) and c.use_as_module_input is not False:
-        return c
+def catalog_query(spec: TaskSpec) -> CatalogServicesSelection | None:
+    """The query that feeds `catalog_services`, if any."""
+    for kind, item in _feeding(spec):
+        query = kind.catalog_services(item)
+        if query is not None:
+            return query
     return None
 
 
 def kv_query(spec: TaskSpec) -> KVQuery | None:
-    c = spec.condition
-    if isinstance(c, ConsulKVCondition) and c.use_as_module_input is not False:
-        return c
-    for mi in spec.module_inputs:
-        if isinstance(mi, ConsulKVInput):
-            return mi
+    """The query that feeds `consul_kv`, if any."""
+    for kind, item in _feeding(spec):
+        query = kind.consul_kv(item)
+        if query is not None:
+            return query
     return None
 
 

@@ -1,8 +1,10 @@
-"""Consul conditions as a trigger source: `services`, `catalog-services` and `consul-kv`.
+"""Consul conditions as a trigger source: the condition kinds whose `trigger` is "consul"
+(`services`, `catalog-services` and `consul-kv`).
 
-For each task with such a condition the source subscribes the condition's queries to the
-shared watchers (one long poll per distinct query, whoever asks) and fires a trigger when
-what the task looks at changes:
+For each task with such a condition the source subscribes the queries of what its kind
+says it reads (`services`, `catalog_services` or `consul_kv`, see
+reconciler.taskfiles.conditions.base) to the shared watchers (one long poll per distinct
+query, whoever asks) and fires a trigger when what the task looks at changes:
 
 - `services` by names: the instances of each named service (passing only unless the
   filter names `Checks.Status`, as the query itself decides);
@@ -46,28 +48,22 @@ from reconciler.consul.watchers import ConsulWatchers, Subscription, Update
 from reconciler.registry.store import LiveTask
 from reconciler.runner.inputs import legacy_services
 from reconciler.settings.model import ServiceSettings
+from reconciler.taskfiles.conditions import Condition, kind_of
 from reconciler.taskfiles.goregexp import compile_regexp
-from reconciler.taskfiles.model import (
-    CatalogServicesCondition,
-    ConsulKVCondition,
-    ServicesCondition,
-    ServicesInput,
-    TaskSpec,
-)
+from reconciler.taskfiles.model import ServicesCondition, ServicesInput, TaskSpec
 from reconciler.triggers.sources import Fire, ReportError, Trigger
 
 log = logging.getLogger("reconciler.consul")
 
-ConsulCondition = ServicesCondition | CatalogServicesCondition | ConsulKVCondition
 
-
-def consul_condition(spec: TaskSpec) -> ConsulCondition | None:
-    """The task's Consul condition; the deprecated `services` list without a condition
-    block acts as one, as in CTS (its entries resolved by `legacy_services`)."""
+def consul_condition(spec: TaskSpec) -> Condition | None:
+    """The task's condition if this source fires it (its kind's trigger is "consul"); the
+    deprecated `services` list without a condition block acts as a services condition, as
+    in CTS (its entries resolved by `legacy_services`)."""
     c = spec.condition
-    if isinstance(c, ServicesCondition | CatalogServicesCondition | ConsulKVCondition):
-        return c
-    if c is None and spec.services:
+    if c is not None:
+        return c if kind_of(c).trigger == "consul" else None
+    if spec.services:
         return ServicesCondition(names=spec.services)
     return None
 
@@ -80,7 +76,7 @@ def _iso(t: float | None) -> str | None:
 class _TaskWatch:
     """What one task's condition is subscribed to."""
 
-    condition: ConsulCondition
+    condition: Condition
     # The deprecated services list: one query per entry, shaped by the service blocks.
     legacy: tuple[ServicesInput, ...] = ()
     subscriptions: list[Subscription] = field(default_factory=list)
@@ -151,32 +147,34 @@ class ConsulSource:
         self._subscribe(name, watch)
 
     def _subscribe(self, name: str, watch: _TaskWatch) -> None:
-        c = watch.condition
+        # What the condition reads, as its kind describes it.
+        kind, c = kind_of(watch.condition), watch.condition
+        services, catalog, kv = kind.services(c), kind.catalog_services(c), kind.consul_kv(c)
         on_error = self._on_error(name, watch)
-        if isinstance(c, ServicesCondition) and c.names is None:
+        if services is not None and services.names is None:
             watch.regexp = RegexpServicesWatch(
                 self._watchers,
-                c.regexp or "",
+                services.regexp or "",
                 lambda _instances: self._changed(name, watch, None),
-                datacenter=c.datacenter or "",
-                namespace=c.namespace or "",
-                filter=c.filter or "",
+                datacenter=services.datacenter or "",
+                namespace=services.namespace or "",
+                filter=services.filter or "",
                 on_error=on_error,
             )
             watch.waiting.add(_REGEXP)
             watch.regexp.start()
             return
-        queries: list[tuple[Query, Callable[[object], object] | None]]
+        queries: list[tuple[Query, Callable[[object], object] | None]] = []
         if watch.legacy:
             unique = {q: None for entry in watch.legacy for q in health_queries(entry)}
             queries = [(q, None) for q in unique]
-        elif isinstance(c, ServicesCondition):
-            queries = [(q, None) for q in health_queries(c)]
-        elif isinstance(c, CatalogServicesCondition):
-            regexp = c.regexp
-            queries = [(catalog_services_query(c), lambda data: _names(data, regexp))]
-        else:
-            queries = [(kv_query(c), None)]
+        elif services is not None:
+            queries = [(q, None) for q in health_queries(services)]
+        elif catalog is not None:
+            regexp = catalog.regexp
+            queries = [(catalog_services_query(catalog), lambda data: _names(data, regexp))]
+        elif kv is not None:
+            queries = [(kv_query(kv), None)]
         for query, projection in queries:
             watch.waiting.add(query.id)
             watch.subscriptions.append(

@@ -13,8 +13,9 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from reconciler.registry.store import LiveTask
+from reconciler.taskfiles.conditions import kind_of
 from reconciler.taskfiles.cron import cron_iterator, next_fire
-from reconciler.taskfiles.model import ScheduleCondition, TaskSpec
+from reconciler.taskfiles.model import TaskSpec
 from reconciler.triggers.sources import Fire, ReportError, Trigger
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ async def run_schedule(
 
 
 class CronSource:
-    """One timer task per task with a `schedule` condition."""
+    """One timer task per task whose condition has a cron expression (its kind's `cron`:
+    `condition "schedule"`)."""
 
     name = "schedule"
 
@@ -72,7 +74,7 @@ class CronSource:
         name, c = task.spec.name, task.spec.condition
         # Disabled tasks keep their timer: the scheduler ignores their ticks, and enabling
         # them needs no new timer.
-        expr = c.cron if isinstance(c, ScheduleCondition) else None
+        expr = kind_of(c).cron(c) if c is not None else None
         current = self._timers.get(name)
         if current is not None and current[0] == expr and not current[1].done():
             return
