@@ -22,6 +22,10 @@ class Location:
         return self.file
 
 
+# Where something no file wrote is: a default, or a settings block built in code.
+NOWHERE = Location("<defaults>")
+
+
 class ReconcilerError(Exception):
     """Base of every expected error. `reason` is a short machine-readable code."""
 

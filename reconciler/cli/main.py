@@ -29,7 +29,7 @@ from reconciler import __version__
 
 if TYPE_CHECKING:
     from reconciler.cli.migration import PlannedTask
-    from reconciler.settings.model import DirectorySourceSettings, GitSourceSettings, Settings
+    from reconciler.settings.model import Settings, SourceSettings
     from reconciler.sources.base import SourceUpdate
 
 from reconciler.cli.exits import (
@@ -250,7 +250,6 @@ def validate(paths: list[str]) -> int:
     from reconciler._core.errors import ConfigError
     from reconciler.cli.migration import PlannedTask
     from reconciler.settings import load_settings
-    from reconciler.settings.model import DirectorySourceSettings
 
     try:
         settings = load_settings(paths)
@@ -264,24 +263,21 @@ def validate(paths: list[str]) -> int:
     invalid = unchecked = False
     for warning in settings.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    with contextlib.ExitStack() as clones:
+    with contextlib.ExitStack() as scratch_dirs:
+
+        def scratch() -> Path:
+            made = tempfile.TemporaryDirectory(prefix="reconciler-validate-")
+            return Path(scratch_dirs.enter_context(made))
+
         for src in settings.sources:
-            if isinstance(src, DirectorySourceSettings):
-                result = _validate_directory(src)
-            else:
-                result = _validate_git(
-                    src,
-                    clones.enter_context(
-                        tempfile.TemporaryDirectory(prefix="reconciler-validate-")
-                    ),
-                )
+            result = _validate_source(src, scratch)
             if result is None:
                 unchecked = True
                 continue
             tasks, bad = result
             planned.extend(tasks)
             invalid = invalid or bad
-        implicit = _implicit_tasks(settings)
+        implicit = _implicit_tasks(settings, scratch)
         planned.extend(implicit)
         if invalid:
             return EXIT_CONFIG
@@ -303,7 +299,7 @@ def validate(paths: list[str]) -> int:
     return EXIT_OK
 
 
-def _implicit_tasks(settings: Settings) -> list[PlannedTask]:
+def _implicit_tasks(settings: Settings, scratch: Callable[[], Path]) -> list[PlannedTask]:
     """The tasks of the implicit directory (no source block), when it exists."""
     from reconciler.daemon.core import implicit_task_directory
     from reconciler.settings.model import DirectorySourceSettings
@@ -311,7 +307,7 @@ def _implicit_tasks(settings: Settings) -> list[PlannedTask]:
     directory = implicit_task_directory(settings)
     if settings.sources or not directory.is_dir():
         return []
-    result = _validate_directory(DirectorySourceSettings(directory))
+    result = _validate_source(DirectorySourceSettings(directory), scratch)
     return result[0] if result is not None else []
 
 
@@ -350,44 +346,20 @@ async def _migration_report(settings: Settings, planned: Sequence[PlannedTask]) 
     return abandons
 
 
-def _validate_directory(src: DirectorySourceSettings) -> tuple[list[PlannedTask], bool] | None:
-    from reconciler.sources.directory import DirectorySource
+def _validate_source(
+    src: SourceSettings, scratch: Callable[[], Path]
+) -> tuple[list[PlannedTask], bool] | None:
+    """Read one source on its own and print the problems of its files: (tasks defined,
+    any problem), or None when it could not be read, so its files were not checked."""
+    from reconciler.sources.base import SourceUnread
 
-    directory = DirectorySource(src.path, display_base=Path.cwd())
-    try:
-        update = directory.full_scan()
-    except Exception as exc:
-        print(f"{src.location}: {exc}", file=sys.stderr)
-        return [], True
-    return _check_files(update, directory.display_path, directory.absolute_path)
-
-
-def _validate_git(src: GitSourceSettings, tmp: str) -> tuple[list[PlannedTask], bool] | None:
-    """Fetch the repository into a temporary clone (in `tmp`, which the caller removes)
-    and check its task files there. None when the repository cannot be read."""
-    from reconciler._core.errors import SourceError
-
-    try:
-        # Imported here: `import git` fails on a machine without the git binary.
-        from reconciler.sources.git import GitSource
-    except ImportError as exc:
-        print(f"{src.location}: git source {src.url} not checked: {exc}", file=sys.stderr)
-        return None
-    source = GitSource.from_settings(src, Path(tmp))
-    try:
-        update = source.full_scan()
-    except SourceError as exc:
-        print(f"{src.location}: not checked: {exc.message}", file=sys.stderr)
-        return None
-    finally:
-        source.close()
-    # Paths below are relative to the repository, as the daemon shows them.
-    where = f"{source.options.shown_url} ({source.options.followed} at {update.revision})"
-    print(f"checking git source {where}", file=sys.stderr)
-    if not update.changed and not update.unreadable:
-        folder = f"path {source.options.path!r}" if source.options.path else "its root"
-        print(f"warning: git source {where}: no task files under {folder}", file=sys.stderr)
-    return _check_files(update, source.display_path, source.absolute_path)
+    checked = src.check(scratch)
+    if isinstance(checked, SourceUnread):
+        print(checked.note, file=sys.stderr)
+        return ([], True) if checked.invalid else None
+    for note in checked.notes:
+        print(note, file=sys.stderr)
+    return _check_files(checked.update, checked.source.display_path, checked.source.absolute_path)
 
 
 def _check_files(

@@ -55,10 +55,9 @@ from reconciler.settings.model import (
     CONSUL_DEFAULT,
     ApiTasksSettings,
     ConfiguredTask,
-    DirectorySourceSettings,
     ServiceSettings,
 )
-from reconciler.sources.base import RootedFiles, Source
+from reconciler.sources.base import RootedFiles, SourcePlan
 from reconciler.sources.directory import DirectorySource
 from reconciler.taskfiles.load import gc_paused
 from reconciler.taskfiles.model import GlobalDefaults, TaskSpec
@@ -68,21 +67,6 @@ from reconciler.triggers.schedule import CronSource
 from reconciler.triggers.sources import TriggerSource
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SourcePlan:
-    """One task source and how its loop runs."""
-
-    source: Source
-    writable: bool = True  # API changes may be written to it
-    allow_empty: bool = False
-    rescan_interval: float = 300.0
-    retry_interval: float = 1.0
-    webhook_secret: str | None = None  # a signed webhook call fetches it
-    # What the source was configured as: a reload keeps a source whose settings are
-    # unchanged (None: never matched, always replaced).
-    key: object = None
 
 
 @dataclass(frozen=True)
@@ -395,28 +379,7 @@ def source_plans(settings: Settings, taken: Iterable[str] = ()) -> list[SourcePl
     plans: list[SourcePlan] = []
     names = set(taken)
     for src in settings.sources:
-        if isinstance(src, DirectorySourceSettings):
-            name = _unique("directory", names)
-            plans.append(
-                SourcePlan(
-                    DirectorySource(src.path, name=name), allow_empty=src.allow_empty, key=src
-                )
-            )
-            continue
-        # Imported here: `import git` fails on a machine without the git binary, and
-        # directory-only setups must not need it.
-        from reconciler.sources.git import GitSource
-
-        source = GitSource.from_settings(src, settings.working_dir, name=_unique("git", names))
-        plans.append(
-            SourcePlan(
-                source,
-                writable=not source.options.pinned,
-                rescan_interval=source.options.poll_interval_s,
-                webhook_secret=src.webhook_secret or None,
-                key=src,
-            )
-        )
+        plans.append(src.plan(settings.working_dir, _unique(src.kind, names)))
     implicit = implicit_task_directory(settings)
     if not settings.sources or _holds_task_files(implicit):
         # CTS has no task sources (its API tasks live in memory): ours are written here.

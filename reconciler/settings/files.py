@@ -14,12 +14,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler._core.errors import ConfigError, Location, Problem
-from reconciler.settings.schema import CONFIG_JSON_SCHEMA
+from reconciler.settings.schema import TOP, json_schema
+from reconciler.settings.sources import SOURCE_KINDS
 from reconciler.taskfiles.hcl import Body, parse
-from reconciler.taskfiles.jsonsyntax import parse_json
-from reconciler.taskfiles.load import MAX_TASK_FILE_BYTES
+from reconciler.taskfiles.jsonsyntax import Schema, parse_json
+from reconciler.taskfiles.load import MAX_TASK_FILE_BYTES, TASK_FILE_SCHEMA
 
 EXTENSIONS = (".hcl", ".json")
+
+CONFIG_JSON_SCHEMA: Schema = {
+    **json_schema(TOP),
+    "terraform_provider": (1, {}),
+    "service": (0, {}),
+    # The nested blocks of every kind of source (a git source's author).
+    "source": (
+        1,
+        {k: v for kind in SOURCE_KINDS.values() for k, v in json_schema(kind.spec).items()},
+    ),
+    "task": TASK_FILE_SCHEMA["task"],
+}
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,9 @@
 Maps hold plain values (str, number, bool, list, dict) exactly as written; they are typed
 `Mapping` to say "do not mutate", not copied into read-only proxies, so that the settings
 stay picklable for worker processes.
+
+The classes of the `source` blocks are declared by their kinds of source, next to the
+sources they configure (reconciler.sources), and imported here with the rest.
 """
 
 from __future__ import annotations
@@ -12,8 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler._core.errors import Location, Problem
+from reconciler._core.errors import NOWHERE, Location, Problem
 from reconciler.settings.vault import VaultSettings
+from reconciler.sources.base import SourceSettings as SourceSettings
+from reconciler.sources.directory import DirectorySourceSettings as DirectorySourceSettings
+from reconciler.sources.git.settings import GitAuthorSettings as GitAuthorSettings
+from reconciler.sources.git.settings import GitSourceSettings as GitSourceSettings
 from reconciler.taskfiles.model import TaskSpec
 
 SECOND = 1_000_000_000
@@ -21,12 +28,9 @@ SECOND = 1_000_000_000
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERR")
 LOG_FORMATS = ("text", "json")  # not in CTS
 BACKEND_TYPES = ("azurerm", "consul", "cos", "gcs", "kubernetes", "local", "manta", "pg", "s3")
-SOURCE_TYPES = ("directory", "git")
 # version/terraform.go in CTS: ">= 0.13.0, <= 1.14.3".
 TERRAFORM_MIN = (0, 13, 0)
 TERRAFORM_MAX = (1, 14, 3)
-
-_NOWHERE = Location("<defaults>")
 
 
 @dataclass(frozen=True)
@@ -141,7 +145,7 @@ class TerraformProviderSettings:
     name: str
     # The block as written, meta-arguments (alias, task_env, auto_commit) included.
     body: Mapping[str, Any] = field(default_factory=dict)
-    location: Location = field(default=_NOWHERE, compare=False)
+    location: Location = field(default=NOWHERE, compare=False)
     # The line of each top-level key of the body (where its templates are written).
     lines: Mapping[str, int] = field(default_factory=dict, compare=False)
 
@@ -184,44 +188,7 @@ class ServiceSettings:
     namespace: str = ""
     filter: str = ""
     cts_user_defined_meta: Mapping[str, str] = field(default_factory=dict)
-    location: Location = field(default=_NOWHERE, compare=False)
-
-
-@dataclass(frozen=True)
-class DirectorySourceSettings:
-    path: Path
-    allow_empty: bool = False
-    location: Location = field(default=_NOWHERE, compare=False)
-
-
-@dataclass(frozen=True)
-class GitAuthorSettings:
-    name: str = "reconciler"
-    email: str = "reconciler@localhost"
-
-
-@dataclass(frozen=True)
-class GitSourceSettings:
-    url: str
-    branch: str = "main"
-    ref: str | None = None
-    commit: str | None = None
-    path: str = ""  # directory inside the repository, "" for its root
-    poll_interval: int = 30 * SECOND
-    push: bool = False
-    webhook_secret: str | None = field(default=None, repr=False)
-    # Attempts to rebase and push again after a rejected push, or "background": keep a
-    # commit the remote cannot take now and push it later.
-    push_retry: int | str = 3
-    ssh_key_file: Path | None = None
-    token_env: str | None = None  # name of the environment variable holding a token
-    token_username: str = "x-access-token"
-    timeout: int = 30 * SECOND  # for every git command
-    author: GitAuthorSettings = GitAuthorSettings()
-    location: Location = field(default=_NOWHERE, compare=False)
-
-
-SourceSettings = DirectorySourceSettings | GitSourceSettings
+    location: Location = field(default=NOWHERE, compare=False)
 
 
 @dataclass(frozen=True)
@@ -244,7 +211,7 @@ class HighAvailabilitySettings:
     # Not in CTS: every member runs the tasks it owns (rendezvous hashing), not only the
     # leader; the leader still takes every API change.
     shard_runs: bool = False
-    location: Location = field(default=_NOWHERE, compare=False)
+    location: Location = field(default=NOWHERE, compare=False)
 
     @property
     def prefix(self) -> str:

@@ -34,7 +34,6 @@ from reconciler.settings.model import (
     ConsulTransportSettings,
     DefaultCheckSettings,
     EtcdTLSSettings,
-    GitSourceSettings,
     HighAvailabilitySettings,
     ServiceRegistrationSettings,
     ServiceSettings,
@@ -641,7 +640,7 @@ def high_availability(
             where,
             block.loc(),
         )
-    elif not any(isinstance(s, GitSourceSettings) for s in sources):
+    elif not any(s.remote for s in sources):
         c.warn(
             "high availability with directory sources: every member must read the same "
             "directory (a shared file system), or the members serve different tasks",

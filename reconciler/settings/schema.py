@@ -1,7 +1,9 @@
 """Which keys each daemon configuration block has, and their kinds.
 
 One declaration drives three things: decoding a file into a partial (only the fields it
-set), merging partials of several files field by field, and the JSON-syntax schema.
+set), merging partials of several files field by field, and the JSON-syntax schema
+(`json_schema`). The keys of the `source` blocks are declared with their readers, in
+reconciler.settings.sources.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from reconciler.taskfiles.jsonsyntax import Schema
-from reconciler.taskfiles.load import TASK_FILE_SCHEMA
 
 
 class Kind(Enum):
@@ -174,36 +175,8 @@ SERVICE = BlockSpec(
     },
     hints={"tag": 'removed in CTS 0.4: use "filter" with Service.Tags'},
 )
-DIRECTORY_SOURCE = BlockSpec({"path": P, "allow_empty": B})
-GIT_SOURCE = BlockSpec(
-    {
-        "url": S,
-        "branch": S,
-        "ref": S,
-        "commit": S,
-        "path": S,
-        "poll_interval": D,
-        "push": B,
-        "webhook_secret": S,
-        "push_retry": Kind.RETRY,
-        "ssh_key_file": P,
-        "token_env": S,
-        "token_username": S,
-        "timeout": D,
-    },
-    {"author": BlockSpec({"name": S, "email": S})},
-)
-SOURCES = {"directory": DIRECTORY_SOURCE, "git": GIT_SOURCE}
 
 
-def _json(spec: BlockSpec) -> Schema:
-    return {name: (1 if sub.label else 0, _json(sub)) for name, sub in spec.blocks.items()}
-
-
-CONFIG_JSON_SCHEMA: Schema = {
-    **_json(TOP),
-    "terraform_provider": (1, {}),
-    "service": (0, {}),
-    "source": (1, {"author": (0, {})}),
-    "task": TASK_FILE_SCHEMA["task"],
-}
+def json_schema(spec: BlockSpec) -> Schema:
+    """The nested blocks of `spec` for the JSON syntax, with their number of labels."""
+    return {name: (1 if sub.label else 0, json_schema(sub)) for name, sub in spec.blocks.items()}

@@ -1,48 +1,92 @@
-"""`source "<type>"` blocks: where task files live. Zero or more, concatenated across files."""
+"""`source "<kind>"` blocks: where task files live. Zero or more, concatenated across files.
+
+`SOURCE_KINDS` is the one table of the kinds of source block: for each label, the keys
+of its block and the reader that checks them and applies the defaults. What a block then
+is, how its source is built and how `reconciler validate` reads it belong to its kind of
+source (its settings class, a `reconciler.sources.base.SourceSettings`).
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from reconciler._core.errors import Location, Problem
 from reconciler.settings.model import (
-    SOURCE_TYPES,
     DirectorySourceSettings,
     GitAuthorSettings,
     GitSourceSettings,
     SourceSettings,
 )
 from reconciler.settings.partial import Partial, decode_block
-from reconciler.settings.schema import SOURCES
+from reconciler.settings.schema import B, BlockSpec, D, Kind, P, S
 from reconciler.taskfiles.decode import BodyReader
 from reconciler.taskfiles.hcl import Block
 
 _COMMIT = re.compile(r"[0-9a-fA-F]{7,64}")
 _SCP_LIKE = re.compile(r"^[^/]+:")  # user@host:repo.git
 
+# Reads a decoded block (given where it is written and the directory of its file) into
+# its settings, or records problems on the reader and returns None.
+ReadBlock = Callable[[BodyReader, Partial, Location, Path], SourceSettings | None]
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """How one kind of `source` block is read."""
+
+    spec: BlockSpec  # the block's keys
+    read: ReadBlock
+
 
 def decode_source(r: BodyReader, block: Block, base_dir: Path) -> SourceSettings | None:
     """Decode one source block; None (with problems recorded) when it is unusable."""
-    kind = block.labels[0]
-    if kind not in SOURCE_TYPES:
-        allowed = ", ".join(f'"{t}"' for t in SOURCE_TYPES)
-        r.error(f'unsupported source type "{kind}"; expected one of: {allowed}', block.line)
+    label = block.labels[0]
+    kind = SOURCE_KINDS.get(label)
+    if kind is None:
+        allowed = ", ".join(f'"{t}"' for t in SOURCE_KINDS)
+        r.error(f'unsupported source type "{label}"; expected one of: {allowed}', block.line)
         return None
     before = len(r.problems)
-    cr = r.child(block, f'source "{kind}"')
-    partial = decode_block(cr, SOURCES[kind], base_dir)
-    at = Location(r.file, block.line)
-    source = _directory(cr, partial, at) if kind == "directory" else _git(cr, partial, at, base_dir)
+    cr = r.child(block, f'source "{label}"')
+    partial = decode_block(cr, kind.spec, base_dir)
+    source = kind.read(cr, partial, Location(r.file, block.line), base_dir)
     return source if len(r.problems) == before else None
 
 
-def _directory(r: BodyReader, p: Partial, at: Location) -> DirectorySourceSettings | None:
+DIRECTORY_SOURCE = BlockSpec({"path": P, "allow_empty": B})
+
+
+def _directory(
+    r: BodyReader, p: Partial, at: Location, base_dir: Path
+) -> DirectorySourceSettings | None:
     path = p.get("path")
     if not path:
         r.error('"path" is required', p.loc("path").line)
         return None
     return DirectorySourceSettings(Path(path), p.get("allow_empty", False), at)
+
+
+GIT_SOURCE = BlockSpec(
+    {
+        "url": S,
+        "branch": S,
+        "ref": S,
+        "commit": S,
+        "path": S,
+        "poll_interval": D,
+        "push": B,
+        "webhook_secret": S,
+        "push_retry": Kind.RETRY,
+        "ssh_key_file": P,
+        "token_env": S,
+        "token_username": S,
+        "timeout": D,
+    },
+    {"author": BlockSpec({"name": S, "email": S})},
+)
 
 
 def _git(r: BodyReader, p: Partial, at: Location, base_dir: Path) -> GitSourceSettings | None:
@@ -119,23 +163,22 @@ def _repo_path(text: str) -> str | None:
     return "" if normal == "." else normal
 
 
+SOURCE_KINDS: dict[str, SourceKind] = {
+    DirectorySourceSettings.kind: SourceKind(DIRECTORY_SOURCE, _directory),
+    GitSourceSettings.kind: SourceKind(GIT_SOURCE, _git),
+}
+
+
 def duplicate_sources(sources: list[SourceSettings]) -> list[Problem]:
     """Two sources reading the same tasks would define every task twice."""
     problems: list[Problem] = []
     seen: dict[object, SourceSettings] = {}
     for source in sources:
-        key: object
-        if isinstance(source, DirectorySourceSettings):
-            key = ("directory", source.path)
-            shown = f'source "directory" with path "{source.path}"'
-        else:
-            key = ("git", source.url, source.branch, source.ref, source.commit, source.path)
-            shown = f'source "git" with url "{source.url}"'
-        first = seen.setdefault(key, source)
+        first = seen.setdefault((source.kind, source.identity), source)
         if first is not source:
             problems.append(
                 Problem(
-                    f"duplicate source: {shown} is already configured at {first.location}",
+                    f"duplicate source: {source.summary} is already configured at {first.location}",
                     location=source.location,
                 )
             )

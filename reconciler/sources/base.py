@@ -1,4 +1,5 @@
-"""What every source (directory, git repository) hands to the reconciler."""
+"""What every source (directory, git repository) hands to the reconciler, and what every
+kind of `source` block hands the daemon and `reconciler validate` (`SourceSettings`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
+
+from reconciler._core.errors import Location
 
 # A hint of None means "rescan everything" (a directory appeared, moved or vanished).
 Hint = Callable[[str | None], None]
@@ -134,4 +137,83 @@ class WatchedFiles(RootedFiles, Protocol):
     def root_replaced(self) -> bool:
         """The watched directory was removed, moved or replaced: its watch sees nothing
         any more."""
+        ...
+
+
+class LocalSource(Source, LocalFiles, Protocol):
+    """A source whose files are on the local disk."""
+
+
+@dataclass(frozen=True)
+class SourcePlan:
+    """One task source and how its loop runs."""
+
+    source: Source
+    writable: bool = True  # API changes may be written to it
+    allow_empty: bool = False
+    rescan_interval: float = 300.0
+    retry_interval: float = 1.0
+    webhook_secret: str | None = None  # a signed webhook call fetches it
+    # What the source was configured as: a reload keeps a source whose settings are
+    # unchanged (None: never matched, always replaced).
+    key: object = None
+
+
+@dataclass(frozen=True)
+class SourceRead:
+    """A source read once on its own (`reconciler validate`): its files, the source that
+    shows and places them, and what to tell the user before the files' own problems."""
+
+    update: SourceUpdate
+    source: LocalSource
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SourceUnread:
+    """Why a source could not be read on its own. `invalid`: that makes the configuration
+    invalid (a task directory that is not there), rather than only leaving the source's
+    files unchecked (a remote out of reach)."""
+
+    note: str
+    invalid: bool = False
+
+
+class SourceSettings(Protocol):
+    """A resolved `source "<kind>"` block of the daemon configuration.
+
+    Each kind of task source declares the settings of its block next to the source
+    itself, and builds its sources from them; the daemon (`plan`) and `reconciler
+    validate` (`check`) reach every kind through this protocol alone. The blocks are
+    read by reconciler.settings.sources.
+    """
+
+    kind: ClassVar[str]  # the block's label, also the base of its sources' names
+    # Its tasks come from elsewhere than this machine's disk (a repository URL), so that
+    # every member of a high-availability cluster reads the same ones.
+    remote: ClassVar[bool]
+
+    @property
+    def location(self) -> Location:
+        """Where the block is written."""
+        ...
+
+    @property
+    def identity(self) -> tuple[object, ...]:
+        """Two blocks of one kind and one identity read the same tasks."""
+        ...
+
+    @property
+    def summary(self) -> str:
+        """The block in messages, e.g. `source "git" with url "..."`."""
+        ...
+
+    def plan(self, working_dir: Path, name: str) -> SourcePlan:
+        """The source, named `name`, and how the daemon follows it; what the source keeps
+        on the local disk (a clone) goes under `working_dir`."""
+        ...
+
+    def check(self, scratch: Callable[[], Path]) -> SourceRead | SourceUnread:
+        """Read the source once on its own; `scratch()` makes a directory for what has
+        to be fetched, removed afterwards."""
         ...

@@ -1,4 +1,5 @@
-"""A directory of task files, watched with watchdog (inotify on Linux).
+"""A directory of task files, watched with watchdog (inotify on Linux), and the
+`source "directory"` block that configures one (`DirectorySourceSettings`).
 
 Watch events are only hints ("this path may have changed"): editors and `git checkout`
 delete or rename a file before writing it again, so the path is re-read after a short
@@ -13,12 +14,15 @@ import logging
 import os
 import stat
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from reconciler._core.errors import SourceError
+from reconciler._core.errors import NOWHERE, Location, SourceError
 from reconciler._core.fsutil import (
     TEMP_PREFIX,
     OutsideError,
@@ -28,7 +32,15 @@ from reconciler._core.fsutil import (
     file_mode_like,
     is_inside_real,
 )
-from reconciler.sources.base import FileChange, FileContent, Hint, SourceUpdate
+from reconciler.sources.base import (
+    FileChange,
+    FileContent,
+    Hint,
+    SourcePlan,
+    SourceRead,
+    SourceUnread,
+    SourceUpdate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -295,6 +307,41 @@ class DirectorySource:
     @property
     def watching(self) -> bool:
         return self._observer is not None and self._observer.is_alive()
+
+
+@dataclass(frozen=True)
+class DirectorySourceSettings:
+    """A `source "directory"` block: a directory of task files on this machine."""
+
+    path: Path
+    allow_empty: bool = False
+    location: Location = field(default=NOWHERE, compare=False)
+
+    kind: ClassVar[str] = "directory"
+    remote: ClassVar[bool] = False  # every member of a cluster: only on a shared disk
+
+    @property
+    def identity(self) -> tuple[object, ...]:
+        return (self.path,)
+
+    @property
+    def summary(self) -> str:
+        return f'source "directory" with path "{self.path}"'
+
+    def plan(self, working_dir: Path, name: str) -> SourcePlan:
+        return SourcePlan(
+            DirectorySource(self.path, name=name), allow_empty=self.allow_empty, key=self
+        )
+
+    def check(self, scratch: Callable[[], Path]) -> SourceRead | SourceUnread:
+        directory = DirectorySource(self.path, display_base=Path.cwd())
+        try:
+            update = directory.full_scan()
+        except Exception as exc:
+            # Not a remote that may be back soon: the configuration names a directory
+            # that cannot be read.
+            return SourceUnread(f"{self.location}: {exc}", invalid=True)
+        return SourceRead(update, directory)
 
 
 class _Handler(FileSystemEventHandler):

@@ -197,5 +197,5 @@ def test_from_settings_reads_todays_settings(tmp_path: Path) -> None:
     assert (opts.author_name, opts.author_email) == ("bot", "bot@example.com")
     assert src.status().url == "https://***@example.com/repo.git"
     assert src.clone_dir == tmp_path / ".reconciler" / "git" / "ops"
-    background = GitOptions.from_settings(type("S", (), {"url": "/r", "push_retry": "background"}))
+    background = GitOptions.from_settings(GitSettings(url="/r", push_retry="background"))
     assert background.background_push and background.push_retries == 3

@@ -1,9 +1,5 @@
-"""What the git source needs from a `source "git"` block, and the environment git runs in.
-
-The settings layer sits above sources, so the block is read by attribute name
-(`GitOptions.from_settings`) rather than imported; a field the object does not have, or
-leaves unset, falls back to its default.
-"""
+"""A `source "git"` block in the terms git is run with (`GitOptions`), and the environment
+git runs in."""
 
 from __future__ import annotations
 
@@ -14,9 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-SECOND_NS = 1_000_000_000
-DEFAULT_TIMEOUT_S = 30.0
-DEFAULT_PUSH_RETRIES = 3
+from reconciler.sources.git.settings import DEFAULT_PUSH_RETRIES, SECOND, GitSourceSettings
 
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -28,16 +22,7 @@ def mask_url(text: str) -> str:
     return _USERINFO.sub(r"\g<scheme>***@", text)
 
 
-def _seconds(value: object, default: float) -> float:
-    """A settings duration (int nanoseconds, like poll_interval) or plain seconds."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return default
-    if isinstance(value, int) and value >= SECOND_NS // 1000:
-        return value / SECOND_NS
-    return float(value)
-
-
-def _push_retry(value: object) -> tuple[int, bool]:
+def _push_retry(value: int | str) -> tuple[int, bool]:
     """`push_retry` is an int (rejected-push retries) or "background" (keep unpushable
     commits and push them later, with the default number of retries)."""
     if isinstance(value, str):
@@ -59,23 +44,35 @@ def _local_url(url: str) -> str:
     return str(Path(url).expanduser().absolute())
 
 
+_BLOCK = GitSourceSettings(url="")  # a block that sets nothing: every default
+_RETRIES, _BACKGROUND = _push_retry(_BLOCK.push_retry)
+
+
 @dataclass(frozen=True)
 class GitOptions:
+    """A `source "git"` block in the terms git is run with: durations in seconds,
+    `push_retry` as a number of retries and whether unpushable commits wait to be pushed
+    in the background, the author's name and address, a local URL made absolute.
+
+    The block declares the settings and their defaults: `from_settings` reads one, and
+    the defaults here are the block's (for the tests and benchmarks that build one).
+    """
+
     url: str
-    branch: str = "main"
-    ref: str | None = None
-    commit: str | None = None
-    path: str = ""  # folder inside the repository, "" for its root
-    poll_interval_s: float = 30.0
-    push: bool = False
-    push_retries: int = DEFAULT_PUSH_RETRIES
-    background_push: bool = False
-    author_name: str = "reconciler"
-    author_email: str = "reconciler@localhost"
-    timeout_s: float = DEFAULT_TIMEOUT_S
+    branch: str = _BLOCK.branch
+    ref: str | None = _BLOCK.ref
+    commit: str | None = _BLOCK.commit
+    path: str = _BLOCK.path  # folder inside the repository, "" for its root
+    poll_interval_s: float = _BLOCK.poll_interval / SECOND
+    push: bool = _BLOCK.push
+    push_retries: int = _RETRIES
+    background_push: bool = _BACKGROUND
+    author_name: str = _BLOCK.author.name
+    author_email: str = _BLOCK.author.email
+    timeout_s: float = _BLOCK.timeout / SECOND
     ssh_key_file: str | None = None
-    token_env: str | None = None
-    token_username: str = "x-access-token"
+    token_env: str | None = _BLOCK.token_env
+    token_username: str = _BLOCK.token_username
 
     def __post_init__(self) -> None:
         if self.token_env is not None and not _ENV_NAME.fullmatch(self.token_env):
@@ -99,26 +96,24 @@ class GitOptions:
         return f"branch {self.branch}"
 
     @classmethod
-    def from_settings(cls, settings: object) -> GitOptions:
-        """Read a settings `GitSource` (or anything with the same attribute names)."""
-        retries, background = _push_retry(getattr(settings, "push_retry", DEFAULT_PUSH_RETRIES))
-        author = getattr(settings, "author", None)
+    def from_settings(cls, settings: GitSourceSettings) -> GitOptions:
+        retries, background = _push_retry(settings.push_retry)
         return cls(
-            url=_local_url(str(getattr(settings, "url"))),  # noqa: B009 - required field
-            branch=getattr(settings, "branch", None) or "main",
-            ref=getattr(settings, "ref", None) or None,
-            commit=getattr(settings, "commit", None) or None,
-            path=(getattr(settings, "path", "") or "").strip("/"),
-            poll_interval_s=_seconds(getattr(settings, "poll_interval", None), 30.0),
-            push=bool(getattr(settings, "push", False)),
+            url=_local_url(settings.url),
+            branch=settings.branch or _BLOCK.branch,
+            ref=settings.ref or None,
+            commit=settings.commit or None,
+            path=settings.path.strip("/"),
+            poll_interval_s=settings.poll_interval / SECOND,
+            push=settings.push,
             push_retries=retries,
             background_push=background,
-            author_name=getattr(author, "name", None) or cls.author_name,
-            author_email=getattr(author, "email", None) or cls.author_email,
-            timeout_s=_seconds(getattr(settings, "timeout", None), DEFAULT_TIMEOUT_S),
-            ssh_key_file=getattr(settings, "ssh_key_file", None) or None,
-            token_env=getattr(settings, "token_env", None) or None,
-            token_username=getattr(settings, "token_username", None) or cls.token_username,
+            author_name=settings.author.name or _BLOCK.author.name,
+            author_email=settings.author.email or _BLOCK.author.email,
+            timeout_s=settings.timeout / SECOND,
+            ssh_key_file=str(settings.ssh_key_file) if settings.ssh_key_file else None,
+            token_env=settings.token_env or None,
+            token_username=settings.token_username or _BLOCK.token_username,
         )
 
 

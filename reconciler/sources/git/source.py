@@ -45,6 +45,7 @@ from reconciler.sources.git.branch import Branch, Conflict
 from reconciler.sources.git.clone import Clone
 from reconciler.sources.git.options import GitOptions
 from reconciler.sources.git.runner import Git, GitFailure
+from reconciler.sources.git.settings import GitSourceSettings
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,9 @@ class GitSource:
         self._status = GitStatus(options.shown_url, options.followed)
 
     @classmethod
-    def from_settings(cls, settings: object, working_dir: Path, *, name: str = "git") -> GitSource:
+    def from_settings(
+        cls, settings: GitSourceSettings, working_dir: Path, *, name: str = "git"
+    ) -> GitSource:
         return cls(GitOptions.from_settings(settings), working_dir, name=name)
 
     def close(self) -> None:
