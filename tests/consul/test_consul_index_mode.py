@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from conftest import make_client
 from consulfake import FakeConsul
+from consulkit import make_client
 from helpers import async_wait_for
 
 from reconciler.consul import ConsulClient, ConsulWatchers, HealthServiceQuery, Pacing

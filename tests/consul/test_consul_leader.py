@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import RecordingSleep
 from consulfake import FakeConsul
+from consulkit import RecordingSleep
 from helpers import async_wait_for
 
 from reconciler.consul import (

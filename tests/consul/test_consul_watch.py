@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import RecordingSleep, make_client
 from consulfake import FakeConsul
+from consulkit import RecordingSleep, make_client
 from helpers import async_wait_for
 
 from reconciler.consul import (
