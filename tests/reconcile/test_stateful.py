@@ -86,6 +86,7 @@ class LiveDirectory:
         asyncio.run_coroutine_threadsafe(stop(), self.loop).result(60)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(60)
+        self.loop.close()  # its self-pipe sockets, or they leak into a later test
 
 
 def content_for(rel: str, name: str, marker: str) -> str:
