@@ -221,6 +221,7 @@ def test_cts_end_to_end_behaviours_through_the_daemon(
             try:
                 return get(port, f"/v1/status/tasks/{name}{query}").get(name)
             except urllib.error.HTTPError as err:
+                err.close()  # the error holds the response and its socket
                 if err.code == 404:
                     return None
                 raise

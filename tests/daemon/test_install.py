@@ -64,6 +64,7 @@ def test_make_install_into_a_root(tmp_path: Path) -> None:
             with pytest.raises(urllib.error.HTTPError) as refused:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/tasks", timeout=30)
             assert refused.value.code == 401
+            refused.value.close()  # the error holds the response and its socket
             cli = subprocess.run(
                 [binary, "task", "list", f"-http-addr=127.0.0.1:{port}"],
                 env={**os.environ, "RECONCILER_TOKEN_FILE": str(token_file)},
