@@ -11,7 +11,7 @@ run: $(STAMP)
 	$(VENV)/bin/reconciler start -config-file=examples/config.hcl
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest --cov --cov-report=term
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check reconciler tests bench
