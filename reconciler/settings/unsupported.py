@@ -15,7 +15,8 @@ from reconciler.settings.partial import Partial
 
 # (path of the setting: blocks then the key, what happens instead)
 NOT_ACTED_ON: dict[tuple[str, ...], str] = {
-    ("client_type",): "it selects a Consul client, and this daemon has none",
+    ("client_type",): "it swaps Terraform for CTS's development printer or test mock; "
+    "tasks here always run Terraform",
     ("syslog",): "logs go to standard error (the journal, under systemd)",
     ("consul", "kv_namespace"): "CTS itself does not use it outside its Enterprise "
     "edition, and Terraform's consul backend has no namespace setting",
