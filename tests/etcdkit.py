@@ -8,12 +8,11 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from helpers import free_port
+from helpers import free_port, wait_for
 from serverkit import stop_process
 
 
@@ -64,25 +63,23 @@ class EtcdServer:
                 stdout=log,
                 stderr=log,
             )
-        deadline = time.monotonic() + timeout
-        while True:
-            assert self.proc.poll() is None, (self.directory / "etcd.log").read_text()
-            if self.tls is None:
-                try:
-                    with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
-                        if b'"health":"true"' in response.read():
-                            return
-                except OSError:
-                    pass
-            else:  # the health check needs a client certificate: wait for the port
-                with (
-                    contextlib.suppress(OSError),
-                    socket.create_connection(("127.0.0.1", self.client_port), timeout=2),
-                ):
-                    return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"etcd did not become healthy in {timeout}s")
-            time.sleep(0.05)
+        wait_for(self._healthy, timeout, what="etcd to become healthy")
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None
+        assert self.proc.poll() is None, (self.directory / "etcd.log").read_text()
+        if self.tls is None:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                    return b'"health":"true"' in response.read()
+            except OSError:
+                return False
+        # The health check needs a client certificate: wait for the port.
+        try:
+            with socket.create_connection(("127.0.0.1", self.client_port), timeout=2):
+                return True
+        except OSError:
+            return False
 
     def stop(self) -> None:
         stop_process(self.proc, timeout=20)

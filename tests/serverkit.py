@@ -13,7 +13,6 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -23,7 +22,7 @@ from typing import Any, TypeVar
 
 import trustme
 import uvicorn
-from helpers import free_port
+from helpers import async_wait_for, free_port, wait_for
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -139,16 +138,16 @@ def daemon_process(
 
 def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
     """Until the port accepts connections (the daemon listens once every task is loaded)."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def listening() -> bool:
         assert proc.poll() is None, f"the daemon exited with {proc.returncode}"
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
+                return True
         except OSError:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"nothing listens on port {port} after {timeout}s") from None
-            time.sleep(0.05)
+            return False
+
+    wait_for(listening, timeout, what=f"a listener on port {port}")
 
 
 # --- certificates -----------------------------------------------------------------------
@@ -207,6 +206,12 @@ def small_app(extra: list[Route] | None = None) -> Starlette:
     return Starlette(routes=routes + (extra or []), exception_handlers={ApiError: api_error})
 
 
+def started(server: uvicorn.Server, serving: asyncio.Task[None]) -> bool:
+    """Whether an embedded uvicorn server listens; it must not have stopped first."""
+    assert not serving.done(), "the server stopped before it started"
+    return bool(server.started)
+
+
 class _Embedded(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -225,11 +230,7 @@ async def embedded_server(
     server = _Embedded(config)
     serving = asyncio.create_task(server.serve())
     try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert not serving.done(), "the server stopped before it started"
-            assert time.monotonic() < deadline, "the server did not start"
-            await asyncio.sleep(0.01)
+        await async_wait_for(lambda: started(server, serving), 30, what="the server to start")
         yield int(server.servers[0].sockets[0].getsockname()[1])
     finally:
         server.should_exit = True

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +12,8 @@ import httpx2
 import pytest
 import uvicorn
 from apikit import assert_error, running_core
+from helpers import async_wait_for
+from serverkit import started
 
 pytestmark = pytest.mark.anyio
 
@@ -34,11 +35,7 @@ async def test_real_server_round_trip(task_dir: Path, caplog: pytest.LogCaptureF
         server = EmbeddedServer(config)
         serving = asyncio.create_task(server.serve())
         try:
-            deadline = time.monotonic() + 10
-            while not server.started:
-                assert not serving.done(), "the server stopped before it started"
-                assert time.monotonic() < deadline, "the server did not start"
-                await asyncio.sleep(0.01)
+            await async_wait_for(lambda: started(server, serving), 10, what="the server to start")
             port = server.servers[0].sockets[0].getsockname()[1]
             async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
                 task = {

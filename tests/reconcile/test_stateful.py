@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from helpers import task_hcl
+from helpers import task_hcl, wait_for
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -180,15 +180,17 @@ class FileOperations(RuleBasedStateMachine):
         # coalesced with this one: that would be a different, equally valid, history).
         on_disk = {rel: content_digest(text.encode()) for rel, text in self.disk.items()}
         deadline = time.monotonic() + 10
-        while self.live.seen() != on_disk:
-            if time.monotonic() > deadline:
-                raise AssertionError("the source did not see the files")
-            time.sleep(0.005)
+        wait_for(lambda: self.live.seen() == on_disk, 10, what="the source to see the files")
         expected = self.expected()
-        while (got := self.live.snapshot()) != expected:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"registry {sorted(got)} != files {sorted(expected)}")
-            time.sleep(0.01)
+        try:
+            wait_for(
+                lambda: self.live.snapshot() == expected,
+                max(0.0, deadline - time.monotonic()),
+                what="the registry to follow the files",
+            )
+        except AssertionError:
+            got = self.live.snapshot()
+            raise AssertionError(f"registry {sorted(got)} != files {sorted(expected)}") from None
 
 
 TestFileOperations = FileOperations.TestCase
