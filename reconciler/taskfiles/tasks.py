@@ -170,18 +170,11 @@ def _decode_typed(
         return None
     is_input = word != "condition"
     cr = r.child(block, f'{word} "{label}"')
-    values: dict[str, Any] = {}
     for attr in block.body.attributes:
         lines[(*path, attr.name)] = attr.line
-    for f in kind.input_fields if is_input else kind.condition_fields:
-        if f.type == "str":
-            values[f.name] = cr.string(f.name)
-        elif f.type == "bool":
-            values[f.name] = cr.boolean(f.name)
-        elif f.type == "list":
-            values[f.name] = cr.strings(f.name)
-        else:
-            values[f.name] = cr.string_map(f.name)
+    read = {"str": cr.string, "bool": cr.boolean, "list": cr.strings, "map": cr.string_map}
+    fields = kind.input_fields if is_input else kind.condition_fields
+    values: dict[str, Any] = {f.name: read[f.type](f.name) for f in fields}
     if "use_as_module_input" in values:
         legacy = cr.boolean("source_includes_var")
         if legacy is not None:
