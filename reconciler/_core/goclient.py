@@ -48,7 +48,11 @@ def go_proxy(address: str, env: Mapping[str, str]) -> str | None:
     """The proxy Go's http.ProxyFromEnvironment picks for `address` (hcat's transport uses
     it): HTTPS_PROXY or HTTP_PROXY by scheme (upper case first), NO_PROXY honoured, loopback
     and unix sockets never proxied, HTTP_PROXY ignored under CGI (REQUEST_METHOD set)."""
-    url = urlsplit(address)
+    try:
+        url = urlsplit(address)
+        explicit_port = url.port
+    except ValueError:
+        return None  # not an address at all: the client built from it says so
     if url.scheme not in ("http", "https"):
         return None
 
@@ -62,7 +66,7 @@ def go_proxy(address: str, env: Mapping[str, str]) -> str | None:
     host = (url.hostname or "").lower()
     if not proxy or not host or is_loopback(host):
         return None
-    port = str(url.port or (443 if url.scheme == "https" else 80))
+    port = str(explicit_port or (443 if url.scheme == "https" else 80))
     if _no_proxy(host, port, var("NO_PROXY")):
         return None
     return proxy if "://" in proxy else f"http://{proxy}"

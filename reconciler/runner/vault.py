@@ -173,7 +173,10 @@ def _split(path: str) -> tuple[str, list[tuple[str, str]]]:
     text = path.strip().strip("/")
     if not text:
         raise VaultError(f'vault.read: invalid path "{path}"')
-    url = urlsplit(text)
+    try:
+        url = urlsplit(text)
+    except ValueError:  # an unclosed "[" in what would be a host
+        raise VaultError(f'vault.read: invalid path "{path}"') from None
     raw = unquote(url.path).strip("/")
     if not raw:
         raise VaultError(f'vault.read: invalid path "{path}"')

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from reconciler._core.errors import Location, Problem
 from reconciler.settings.model import (
@@ -599,9 +599,10 @@ def high_availability(
     if "storage" in cluster.blocks and not endpoints:
         c.bad('storage "etcd" needs at least one endpoint', where, storage.loc("endpoints"))
     for url in endpoints:
-        parts = urlsplit(url)
+        parts = _split_url(url)
         if (
-            parts.scheme not in ("http", "https")
+            parts is None
+            or parts.scheme not in ("http", "https")
             or not parts.hostname
             or parts.path not in ("", "/")
         ):
@@ -627,7 +628,8 @@ def high_availability(
         if path is not None and not path.is_file():
             c.bad(f'etcd tls: {key} "{path}" is not a file', where, tls.loc(key))
     address = block.block("instance").get("address") or ""
-    if address and urlsplit(address).scheme not in ("http", "https"):
+    instance = _split_url(address)
+    if address and (instance is None or instance.scheme not in ("http", "https")):
         c.bad(
             f'instance address "{address}" must be a URL such as http://host:8558',
             where,
@@ -666,3 +668,13 @@ def high_availability(
         shard_runs=bool(block.get("shard_runs", False)),
         location=block.loc(),
     )
+
+
+def _split_url(text: str) -> SplitResult | None:
+    """`text` as a URL; None when it is none (an unclosed IPv6 bracket, a bad port)."""
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - only to see that the port parses
+    except ValueError:
+        return None
+    return parts

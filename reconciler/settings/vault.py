@@ -389,7 +389,10 @@ class VaultBase:
 def vault_base(settings: VaultSettings) -> VaultBase:
     """Vault's Go client accepts http://, https:// and unix:// addresses."""
     address = settings.address
-    url = urlsplit(address)
+    try:
+        url = urlsplit(address)
+    except ValueError as exc:  # "http://[::1": an unclosed IPv6 bracket
+        raise VaultConfigError(f'vault.address "{address}": {exc}') from None
     if url.scheme in ("http", "https") and url.netloc:
         return VaultBase(address, None, url.scheme == "https")
     if url.scheme == "unix" and url.path:

@@ -79,6 +79,14 @@ def test_consul_storage_is_recognised_and_refused(tmp_path: Path) -> None:
     [
         ('storage "etcd" {\n  endpoints = []\n}', "", "needs at least one endpoint"),
         ('storage "etcd" {\n  endpoints = ["10.0.0.5:2379"]\n}', "", "must look like http://host"),
+        # Not URLs at all (an unclosed IPv6 bracket, a port out of range): named, not a crash.
+        ('storage "etcd" {\n  endpoints = ["http://[::1:2379"]\n}', "", "must look like http"),
+        ('storage "etcd" {\n  endpoints = ["http://e:99999"]\n}', "", "must look like http"),
+        (
+            'storage "etcd" {\n  endpoints = ["http://e:2379"]\n}',
+            '  instance {\n    address = "http://[cts-01:8558"\n  }\n',
+            "must be a URL",
+        ),
         (
             'storage "etcd" {\n  endpoints = ["http://e:2379"]\n  session_ttl = "100ms"\n}',
             "",

@@ -189,6 +189,9 @@ def test_when_vault_is_enabled() -> None:
     assert s is not None and s.address == "http://127.0.0.1:8100"
     with pytest.raises(VaultConfigError, match="use http://, https:// or unix://"):
         vault_settings({"address": "vault:8200"}, {})
+    # Not a URL at all, with a proxy that would be looked up for it: named, not a crash.
+    with pytest.raises(VaultConfigError, match="Invalid IPv6 URL"):
+        vault_settings({"address": "http://[::1"}, {"HTTP_PROXY": "http://proxy:3128"})
     with pytest.raises(VaultConfigError, match="only one 'tls' block"):
         vault_settings({"address": "http://v", "tls": [{}, {}]}, {})
     with pytest.raises(VaultConfigError, match=r"vault\.transport\.dial_timeout"):
