@@ -72,18 +72,20 @@ def test_sources_are_added_removed_and_replaced_without_a_restart(tmp_path: Path
         config = tmp_path / "config.hcl"
         without_consul(tmp_path)
         base = f'port = {port}\nworking_dir = "state"\n'
-        wait_for(lambda: task_names(port) == {"a1", "a2"}, what="the first load")
+        wait_for(lambda: task_names(port) == {"a1", "a2"}, timeout=60, what="the first load")
 
         # Added: its tasks come, the first source keeps its own.
         reload(proc, config, base + source_block("tasks") + source_block("more"))
-        wait_for(lambda: task_names(port) == {"a1", "a2", "b1"}, what=log_text(tmp_path))
+        wait_for(
+            lambda: task_names(port) == {"a1", "a2", "b1"}, timeout=60, what=log_text(tmp_path)
+        )
         # The new source is followed like the first: a file written later is picked up.
         write_tasks(tmp_path / "more", "b2")
-        wait_for(lambda: "b2" in task_names(port), what=log_text(tmp_path))
+        wait_for(lambda: "b2" in task_names(port), timeout=60, what=log_text(tmp_path))
 
         # Removed: its tasks go (a deliberate removal: the prune guard does not hold them).
         reload(proc, config, base + source_block("more"))
-        wait_for(lambda: task_names(port) == {"b1", "b2"}, what=log_text(tmp_path))
+        wait_for(lambda: task_names(port) == {"b1", "b2"}, timeout=60, what=log_text(tmp_path))
         # A file appearing in the removed directory is no longer followed.
         write_tasks(tmp_path / "tasks", "a3")
 
@@ -96,8 +98,11 @@ def test_sources_are_added_removed_and_replaced_without_a_restart(tmp_path: Path
             assert status == 200, body
             return "renamed" in json.dumps(body)
 
-        wait_for(moved, what=log_text(tmp_path))
-        wait_for(lambda: "removed; 0 tasks created, 0 updated, 0 deleted" in log_text(tmp_path))
+        wait_for(moved, timeout=60, what=log_text(tmp_path))
+        wait_for(
+            lambda: "removed; 0 tasks created, 0 updated, 0 deleted" in log_text(tmp_path),
+            timeout=60,
+        )
         assert task_names(port) == {"b1", "b2"}
 
         # The API writes to the source the configuration now names.
