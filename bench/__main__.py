@@ -18,6 +18,7 @@ from pathlib import Path
 from bench.api_throughput import bench_api
 from bench.consul_daemon import bench_consul_daemon
 from bench.consul_scale import bench_consul_scale
+from bench.daemon_edits import bench_daemon_edits
 from bench.git_latency import bench_git
 from bench.ha_takeover import bench_ha_takeover
 from bench.hostile_names import bench_hostile_names
@@ -33,6 +34,7 @@ from bench.workspace import Settings, Workspace
 BENCHMARKS: dict[str, Callable[[Workspace], Section]] = {
     "load": bench_load,
     "latency": bench_latency,
+    "daemon-edits": bench_daemon_edits,
     "git": bench_git,
     "runner": bench_runner_overhead,
     "api": bench_api,

@@ -2,7 +2,9 @@
 
 The watcher's thread only hands path hints to the loop (call_soon_threadsafe). The loop
 debounces them (a short quiet period, capped under a steady stream), re-reads the hinted
-files in a worker thread, and applies the result. API writes take the same per-source
+files in a worker thread, and applies the result. A hint the kernel marks final (the file
+was closed after writing, or renamed into place) needs no quiet period: once every hinted
+path's latest hint is final, the pass starts at once. API writes take the same per-source
 lock, so writes, file edits and reconciles never interleave.
 
 An unavailable source (its directory gone, its remote unreachable) is retried with
@@ -67,6 +69,8 @@ class SourceLoop:
         self.root_check_interval = min(1.0, self.backoff.first)
         self._retry_at: float | None = None  # loop time of the next attempt while unavailable
         self._pending: set[str] = set()
+        # Hinted paths whose latest hint may be followed by more writes: debounced.
+        self._unsettled: set[str] = set()
         self._full = False
         self._wakeup = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -74,17 +78,28 @@ class SourceLoop:
 
     # --- hints -------------------------------------------------------------------------
 
-    def _hint_threadsafe(self, rel: str | None) -> None:
+    def _hint_threadsafe(self, rel: str | None, final: bool) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self.hint, rel)
+            loop.call_soon_threadsafe(self.hint, rel, final)
 
-    def hint(self, rel: str | None) -> None:
+    def hint(self, rel: str | None, final: bool = False) -> None:
+        """`rel` may have changed (None: anything may have); `final`: the kernel says
+        the write to it is finished."""
         if rel is None:
             self._full = True
         else:
             self._pending.add(rel)
+            if final:
+                self._unsettled.discard(rel)
+            else:
+                self._unsettled.add(rel)
         self._wakeup.set()
+
+    @property
+    def _settled(self) -> bool:
+        """Every hint since the last pass was final: nothing to wait for."""
+        return not self._full and not self._unsettled
 
     # --- passes --------------------------------------------------------------------------
 
@@ -234,7 +249,7 @@ class SourceLoop:
             else:
                 await self._settle()
             full, paths = self._full or self.status.error is not None, self._pending
-            self._full, self._pending = False, set()
+            self._full, self._pending, self._unsettled = False, set(), set()
             if full:
                 next_rescan = self._loop.time() + self._jitter(self.rescan_interval)
             async with self.lock:
@@ -244,11 +259,14 @@ class SourceLoop:
                 await asyncio.to_thread(watched.stop_watching)
 
     async def _settle(self) -> None:
-        """Wait until hints stop arriving for `debounce`, at most `max_delay` in all."""
+        """Wait until hints stop arriving for `debounce`, at most `max_delay` in all, or
+        until every path hinted is final."""
         assert self._loop is not None
         deadline = self._loop.time() + self.max_delay
         while True:
             self._wakeup.clear()
+            if self._settled:
+                return
             remaining = min(self.debounce, deadline - self._loop.time())
             if remaining <= 0:
                 return

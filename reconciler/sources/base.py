@@ -11,8 +11,10 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 from reconciler._core.errors import Location
 
-# A hint of None means "rescan everything" (a directory appeared, moved or vanished).
-Hint = Callable[[str | None], None]
+# A hint of None means "rescan everything" (a directory appeared, moved or vanished). The
+# flag says the kernel reported the write finished (a close after writing, a rename into
+# place): nothing more is coming for that path, so it need not be debounced.
+Hint = Callable[[str | None, bool], None]
 
 
 def content_digest(data: bytes) -> str:

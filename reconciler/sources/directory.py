@@ -344,6 +344,14 @@ class DirectorySourceSettings:
         return SourceRead(update, directory)
 
 
+def _is_final(event_type: str, source_side: bool) -> bool:
+    """The write to the path is finished: closed after writing (IN_CLOSE_WRITE), or a file
+    renamed onto it (IN_MOVED_TO). A creation or a modification may be followed by more
+    writes, and a deletion or a rename away by the file written anew (editors, `git
+    checkout`), so those are debounced."""
+    return event_type == "closed" or (event_type == "moved" and not source_side)
+
+
 class _Handler(FileSystemEventHandler):
     def __init__(self, root: Path, hint: Hint) -> None:
         self._root = str(root)
@@ -368,11 +376,11 @@ class _Handler(FileSystemEventHandler):
                 # The root itself was deleted or moved (its "modified" events only echo
                 # changes to entries, which have events of their own).
                 if event.event_type in ("deleted", "moved"):
-                    self._hint(None)
+                    self._hint(None, False)
             elif event.is_directory:
                 if event.event_type != "modified" and not any(
                     p.startswith(".") for p in rel.split("/")
                 ):
-                    self._hint(None)
+                    self._hint(None, False)
             elif is_candidate(rel):
-                self._hint(rel)
+                self._hint(rel, _is_final(event.event_type, path == event.src_path))

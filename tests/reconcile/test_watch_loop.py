@@ -172,3 +172,55 @@ def test_an_edit_in_the_root_rescans_only_that_file(tmp_path: Path) -> None:
             assert full_scans == []
 
     run(main())
+
+
+# Far longer than any wait below: an edit that lands was not debounced.
+NEVER = 600.0
+
+
+def names_in(registry: Registry, task: str) -> tuple[str, ...]:
+    live = registry.get(task)
+    assert live is not None and live.spec.condition is not None
+    return live.spec.condition.names  # type: ignore[attr-defined,no-any-return]
+
+
+def test_a_finished_write_is_reconciled_without_the_debounce(tmp_path: Path) -> None:
+    """A rename into place (IN_MOVED_TO) and a close after writing (IN_CLOSE_WRITE) say
+    the write is over: the pass starts at once, whatever the debounce."""
+
+    async def main() -> None:
+        target = tmp_path / "a.hcl"
+        target.write_text(task_hcl("a"))
+        async with live(tmp_path, debounce=NEVER, max_delay=NEVER) as (registry, _):
+            write_atomic(target, task_hcl("a", names=("renamed",)))
+            await async_wait_for(lambda: names_in(registry, "a") == ("renamed",), 60, "rename")
+            with open(target, "w") as out:  # in place: truncate, write, close
+                out.write(task_hcl("a", names=("closed",)))
+            await async_wait_for(lambda: names_in(registry, "a") == ("closed",), 60, "close")
+            write_atomic(tmp_path / "b.hcl", task_hcl("b"))
+            await async_wait_for(lambda: names_of(registry) == {"a", "b"}, 60, "new file")
+
+    run(main())
+
+
+def test_a_write_still_open_waits_for_its_close(tmp_path: Path) -> None:
+    """A file being written (modified, not yet closed) is not read half-way: its pass
+    waits for the quiet period or the close, whichever comes first."""
+
+    async def main() -> None:
+        target = tmp_path / "a.hcl"
+        target.write_text(task_hcl("a"))
+        async with live(tmp_path, debounce=NEVER, max_delay=NEVER) as (registry, loop):
+            with open(target, "w") as out:
+                out.write(task_hcl("a", names=("half",))[:20])
+                out.flush()
+                # The watcher reported the modification; the loop holds it back.
+                await async_wait_for(lambda: "a.hcl" in loop._unsettled, 60, "the hint")
+                assert names_in(registry, "a") == ("web",) and loop.reconciles == 1
+                out.seek(0)
+                out.truncate()
+                out.write(task_hcl("a", names=("whole",)))
+            await async_wait_for(lambda: names_in(registry, "a") == ("whole",), 60, "close")
+            assert registry.get("a") is not None  # never read as a broken half file
+
+    run(main())
