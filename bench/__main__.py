@@ -30,6 +30,7 @@ from bench.runner_overhead import bench_runner_overhead
 from bench.soak import bench_soak
 from bench.terraform_daemon import bench_terraform_daemon
 from bench.workspace import Settings, Workspace
+from bench.writers import bench_writers
 
 BENCHMARKS: dict[str, Callable[[Workspace], Section]] = {
     "load": bench_load,
@@ -44,6 +45,7 @@ BENCHMARKS: dict[str, Callable[[Workspace], Section]] = {
     "consul-scale": bench_consul_scale,
     "ha": bench_ha_takeover,
     "hostile": bench_hostile_names,
+    "writers": bench_writers,
 }
 # Run only when asked for with --only (about 10 minutes; 60 s with --quick).
 OPT_IN = frozenset({"soak"})

@@ -2,6 +2,8 @@
 
 Each change is written to the task's file first (atomically, durably), then the same
 reconcile path that applies hand edits applies it. Nothing here touches the registry.
+Changes to one source are made in batches (reconciler.reconcile.batch): one hold of the
+source's lock and one reconcile pass for all the changes that arrived meanwhile.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from reconciler._core.errors import (
     ReadOnlySourceError,
     ReconcilerError,
 )
+from reconciler.reconcile.batch import Batcher
 from reconciler.reconcile.configtasks import CONFIG_SOURCE, ConfigTasks
 from reconciler.reconcile.engine import FileEntry, Reconciler
 from reconciler.reconcile.loop import SourceLoop
@@ -67,6 +70,14 @@ class WriteBack:
         self.default = default
         # The configuration's tasks: their API changes become overrides.
         self.config: tuple[SourceLoop, ConfigTasks] | None = None
+        self._batchers: dict[int, Batcher] = {}
+
+    def batcher(self, loop: SourceLoop) -> Batcher:
+        """The write queue of a source loop (a reload's new loops get new ones)."""
+        found = self._batchers.get(id(loop))
+        if found is None or found.loop is not loop:
+            found = self._batchers[id(loop)] = Batcher(loop)
+        return found
 
     def attach_config(self, loop: SourceLoop, tasks: ConfigTasks) -> None:
         self.config = (loop, tasks)
@@ -78,15 +89,13 @@ class WriteBack:
     def retarget(self, loops: dict[str, SourceLoop], default: str | None) -> None:
         """The sources changed (a reload): writes go to these from now on."""
         self.loops, self.default = loops, default
+        live = {id(loop) for loop in loops.values()}
+        self._batchers = {k: b for k, b in self._batchers.items() if k in live}
 
-    async def _commit(self, loop: SourceLoop, change: FileChange) -> None:
-        """Write (and commit) the change, stamped with the leader's term."""
-        try:
-            await asyncio.to_thread(loop.source.commit, replace(change, term=self.term()))
-        except ConflictError:
-            # Someone else changed the file upstream: follow them now, not at the next poll.
-            loop.hint(None)
-            raise
+    def _commit(self, loop: SourceLoop, change: FileChange, term: int) -> None:
+        """Write (and commit) the change, stamped with the leader's term; in the batch's
+        worker thread."""
+        loop.source.commit(replace(change, term=term))
 
     def _default_loop(self) -> SourceLoop:
         if self.default is None or self.default not in self.loops:
@@ -114,32 +123,28 @@ class WriteBack:
             raise InvalidTaskError(
                 f'task "{spec.name}" cannot be written as a task file: {exc}'
             ) from None
-        async with loop.lock:
-            # Checked again under the lock: a hand edit may have taken the name since.
+
+        term = self.term()
+        display = loop.source.display_path(rel)
+
+        def check() -> None:
+            # Checked again in the batch: a hand edit may have taken the name since.
             if spec.name in self.registry or self.reconciler.defines(spec.name):
                 raise DuplicateTaskError(f"task with name {spec.name} already exists")
-            exists = await asyncio.to_thread(loop.source.read, rel)
-            if exists is not None:
-                raise DuplicateTaskError(
-                    f"file {loop.source.display_path(rel)} already exists; it is never overwritten"
-                )
+
+        def make() -> str:
+            if loop.source.read(rel) is not None:
+                raise DuplicateTaskError(f"file {display} already exists; it is never overwritten")
+            change = FileChange(
+                rel, data, create=True, action="create", task=spec.name, request_id=request_id
+            )
             try:
-                await self._commit(
-                    loop,
-                    FileChange(
-                        rel,
-                        data,
-                        create=True,
-                        action="create",
-                        task=spec.name,
-                        request_id=request_id,
-                    ),
-                )
+                self._commit(loop, change, term)
             except FileExistsError:
-                raise DuplicateTaskError(
-                    f"file {loop.source.display_path(rel)} already exists"
-                ) from None
-            await loop.sync_paths([rel])
+                raise DuplicateTaskError(f"file {display} already exists") from None
+            return rel
+
+        await self.batcher(loop).submit(check, make)
         live = self.registry.get(spec.name)
         if live is None:
             problems = self.reconciler.problems().get(loop.source.display_path(rel), [])
@@ -169,6 +174,13 @@ class WriteBack:
             return None
         (source_name, rel), _ = found
         return rel if source_name == CONFIG_SOURCE else None
+
+    def _located_at(self, name: str, loop: SourceLoop, rel: str) -> FileEntry:
+        """The task's file entry, checked to be still where the request found it."""
+        loop2, rel2, entry = self._locate(name)
+        if (loop2, rel2) != (loop, rel):
+            raise ConflictError(f"task {name} moved to {entry.display} during the request")
+        return entry
 
     def _locate(self, name: str) -> tuple[SourceLoop, str, FileEntry]:
         found = self.reconciler.file_of(name)
@@ -206,23 +218,24 @@ class WriteBack:
                 configured,
             )
             return live
-        loop, rel, _ = self._locate(name)
-        async with loop.lock:
-            loop2, rel2, entry = self._locate(name)  # it may have moved while we waited
-            if (loop2, rel2) != (loop, rel):
-                raise ConflictError(f"task {name} moved to {entry.display} during the request")
-            data = await asyncio.to_thread(loop.source.read, rel)
+        loop, rel, entry = self._locate(name)
+        term = self.term()
+        display = entry.display
+
+        def check() -> None:
+            self._located_at(name, loop, rel)  # it may have moved while queued
+
+        def make() -> str:
+            data = loop.source.read(rel)
             if data is None:
-                raise ConflictError(f"file {entry.display} disappeared during the request")
-            new = _edited(
-                entry.display, lambda: edit.set_enabled(data, entry.display, name, enabled)
-            )
+                raise ConflictError(f"file {display} disappeared during the request")
+            new = _edited(display, lambda: edit.set_enabled(data, display, name, enabled))
             if new != data:
-                await self._commit(
-                    loop,
-                    FileChange(rel, new, action="update", task=name, request_id=request_id),
-                )
-            await loop.sync_paths([rel])
+                change = FileChange(rel, new, action="update", task=name, request_id=request_id)
+                self._commit(loop, change, term)
+            return rel
+
+        await self.batcher(loop).submit(check, make)
         live = self.registry.get(name)
         if live is None:
             raise ConflictError(f"task {name} disappeared during the request")
@@ -234,18 +247,21 @@ class WriteBack:
             await self._override(name, configured, lambda tasks: tasks.delete(name, request_id))
             log.info("deleted task %s through the API (%s is unchanged)", name, configured)
             return
-        loop, rel, _ = self._locate(name)
-        async with loop.lock:
-            loop2, rel2, entry = self._locate(name)
-            if (loop2, rel2) != (loop, rel):
-                raise ConflictError(f"task {name} moved to {entry.display} during the request")
-            data = await asyncio.to_thread(loop.source.read, rel)
+        loop, rel, entry = self._locate(name)
+
+        term = self.term()
+
+        def check() -> None:
+            self._located_at(name, loop, rel)
+
+        def make() -> str:
+            data = loop.source.read(rel)
             if data is None:
                 raise ConflictError(f"file {entry.display} disappeared during the request")
             new = _edited(entry.display, lambda: edit.remove_task(data, entry.display, name))
-            await self._commit(
-                loop,
-                FileChange(rel, new, action="delete", task=name, request_id=request_id),
-            )
-            await loop.sync_paths([rel], deliberate=[name])
+            change = FileChange(rel, new, action="delete", task=name, request_id=request_id)
+            self._commit(loop, change, term)
+            return rel
+
+        await self.batcher(loop).submit(check, make, deliberate=(name,))
         log.info("deleted task %s from %s", name, entry.display)

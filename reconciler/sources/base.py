@@ -142,6 +142,22 @@ class WatchedFiles(RootedFiles, Protocol):
         ...
 
 
+@runtime_checkable
+class BatchedPushes(Protocol):
+    """A source that publishes commits somewhere slower than the commit itself (a git
+    remote), and can publish a batch of changes at once."""
+
+    def defer_pushes(self) -> None:
+        """From now on `commit()` makes changes durable locally and defers publishing them."""
+        ...
+
+    def push_deferred(self) -> dict[str, Exception | None]:
+        """Publish what was deferred, at once. Returns the changes that did not go in (each
+        undone) by their `rel`: the error to answer, or None for a change undone only
+        because another one conflicted, which may be made again."""
+        ...
+
+
 class LocalSource(Source, LocalFiles, Protocol):
     """A source whose files are on the local disk."""
 

@@ -168,3 +168,90 @@ def test_change_to_an_existing_file_with_create_is_refused(tmp_path: Path) -> No
         assert src.read("a.hcl") == task_hcl("a").encode()
     finally:
         src.close()
+
+
+def test_a_batch_of_changes_is_one_commit_each_and_one_push(tmp_path: Path) -> None:
+    async def main() -> None:
+        names = [f"t{i}" for i in range(6)]
+        remote = Remote.create(tmp_path, tasks(*names))
+        async with git_core(source(remote, tmp_path / "work", push=True), run=False) as core:
+            start = remote.head()
+            batcher = core.writeback.batcher(core.loop)
+            await asyncio.gather(
+                *(core.writeback.set_enabled(n, False, request_id=f"r-{n}") for n in names),
+                core.writeback.create(spec("new"), request_id="r-new"),
+            )
+            assert batcher.batches == 1
+            commits = git(remote.bare, "rev-list", f"{start}..main").split()
+            assert len(commits) == 7
+            # In the order accepted, each with its own trailers and only its own file.
+            messages = list(reversed(remote.messages(7)))
+            assert [m.split("\n")[0] for m in messages] == [
+                *(f"update task {n}" for n in names),
+                "create task new",
+            ]
+            assert all(f"Request-Id: r-{n}" in messages[i] for i, n in enumerate(names))
+            for commit in commits:
+                assert len(changed_files(remote, commit)) == 1
+            assert core.source.status().unpushed_commits == 0
+            assert core.names() == {*names, "new"}
+
+    asyncio.run(main())
+
+
+def test_a_conflict_in_a_batch_fails_only_the_change_upstream_touched(tmp_path: Path) -> None:
+    async def main() -> None:
+        remote = Remote.create(tmp_path, tasks("a", "b", "c"))
+        async with git_core(source(remote, tmp_path / "work", push=True), run=False) as core:
+            human = remote.commit_and_push({"a.hcl": task_hcl("a", names=("human",))})
+            results = await asyncio.gather(
+                core.writeback.set_enabled("a", False, request_id="ra"),
+                core.writeback.set_enabled("b", False, request_id="rb"),
+                core.writeback.create(spec("web"), request_id="rw"),
+                return_exceptions=True,
+            )
+            assert isinstance(results[0], ConflictError), results
+            assert "changed upstream" in str(results[0])
+            assert not isinstance(results[1], BaseException), results[1]
+            assert not isinstance(results[2], BaseException), results[2]
+            # The others were made again on top of the human's commit; ours for `a` not.
+            assert git(remote.bare, "rev-parse", "main~2") == human
+            assert "human" in (remote.show("a.hcl") or "")
+            assert "enabled" not in (remote.show("a.hcl") or "")
+            assert "enabled = false" in (remote.show("b.hcl") or "")
+            assert remote.show("web.hcl") is not None
+            assert core.source.status().unpushed_commits == 0
+            assert sorted(changed_files(remote, "main") + changed_files(remote, "main~1")) == [
+                "b.hcl",
+                "web.hcl",
+            ]
+
+    asyncio.run(main())
+
+
+def test_a_dead_remote_fails_the_whole_batch_and_changes_nothing(tmp_path: Path) -> None:
+    async def main() -> None:
+        remote = Remote.create(tmp_path, tasks("a", "b"))
+        async with git_core(source(remote, tmp_path / "work", push=True), run=False) as core:
+            head = remote.head()
+            local = core.source.status().head_revision
+            moved = remote.bare.with_name("gone")
+            remote.bare.rename(moved)
+            try:
+                results = await asyncio.gather(
+                    core.writeback.set_enabled("a", False),
+                    core.writeback.set_enabled("b", False),
+                    return_exceptions=True,
+                )
+            finally:
+                moved.rename(remote.bare)
+            assert all(isinstance(r, Exception) for r in results), results
+            assert "could not be pushed" in str(results[0])
+            assert remote.head() == head
+            assert core.source.status().head_revision == local
+            assert core.source.status().unpushed_commits == 0
+            assert "enabled" not in (core.source.read("a.hcl") or b"").decode()
+            spec_a = core.spec("a")
+            assert spec_a is not None and spec_a.enabled is None
+
+    asyncio.run(main())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Collection
 
 from reconciler.sources.git.clone import PRESERVED, Clone
 from reconciler.sources.git.runner import Git, GitFailure, Pushed
@@ -20,13 +21,16 @@ RETRY_JITTER_S = 0.05
 
 
 class Conflict(Exception):
-    """The commit being pushed cannot go in: upstream changed its file, or upstream kept
-    moving through every retry (`busy`)."""
+    """The commits being pushed cannot go in: upstream changed their files (`paths`, the
+    ones it changed), or upstream kept moving through every retry (`busy`)."""
 
-    def __init__(self, upstream: str, *, busy: bool = False) -> None:
+    def __init__(
+        self, upstream: str, *, busy: bool = False, paths: frozenset[str] = frozenset()
+    ) -> None:
         super().__init__(upstream)
         self.upstream = upstream
         self.busy = busy
+        self.paths = paths
 
 
 class Branch:
@@ -124,13 +128,13 @@ class Branch:
             self.push_error = None
             log.info("git source %s: pushed %d pending commit(s)", self.name, pending)
 
-    def push(self, git: Git, own: str | None) -> None:
+    def push(self, git: Git, own: Collection[str] | None) -> None:
         """Push the local branch; when the remote moved, fetch, rebase, retry (bounded).
 
-        `own` is the repository path that the caller's new commit changes: upstream
-        changing it as well is a conflict (Conflict), even when git could merge the text,
-        because the API change was computed from the old content. Without `own`, commits
-        that do not rebase are preserved and upstream is followed.
+        `own` are the repository paths that the caller's new commits change: upstream
+        changing one of them as well is a conflict (Conflict), even when git could merge
+        the text, because the API changes were computed from the old content. Without
+        `own`, commits that do not rebase are preserved and upstream is followed.
         """
         clone = self.clone
         new = ""
@@ -145,12 +149,14 @@ class Branch:
             new = clone.fetch(git)
             local = git.rev(clone.branch_ref)
             assert old is not None and local is not None
-            if own is not None and own in git.changed_paths(old, new, own):
-                raise Conflict(new)
+            if own is not None:
+                theirs = frozenset(git.changed_paths(old, new, *own)) & frozenset(own)
+                if theirs:
+                    raise Conflict(new, paths=theirs)
             self._log_rewrite(git, old, new)
             if not self._rebase(git, old, new, git.count(old, local)):
                 if own is not None:
-                    raise Conflict(new)
+                    raise Conflict(new, paths=frozenset(own))
                 self._preserve(git, local, f"unpushed commits conflict with {new[:12]}")
                 git.out("reset", "-q", "--hard", new)
             git.out("update-ref", clone.origin_ref, new)

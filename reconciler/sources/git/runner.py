@@ -115,11 +115,12 @@ class Git:
     def count(self, older: str, newer: str) -> int:
         return int(self.out("rev-list", "--count", f"{older}..{newer}").strip() or "0")
 
-    def changed_paths(self, old: str, new: str, prefix: str) -> list[str]:
-        """Repository paths that differ between two commits. A rename is reported as its
-        old path (deleted) and its new path (added)."""
+    def changed_paths(self, old: str, new: str, *prefixes: str) -> list[str]:
+        """Repository paths (under any of `prefixes`, or all) that differ between two
+        commits. A rename is reported as its old path (deleted) and its new path (added)."""
         args = ["diff-tree", "-r", "-z", "--no-renames", "--name-only", old, new]
-        out = self.out(*args, *(["--", prefix] if prefix else []))
+        wanted = [p for p in prefixes if p]
+        out = self.out(*args, *(["--", *wanted] if wanted else []))
         return [p for p in out.split("\0") if p]
 
     def tree_paths(self, commit: str, prefix: str) -> list[str]:

@@ -5,7 +5,9 @@ Following: each full scan fetches the followed branch (or pinned tag or commit) 
 changed between the commit last reported and the new one (revision = commit sha).
 
 Writing: each API change is one commit touching one file, pushed before `commit()`
-returns (with `push = true`). What makes this safe across crashes is one invariant:
+returns (with `push = true`), or, for a batch of changes (`defer_pushes()` ...
+`push_deferred()`), one commit per change and one push for them all.
+What makes this safe across crashes is one invariant:
 `refs/remotes/origin/<branch>` is always an ancestor of the local branch, so
 `origin/<branch>..<branch>` are exactly the commits not pushed yet. Fetching never moves
 it; it moves only once the local branch has been reset or rebased onto the fetched
@@ -79,6 +81,8 @@ class GitSource:
         self._applied: str | None = None  # the commit whose files were last reported
         self._reported: set[str] = set()  # files reported as existing
         self._status = GitStatus(options.shown_url, options.followed)
+        # The commits of the batch in progress, pushed together (None: no batch).
+        self._deferred: list[tuple[str, FileChange]] | None = None
 
     @classmethod
     def from_settings(
@@ -298,7 +302,13 @@ class GitSource:
             raise SourceError(f"cannot commit {path}: {exc.message}; nothing was changed") from None
         log.info("git source %s: committed %s (%s)", self.name, path, change.action)
         if self.options.push:
-            self._push_own(git, path, change)
+            if self._deferred is not None:
+                self._deferred.append((path, change))
+                return
+            error = self._push_commits(git, [(path, change)]).get(change.rel)
+            if error is not None:
+                raise error
+            return
         self._refresh_status(git)
 
     def _write(self, change: FileChange) -> bool:
@@ -340,39 +350,78 @@ class GitSource:
         if reset or clean:
             self._clone.dirty = True
 
-    def _push_own(self, git: Git, path: str, change: FileChange) -> None:
+    # --- batches -----------------------------------------------------------------------
+
+    def defer_pushes(self) -> None:
+        """Start a batch: until push_deferred(), commit() commits without pushing."""
+        with self._lock:
+            self._deferred = []
+
+    def push_deferred(self) -> dict[str, Exception | None]:
+        """End the batch: push its commits at once. The changes that did not go in (their
+        commits are dropped, so they changed nothing) by their `rel`: the error to answer,
+        or None for a change dropped only because another one conflicted, to be made
+        again on the new upstream."""
+        with self._lock:
+            deferred, self._deferred = self._deferred or [], None
+            if not deferred:
+                return {}
+            try:
+                with self._clone.session() as git:
+                    return self._push_commits(git, deferred)
+            except GitFailure as exc:
+                error = self._unavailable(exc)
+                return {change.rel: error for _, change in deferred}
+
+    def _push_commits(
+        self, git: Git, commits: list[tuple[str, FileChange]]
+    ) -> dict[str, Exception | None]:
+        """Push the newest `len(commits)` commits (made by this process for `commits`)."""
         try:
-            self._branch.push(git, own=path)
+            self._branch.push(git, own={path for path, _ in commits})
         except Conflict as conflict:
-            self._drop_own(git, follow=conflict.upstream)
-            what = f"the {change.action or 'update'} of task {change.task or path}"
-            if conflict.busy:
-                raise ConflictError(
-                    f"{self.options.followed} kept moving upstream: {what} was rejected "
-                    f"{self.options.push_retries + 1} times and not made; retry"
-                ) from None
-            raise ConflictError(
-                f"{path} was changed upstream (commit {conflict.upstream[:12]}) while {what} "
-                "was being pushed; the change was not made. Retry once the upstream change "
-                "has been applied"
-            ) from None
+            self._drop_own(git, len(commits), follow=conflict.upstream)
+            failed: dict[str, Exception | None] = {}
+            for path, change in commits:
+                what = f"the {change.action or 'update'} of task {change.task or path}"
+                if conflict.busy:
+                    failed[change.rel] = ConflictError(
+                        f"{self.options.followed} kept moving upstream: {what} was rejected "
+                        f"{self.options.push_retries + 1} times and not made; retry"
+                    )
+                elif path in conflict.paths:
+                    failed[change.rel] = ConflictError(
+                        f"{path} was changed upstream (commit {conflict.upstream[:12]}) while "
+                        f"{what} was being pushed; the change was not made. Retry once the "
+                        "upstream change has been applied"
+                    )
+                else:
+                    failed.setdefault(change.rel, None)
+            return failed
         except GitFailure as exc:
             if self.options.background_push:
-                self._branch.push_error = f"commit for {path} not pushed yet: {exc.message}"
+                paths = ", ".join(sorted({path for path, _ in commits}))
+                self._branch.push_error = f"commit for {paths} not pushed yet: {exc.message}"
                 log.warning(
                     "git source %s: %s; it will be pushed later", self.name, self._branch.push_error
                 )
-                return
-            self._drop_own(git, follow=None)
-            raise SourceError(
-                f"the change to {path} could not be pushed to {self.options.shown_url} "
-                f"({exc.message}); it was not made"
-            ) from None
+                self._refresh_status(git)
+                return {}
+            self._drop_own(git, len(commits), follow=None)
+            return {
+                change.rel: SourceError(
+                    f"the change to {path} could not be pushed to {self.options.shown_url} "
+                    f"({exc.message}); it was not made"
+                )
+                for path, change in commits
+            }
+        self._refresh_status(git)
+        return {}
 
-    def _drop_own(self, git: Git, follow: str | None) -> None:
-        """Drop the commit of the call in progress (HEAD); with nothing else unpushed,
-        move on to the upstream commit `follow`."""
-        git.out("reset", "-q", "--hard", "HEAD~1")
+    def _drop_own(self, git: Git, count: int, follow: str | None) -> None:
+        """Drop the `count` commits of the calls in progress (the newest ones); with nothing
+        else unpushed, move on to the upstream commit `follow`."""
+        git.out("reset", "-q", "--hard", f"HEAD~{count}")
         if follow is not None and self._branch.unpushed(git) == 0:
             git.out("reset", "-q", "--hard", follow)
             git.out("update-ref", self._clone.origin_ref, follow)
