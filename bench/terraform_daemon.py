@@ -194,7 +194,7 @@ def api_latencies(root: Path, *, pool: bool, creates: int, runs: int) -> dict[st
         daemon.stop()
 
 
-def _until_applied(
+def until_applied(
     daemon: Daemon, tasks: int, meanwhile: Callable[[], None] = lambda: time.sleep(0.05)
 ) -> dict[str, int]:
     """Poll the status until `tasks` tasks have run once (well or not), doing `meanwhile`
@@ -214,7 +214,7 @@ def first_start(root: Path, *, pool: bool, tasks: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     api_s = daemon.start()
     try:
-        counts = _until_applied(daemon, tasks)
+        counts = until_applied(daemon, tasks)
         elapsed = time.perf_counter() - t0
         if counts.get("errored"):
             raise RuntimeError(f"runs failed: {counts}; see {root / 'daemon.log'}")
@@ -260,7 +260,7 @@ def storm(root: Path, *, pool: bool, tasks: int) -> dict[str, Any]:
     try:
         # The created tasks have no trigger here (no Consul): they only init + validate,
         # so the start-up is over once the `tasks` first ones have applied.
-        _until_applied(daemon, tasks, post)
+        until_applied(daemon, tasks, post)
         daemon.stop()
         # A restart with nothing changed: every task's digest matches its last apply.
         daemon.start()

@@ -19,7 +19,7 @@ from typing import Any
 
 from bench.report import Section, Target, table
 from bench.runner import percentile
-from bench.terraform_daemon import Daemon
+from bench.terraform_daemon import Daemon, until_applied
 from bench.workspace import Workspace
 
 CLIENTS = 20
@@ -104,10 +104,13 @@ def _measure(daemon: Daemon, per_client: int, prefix: str) -> dict[str, dict[str
     out: dict[str, dict[str, Any]] = {}
     alone = [[f"{prefix}solo{i}" for i in range(per_client)]]
     many = [[f"{prefix}c{c}t{i}" for i in range(per_client)] for c in range(CLIENTS)]
-    for phase in PHASES:
-        out[f"solo-{phase}"] = _phase(daemon.port, phase, alone)
-    for phase in PHASES:
-        out[f"many-{phase}"] = _phase(daemon.port, phase, many)
+    for who, names in (("solo", alone), ("many", many)):
+        for phase in PHASES:
+            out[f"{who}-{phase}"] = _phase(daemon.port, phase, names)
+            if phase == "create":
+                # Each new task runs once: let those runs end, so that the next phases
+                # measure the writes rather than a share of two cores busy with Terraform.
+                until_applied(daemon, sum(len(n) for n in names))
     return out
 
 
@@ -176,7 +179,8 @@ def bench_writers(ws: Workspace) -> Section:
         f"End to end: `reconciler start` as a child process; {CLIENTS} clients at once (one "
         f"kept-alive connection each), each creating {per_client} tasks, then disabling "
         "them, then deleting them; each phase starts when every client is ready and ends "
-        "with the last answer. Baseline: one client alone doing the same on the same daemon "
+        "with the last answer; the PATCH and DELETE phases start once the created tasks' "
+        "first runs have ended. Baseline: one client alone doing the same on the same daemon "
         "just before. Creates include Terraform's init + validate on the warm pool "
         "(2 workers); the git source pushes each change to a local bare repository before "
         "answering (`push = true`).",

@@ -7,6 +7,7 @@ import errno
 import os
 import secrets
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 from reconciler._core.errors import StorageFullError
@@ -28,8 +29,18 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, *, exclusive: bool = False, mode: int = 0o644) -> None:
+def fsync_dirs(directories: Iterable[Path]) -> None:
+    """Make the renames and removals done in these directories durable."""
+    for directory in directories:
+        _fsync_dir(directory)
+
+
+def atomic_write(
+    path: Path, data: bytes, *, exclusive: bool = False, mode: int = 0o644, sync_dir: bool = True
+) -> None:
     """Write `data` to `path` so that readers see either the old or the new content.
+    `sync_dir=False` leaves making the rename durable to the caller (fsync_dirs), for a
+    batch of writes in one directory.
 
     With `exclusive=True` an existing `path` is never replaced (FileExistsError), even if
     it appears between our check and the rename: the final step is a hard link, which
@@ -38,7 +49,7 @@ def atomic_write(path: Path, data: bytes, *, exclusive: bool = False, mode: int 
     Out of space or quota, it raises StorageFullError (an OSError) and `path` is unchanged.
     """
     try:
-        _write_replace(path, data, exclusive=exclusive, mode=mode)
+        _write_replace(path, data, exclusive=exclusive, mode=mode, sync_dir=sync_dir)
     except OSError as exc:
         if not is_storage_full(exc) or isinstance(exc, StorageFullError):
             raise
@@ -49,7 +60,7 @@ def atomic_write(path: Path, data: bytes, *, exclusive: bool = False, mode: int 
         ) from exc
 
 
-def _write_replace(path: Path, data: bytes, *, exclusive: bool, mode: int) -> None:
+def _write_replace(path: Path, data: bytes, *, exclusive: bool, mode: int, sync_dir: bool) -> None:
     directory = path.parent
     tmp = directory / f"{TEMP_PREFIX}{secrets.token_hex(6)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
@@ -68,7 +79,8 @@ def _write_replace(path: Path, data: bytes, *, exclusive: bool, mode: int) -> No
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(directory)
+    if sync_dir:
+        _fsync_dir(directory)
 
 
 class OutsideError(OSError):
@@ -129,7 +141,8 @@ def file_mode_like(path: Path, default: int = 0o644) -> int:
     return default
 
 
-def durable_unlink(path: Path) -> None:
-    """Remove a file and make the removal durable."""
+def durable_unlink(path: Path, *, sync_dir: bool = True) -> None:
+    """Remove a file and make the removal durable (`sync_dir=False`: see atomic_write)."""
     os.unlink(path)
-    _fsync_dir(path.parent)
+    if sync_dir:
+        _fsync_dir(path.parent)

@@ -15,15 +15,23 @@ before it joins the queue, never under the lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from reconciler._core.errors import ConflictError
 from reconciler.reconcile.loop import SourceLoop
-from reconciler.sources.base import BatchedPushes, Source
+from reconciler.sources.base import BatchedCommits, Source
 
 log = logging.getLogger(__name__)
+
+# How long a small batch waits for the writers of a large one to come back: a share of
+# the last batch's time (answering them and reading their next requests takes about
+# that on a busy loop), capped.
+LINGER_SHARE = 0.25
+LINGER_MAX_S = 0.05
 
 # A change in two steps, both under the source's lock, after the changes queued before it:
 # `check`, in the event loop, that the change still applies (it reads the registry), then
@@ -51,6 +59,10 @@ class Batcher:
         self.loop = loop
         self._queue: list[_Job] = []
         self._worker: asyncio.Task[None] | None = None
+        self._last_size = 0  # jobs in the batch made last
+        self._last_seconds = 0.0  # how long it took
+        self._last_end = 0.0  # when it ended (time.monotonic)
+        self._filled = asyncio.Event()  # the queue is as long as the last batch was
         self.batches = 0  # batches made, for tests and metrics
 
     async def submit(self, check: Check, make: Make, *, deliberate: tuple[str, ...] = ()) -> None:
@@ -60,6 +72,8 @@ class Batcher:
         # Its error is read here, or by nobody if the caller went away: never left unread.
         job.done.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._queue.append(job)
+        if len(self._queue) >= self._last_size:
+            self._filled.set()
         if self._worker is None or self._worker.done():
             self._worker = asyncio.get_running_loop().create_task(
                 self._drain(), name=f"writes:{self.loop.source.name}"
@@ -70,7 +84,20 @@ class Batcher:
 
     async def _drain(self) -> None:
         while self._queue:
+            if (
+                len(self._queue) < self._last_size
+                and time.monotonic() - self._last_end < LINGER_MAX_S
+            ):
+                # The writers of the last batch were answered a moment ago and are on
+                # their way back: a batch made now would hold only the few that were
+                # not, and theirs would wait a whole batch more.
+                self._filled.clear()
+                linger = min(self._last_seconds * LINGER_SHARE, LINGER_MAX_S)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._filled.wait(), linger)
             batch, self._queue = self._queue, []
+            self._last_size = len(batch)
+            started = time.monotonic()
             try:
                 await self._make(batch)
             except BaseException as exc:
@@ -80,6 +107,8 @@ class Batcher:
                 if not isinstance(exc, Exception):
                     raise
                 log.exception("source %s: a batch of writes failed", self.loop.source.name)
+            self._last_end = time.monotonic()
+            self._last_seconds = self._last_end - started
 
     async def _make(self, batch: list[_Job]) -> None:
         async with self.loop.lock:
@@ -117,19 +146,20 @@ class Batcher:
 
 def _make_all(source: Source, makes: list[Make]) -> list[str | Exception | None]:
     """The worker thread's part of a batch: each change in order, each failure its own,
-    then one push. A change undone only because another conflicted upstream is made
-    again, on the new upstream, with the others that were undone with it."""
+    then all made durable at once (one fsync per directory, one push). A change undone
+    only because another conflicted upstream is made again, on the new upstream, with
+    the others that were undone with it."""
     outcomes: list[str | Exception | None] = [None] * len(makes)
     todo = list(range(len(makes)))
-    pushes = source if isinstance(source, BatchedPushes) else None
+    batched = source if isinstance(source, BatchedCommits) else None
     while todo:
-        if pushes is not None:
-            pushes.defer_pushes()
+        if batched is not None:
+            batched.begin_batch()
         for i in todo:
             outcomes[i] = _made(makes[i])
-        if pushes is None:
+        if batched is None:
             break
-        failed = pushes.push_deferred()
+        failed = batched.end_batch()
         again: list[int] = []
         for i in todo:
             rel = outcomes[i]
@@ -139,8 +169,11 @@ def _make_all(source: Source, makes: list[Make]) -> list[str | Exception | None]
                     again.append(i)
                 else:
                     outcomes[i] = error
-        # Each round fails at least one change (the one that conflicted), so this ends.
-        todo = again if len(again) < len(todo) else []
+        if len(again) == len(todo):  # nobody's own conflict: never go round forever
+            for i in again:
+                outcomes[i] = ConflictError("the change kept conflicting upstream; retry")
+            break
+        todo = again  # each round fails at least the change that conflicted
     return outcomes
 
 

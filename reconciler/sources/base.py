@@ -143,18 +143,18 @@ class WatchedFiles(RootedFiles, Protocol):
 
 
 @runtime_checkable
-class BatchedPushes(Protocol):
-    """A source that publishes commits somewhere slower than the commit itself (a git
-    remote), and can publish a batch of changes at once."""
+class BatchedCommits(Protocol):
+    """A source that makes a batch of changes durable at once cheaper than one by one
+    (one fsync of a directory, one push to a git remote)."""
 
-    def defer_pushes(self) -> None:
-        """From now on `commit()` makes changes durable locally and defers publishing them."""
+    def begin_batch(self) -> None:
+        """From now on `commit()` prepares each change; end_batch() makes them durable."""
         ...
 
-    def push_deferred(self) -> dict[str, Exception | None]:
-        """Publish what was deferred, at once. Returns the changes that did not go in (each
-        undone) by their `rel`: the error to answer, or None for a change undone only
-        because another one conflicted, which may be made again."""
+    def end_batch(self) -> dict[str, Exception | None]:
+        """Make the batch's changes durable, at once. Returns the changes that did not go
+        in (each undone) by their `rel`: the error to answer, or None for a change undone
+        only because another one conflicted, which may be made again."""
         ...
 
 

@@ -30,6 +30,7 @@ from reconciler._core.fsutil import (
     check_inside,
     durable_unlink,
     file_mode_like,
+    fsync_dirs,
     is_inside_real,
 )
 from reconciler.sources.base import (
@@ -84,6 +85,9 @@ class DirectorySource:
         # Temp files of atomic writes cut off by a crash (kill -9, power loss) are swept
         # at the first full scan: no write of ours can be in flight before it.
         self._swept = False
+        # The batch of writes in progress: the directories whose entries changed (their
+        # fsync is due at the batch's end) and the files written in each. None: no batch.
+        self._batch: dict[Path, list[str]] | None = None
 
     # --- display -------------------------------------------------------------------------
 
@@ -266,11 +270,38 @@ class DirectorySource:
             path = check_inside(self.root, change.rel)
         except OutsideError as exc:
             raise SourceError(f"cannot write {change.rel}: {exc.strerror}") from None
+        batch = self._batch
+        if batch is not None:
+            batch.setdefault(path.parent, []).append(change.rel)
         if change.data is None:
-            durable_unlink(path)
+            durable_unlink(path, sync_dir=batch is None)
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, change.data, exclusive=change.create, mode=file_mode_like(path))
+        atomic_write(
+            path,
+            change.data,
+            exclusive=change.create,
+            mode=file_mode_like(path),
+            sync_dir=batch is None,
+        )
+
+    def begin_batch(self) -> None:
+        """Until end_batch(), commit() makes each file durable but not yet its name (the
+        rename or removal): one fsync of each directory at the end does that for all."""
+        self._batch = {}
+
+    def end_batch(self) -> dict[str, Exception | None]:
+        batch, self._batch = self._batch or {}, None
+        failed: dict[str, Exception | None] = {}
+        for directory, rels in batch.items():
+            try:
+                fsync_dirs([directory])
+            except OSError as exc:
+                for rel in rels:
+                    failed[rel] = SourceError(
+                        f"cannot make {self.display_path(rel)} durable: {exc.strerror or exc}"
+                    )
+        return failed
 
     # --- watching ------------------------------------------------------------------------
 

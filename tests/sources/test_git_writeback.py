@@ -255,3 +255,28 @@ def test_a_dead_remote_fails_the_whole_batch_and_changes_nothing(tmp_path: Path)
             assert spec_a is not None and spec_a.enabled is None
 
     asyncio.run(main())
+
+
+def tree(remote: Remote) -> set[str]:
+    listing = git(remote.bare, "ls-tree", "-r", "-z", "--name-only", "main")
+    return {p for p in listing.split("\0") if p}
+
+
+def test_commits_keep_the_file_mode_and_odd_paths(tmp_path: Path) -> None:
+    async def main() -> None:
+        remote = Remote.create(tmp_path, {'odd "name" x.hcl': task_hcl("odd"), **tasks("a")})
+        git(remote.human, "update-index", "--chmod=+x", "a.hcl")
+        git(remote.human, "commit", "-q", "-m", "executable")
+        remote.push()
+        async with git_core(source(remote, tmp_path / "work", push=True), run=False) as core:
+            await asyncio.gather(
+                core.writeback.set_enabled("a", False),
+                core.writeback.set_enabled("odd", False),
+            )
+            assert git(remote.bare, "ls-tree", "main", "a.hcl").split()[0] == "100755"
+            assert "enabled = false" in (remote.show('odd "name" x.hcl') or "")
+            assert tree(remote) == {"a.hcl", 'odd "name" x.hcl'}
+            await core.writeback.delete("odd")
+            assert tree(remote) == {"a.hcl"}
+
+    asyncio.run(main())

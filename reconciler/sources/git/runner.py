@@ -9,7 +9,9 @@ process outlives the operation. Every command runs with a deadline
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -77,16 +79,25 @@ class Git:
         check: bool = True,
         remote: bool = False,
         timeout: float | None = None,
+        stdin: bytes | None = None,
     ) -> tuple[int, str]:
-        """(exit status, stdout); raises GitFailure when `check` and the status is not 0."""
+        """(exit status, stdout); raises GitFailure when `check` and the status is not 0.
+        `stdin`: what the command reads (from a temporary file, so no pipe can fill up)."""
         limit = timeout or self.timeout
         started = time.monotonic()
-        status, out, err = self.repo.git.execute(
-            [self.repo.git.GIT_PYTHON_GIT_EXECUTABLE, *args],
-            with_extended_output=True,
-            with_exceptions=False,
-            kill_after_timeout=limit,
-        )
+        with contextlib.ExitStack() as stack:
+            istream = None
+            if stdin is not None:
+                istream = stack.enter_context(tempfile.TemporaryFile())
+                istream.write(stdin)
+                istream.seek(0)
+            status, out, err = self.repo.git.execute(
+                [self.repo.git.GIT_PYTHON_GIT_EXECUTABLE, *args],
+                with_extended_output=True,
+                with_exceptions=False,
+                kill_after_timeout=limit,
+                istream=istream,
+            )
         if status != 0 and check:
             raise self._failure(args[0], status, err, time.monotonic() - started, limit, remote)
         return status, out

@@ -5,8 +5,8 @@ Following: each full scan fetches the followed branch (or pinned tag or commit) 
 changed between the commit last reported and the new one (revision = commit sha).
 
 Writing: each API change is one commit touching one file, pushed before `commit()`
-returns (with `push = true`), or, for a batch of changes (`defer_pushes()` ...
-`push_deferred()`), one commit per change and one push for them all.
+returns (with `push = true`). A batch of changes (`begin_batch()` ... `end_batch()`) is
+one commit per change too, all made by one `git fast-import`, and one push for them all.
 What makes this safe across crashes is one invariant:
 `refs/remotes/origin/<branch>` is always an ancestor of the local branch, so
 `origin/<branch>..<branch>` are exactly the commits not pushed yet. Fetching never moves
@@ -81,8 +81,10 @@ class GitSource:
         self._applied: str | None = None  # the commit whose files were last reported
         self._reported: set[str] = set()  # files reported as existing
         self._status = GitStatus(options.shown_url, options.followed)
-        # The commits of the batch in progress, pushed together (None: no batch).
-        self._deferred: list[tuple[str, FileChange]] | None = None
+        # The changes of the batch in progress, committed and pushed together (None: no
+        # batch): in the work tree, not committed yet.
+        self._batch: list[FileChange] | None = None
+        self._checked = False  # the clone was checked (session opened) in this batch
 
     @classmethod
     def from_settings(
@@ -274,42 +276,100 @@ class GitSource:
         if ".." in change.rel.split("/") or not is_candidate(change.rel):
             raise SourceError(f"refusing to write {change.rel!r}: not a task file path")
         with self._lock:
+            alone = self._batch is None
+            if alone:
+                self._batch = []
+            try:
+                if not self._checked or self._clone.dirty:
+                    try:
+                        with self._clone.session():  # cloned, recovered after a crash
+                            pass
+                    except GitFailure as exc:
+                        raise self._unavailable(exc) from None
+                    self._checked = True  # for the rest of the batch
+                if self._write(change):
+                    assert self._batch is not None
+                    self._batch.append(change)
+            except BaseException:
+                if alone:
+                    self._batch, self._checked = None, False
+                raise
+            if not alone:
+                return
+            error = self.end_batch().get(change.rel)
+        if error is not None:
+            raise error
+
+    # --- batches -----------------------------------------------------------------------
+
+    def begin_batch(self) -> None:
+        """Until end_batch(), commit() writes the work tree only; end_batch() makes the
+        commits (one per change, in one `git fast-import`) and pushes them at once."""
+        with self._lock:
+            self._batch, self._checked = [], False
+
+    def end_batch(self) -> dict[str, Exception | None]:
+        """Commit (and push) the batch's changes. The changes that did not go in (undone,
+        so they changed nothing) by their `rel`: the error to answer, or None for a change
+        undone only because another one conflicted upstream, to be made again."""
+        with self._lock:
+            changes, self._batch, self._checked = self._batch or [], None, False
+            if not changes:
+                return {}
             try:
                 with self._clone.session() as git:
-                    self._commit(git, change)
+                    commits = self._commit_all(git, changes)
+                    if not self.options.push:
+                        self._refresh_status(git)
+                        return {}
+                    return self._push_commits(git, commits)
+            except (SourceError, StorageFullError) as exc:
+                return {change.rel: exc for change in changes}
             except GitFailure as exc:
-                raise self._unavailable(exc) from None
+                error = self._unavailable(exc)
+                return {change.rel: error for change in changes}
 
-    def _commit(self, git: Git, change: FileChange) -> None:
+    def _commit_all(self, git: Git, changes: list[FileChange]) -> list[tuple[str, FileChange]]:
+        """One commit per change (its own message and trailers), all in one process; the
+        work tree already holds the changes."""
         before = git.rev(self._clone.branch_ref)
         assert before is not None
-        if not self._write(change):
-            return
-        path = self._repo_rel(change.rel)
+        paths = [self._repo_rel(change.rel) for change in changes]
+        stream = _fast_import_stream(
+            self._clone.branch_ref,
+            before,
+            [(path, change, self._mode(path)) for path, change in zip(paths, changes, strict=True)],
+            self.options.author_name,
+            self.options.author_email,
+        )
         try:
-            git.out("add", "-A", "--", path)
-            if git.ok("diff", "--cached", "--quiet", "--", path):
-                return
-            git.out("commit", "-q", "--no-verify", *_message(change), "--", path)
+            git.run("fast-import", "--quiet", "--done", stdin=stream)
+            git.out("reset", "-q")  # the index follows the new commits (the work tree has them)
         except GitFailure as exc:
-            self._undo(git, before, path)
+            # The branch first (a ref is tiny: it is written when the index cannot be).
+            if not git.ok("update-ref", self._clone.branch_ref, before):
+                self._clone.dirty = True
+            for path in dict.fromkeys(paths):
+                self._undo(git, before, path)
+            what = ", ".join(dict.fromkeys(paths))
             if _out_of_space(exc.message, self.clone_dir):
                 raise StorageFullError(
-                    f"cannot commit {path}: no space left in {self.clone_dir} "
+                    f"cannot commit {what}: no space left in {self.clone_dir} "
                     f"({exc.message}); nothing was changed: free some space and retry",
                     errno.ENOSPC,
                 ) from None
-            raise SourceError(f"cannot commit {path}: {exc.message}; nothing was changed") from None
-        log.info("git source %s: committed %s (%s)", self.name, path, change.action)
-        if self.options.push:
-            if self._deferred is not None:
-                self._deferred.append((path, change))
-                return
-            error = self._push_commits(git, [(path, change)]).get(change.rel)
-            if error is not None:
-                raise error
-            return
-        self._refresh_status(git)
+            raise SourceError(f"cannot commit {what}: {exc.message}; nothing was changed") from None
+        for path, change in zip(paths, changes, strict=True):
+            log.info("git source %s: committed %s (%s)", self.name, path, change.action)
+        return list(zip(paths, changes, strict=True))
+
+    def _mode(self, path: str) -> str:
+        """The git file mode of a work tree file ("" once removed)."""
+        try:
+            mode = (self.clone_dir / path).lstat().st_mode
+        except FileNotFoundError:
+            return ""
+        return "100755" if mode & stat.S_IXUSR else "100644"
 
     def _write(self, change: FileChange) -> bool:
         """Change the work tree file; False when it already is as asked. A failed write
@@ -349,29 +409,6 @@ class GitSource:
         clean, _ = git.run("clean", "-fdq", "--", path, check=False)
         if reset or clean:
             self._clone.dirty = True
-
-    # --- batches -----------------------------------------------------------------------
-
-    def defer_pushes(self) -> None:
-        """Start a batch: until push_deferred(), commit() commits without pushing."""
-        with self._lock:
-            self._deferred = []
-
-    def push_deferred(self) -> dict[str, Exception | None]:
-        """End the batch: push its commits at once. The changes that did not go in (their
-        commits are dropped, so they changed nothing) by their `rel`: the error to answer,
-        or None for a change dropped only because another one conflicted, to be made
-        again on the new upstream."""
-        with self._lock:
-            deferred, self._deferred = self._deferred or [], None
-            if not deferred:
-                return {}
-            try:
-                with self._clone.session() as git:
-                    return self._push_commits(git, deferred)
-            except GitFailure as exc:
-                error = self._unavailable(exc)
-                return {change.rel: error for _, change in deferred}
 
     def _push_commits(
         self, git: Git, commits: list[tuple[str, FileChange]]
@@ -428,14 +465,48 @@ class GitSource:
         self._refresh_status(git)
 
 
-def _message(change: FileChange) -> list[str]:
-    """`<action> task <name>`, then the trailers, as `git commit` arguments."""
+def _message(change: FileChange) -> str:
+    """`<action> task <name>`, then the trailers."""
     action = _line(change.action or "update")
     trailers = [f"Request-Id: {_line(change.request_id)}"] if change.request_id else []
     trailers.append(f"Reconciler-Action: {action}")
     if change.term:
         trailers.append(f"Leader-Term: {change.term}")
-    return ["-m", f"{action} task {_line(change.task or change.rel)}", "-m", "\n".join(trailers)]
+    return f"{action} task {_line(change.task or change.rel)}\n\n" + "\n".join(trailers) + "\n"
+
+
+def _fast_import_stream(
+    ref: str, parent: str, commits: list[tuple[str, FileChange, str]], name: str, email: str
+) -> bytes:
+    """A `git fast-import` stream of one commit per (path, change, mode) on top of
+    `parent`: mode "" removes the path."""
+    who = f"{_ident(name)} <{_ident(email)}> {int(time.time())} +0000"
+    out: list[bytes] = []
+    for i, (path, change, mode) in enumerate(commits):
+        message = _message(change).encode()
+        out += [f"commit {ref}\nauthor {who}\ncommitter {who}\n".encode()]
+        out += [b"data %d\n" % len(message), message, b"\n"]
+        if i == 0:
+            out.append(f"from {parent}\n".encode())
+        if not mode or change.data is None:
+            out.append(b"D " + _quoted(path) + b"\n")
+        else:
+            out.append(f"M {mode} inline ".encode() + _quoted(path) + b"\n")
+            out += [b"data %d\n" % len(change.data), change.data, b"\n"]
+        out.append(b"\n")
+    out.append(b"done\n")
+    return b"".join(out)
+
+
+def _quoted(path: str) -> bytes:
+    """A path as fast-import reads it: C-style quoted."""
+    escaped = path.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return b'"' + escaped.encode() + b'"'
+
+
+def _ident(text: str) -> str:
+    """A name or address fit for an identity line (no brackets, no line breaks)."""
+    return "".join(ch for ch in text if ch not in "<>\n\r").strip() or "reconciler"
 
 
 # How git reports ENOSPC / EDQUOT (strerror in its messages).
