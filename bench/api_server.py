@@ -20,7 +20,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from reconciler.api.app import ApiContext, create_app
-from reconciler.daemon.core import Core, SourcePlan
+from reconciler.daemon.core import Core
+from reconciler.sources.base import SourcePlan
 from reconciler.sources.directory import DirectorySource
 from reconciler.taskfiles.load import gc_paused
 
