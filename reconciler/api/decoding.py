@@ -267,3 +267,49 @@ def decode_task_request(data: Any) -> TaskSpec:
     )
     t.finish()
     return spec
+
+
+# The fields a PATCH may change, as the task object names them, and the TaskSpec field
+# each one sets. `name` is not among them: a task is renamed by creating another.
+UPDATE_FIELDS = {
+    "description": "description",
+    "enabled": "enabled",
+    "module": "module",
+    "version": "version",
+    "providers": "providers",
+    "variables": "variables",
+    "condition": "condition",
+    "module_input": "module_inputs",
+    "buffer_period": "buffer_period",
+}
+
+
+def decode_task_changes(data: dict[str, Any], name: str, enabled: bool | None) -> dict[str, Any]:
+    """A PATCH body's task fields -> {TaskSpec field: new value}, decoded as a create's are;
+    null unsets an optional field. `enabled` was decoded already (weakly typed, as CTS)."""
+    o = _Object(data, "body")
+    label = task_label(name)
+    changes: dict[str, Any] = {}
+    for key in o.take(tuple(UPDATE_FIELDS)):
+        field = UPDATE_FIELDS[key]
+        if key == "enabled":
+            changes[field] = enabled
+        elif data[key] is None:
+            changes[field] = () if field == "module_inputs" else None
+        elif key in ("description", "module", "version"):
+            changes[field] = o.string(key)
+        elif key == "providers":
+            changes[field] = o.strings(key)
+        else:
+            child = o.child(key)
+            assert child is not None
+            if key == "variables":
+                changes[field] = _variables(label, child)
+            elif key == "condition":
+                changes[field] = _condition(child)
+            elif key == "module_input":
+                changes[field] = _module_inputs(child)
+            else:
+                changes[field] = _buffer_period(child)
+    o.finish()
+    return changes

@@ -221,15 +221,20 @@ OPERATIONS: dict[str, dict[str, Any]] = {
         "patch": {
             "operationId": "updateTask",
             "tags": ["tasks"],
-            "summary": "Enable or disable a task",
-            "description": "Changes only the `enabled` line of the file that defines the "
-            "task. run=inspect plans the task as it would be and changes nothing; run=now "
-            "writes, then applies.",
+            "summary": "Change a task",
+            "description": "Changes the fields sent in the file that defines the task, "
+            "only where their values change (comments and the other tasks stay). "
+            "run=inspect plans the task as it would be against its current state and "
+            "changes nothing; run=now writes, then applies.",
             "parameters": [_param("Run")],
             "requestBody": _body(
                 "TaskUpdateRequest",
-                "The new `enabled` value.",
-                {"disable": {"enabled": False}, "enable": {"enabled": True}},
+                "The fields to change.",
+                {
+                    "disable": {"enabled": False},
+                    "enable": {"enabled": True},
+                    "variables": {"variables": {"size": "3"}},
+                },
             ),
             "responses": _responses(
                 {"200": _ok("Done; with run=inspect, the plan.", "TaskUpdateResponse")},

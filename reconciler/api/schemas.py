@@ -229,12 +229,26 @@ _TASK_RESPONSES: dict[str, Schema] = {
     ),
     "Run": closed(_PLAN_FIELDS, ["changes_present", "plan"]),
     "TaskDeleteResponse": closed({"request_id": ref("RequestID")}, ["request_id"]),
-    "TaskUpdateRequest": closed(
-        {"enabled": BOOLEAN},
-        ["enabled"],
-        "Only `enabled` can be changed. As in CTS, it is read weakly typed: "
-        '"true", "false", 1 and 0 are accepted too.',
-    ),
+    "TaskUpdateRequest": {
+        **closed(
+            {
+                "enabled": BOOLEAN,
+                "module": STRING,
+                "condition": ref("Condition"),
+                "description": nullable(STRING),
+                "version": nullable(STRING),
+                "providers": nullable(STRINGS),
+                "variables": nullable(ref("VariableMap")),
+                "module_input": nullable(ref("ModuleInput")),
+                "buffer_period": nullable(ref("BufferPeriod")),
+            },
+            description="The fields to change; the others stay as they are. `enabled` "
+            'alone is read weakly typed, as in CTS ("true", "false", 1 and 0 are accepted '
+            "too). Any other field is checked as a create's is; null removes an optional "
+            "field. The task's file changes only where the values do.",
+        ),
+        "minProperties": 1,
+    },
     "TaskUpdateResponse": closed(
         {"inspect": closed(_PLAN_FIELDS, ["changes_present", "plan"])},
         description="`{}`, or with `inspect` for run=inspect.",

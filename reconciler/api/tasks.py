@@ -8,12 +8,14 @@ one place (reconciler.api.errors).
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from reconciler.api.context import ApiContext
-from reconciler.api.decoding import decode_task_request
+from reconciler.api.decoding import UPDATE_FIELDS, decode_task_changes, decode_task_request
 from reconciler.api.errors import ORJSONResponse, PartsResponse, bad_request, request_id
 from reconciler.api.inputs import parse_json, read_body, require_json, run_option
 from reconciler.api.representation import task_object
@@ -41,8 +43,10 @@ def weak_bool(value: object) -> bool:
     raise bad_request(f"'enabled' expected type 'bool', got unconvertible type '{kind}'")
 
 
-def decode_patch(body: bytes) -> bool:
-    """The PATCH body (cts-spec 3.5): a JSON object holding only `enabled`."""
+def decode_patch(body: bytes, name: str) -> bool | dict[str, Any]:
+    """The PATCH body: a JSON object holding `enabled` alone (cts-spec 3.5, decoded as
+    CTS does), or any of the task's fields (`UPDATE_FIELDS`), decoded as a create's
+    are: {TaskSpec field: new value}."""
     if not body.strip():
         raise bad_request("error decoding the request: unexpected end of JSON input")
     try:
@@ -55,17 +59,21 @@ def decode_patch(body: bytes) -> bool:
         raise bad_request(
             'error decoding the request: the body must be a JSON object such as {"enabled": false}'
         )
-    unsupported = sorted(k for k in data if k != "enabled")
+    unsupported = sorted(k for k in data if k not in UPDATE_FIELDS)
     if unsupported:
         raise bad_request(
             "request body's JSON contains unsupported keys: " + ", ".join(unsupported)
         )
-    if data.get("enabled") is None:
+    enabled = None if data.get("enabled") is None else weak_bool(data["enabled"])
+    if any(k != "enabled" for k in data):
+        return decode_task_changes(data, name, enabled)
+    if enabled is None:
         raise bad_request(
-            "/v1/tasks/:task_name currently only supports the 'enabled' field. "
-            "Missing 'enabled' from the request body"
+            "the request body holds no field to change: send 'enabled' or any of "
+            + ", ".join(sorted(UPDATE_FIELDS))
+            + " (Missing 'enabled' from the request body)"
         )
-    return weak_bool(data["enabled"])
+    return enabled
 
 
 class TaskEndpoints:
@@ -144,10 +152,13 @@ class TaskEndpoints:
     async def update_task(self, request: Request) -> Response:
         name = request.path_params["name"]
         run = run_option(request)
-        enabled = decode_patch(await read_body(request))
-        plan = await self.commands.set_enabled(
-            name, enabled, run=run, request_id=request_id(request)
-        )
+        patch = decode_patch(await read_body(request), name)
+        if isinstance(patch, bool):
+            plan = await self.commands.set_enabled(
+                name, patch, run=run, request_id=request_id(request)
+            )
+        else:
+            plan = await self.commands.update(name, patch, run=run, request_id=request_id(request))
         if plan is not None:
             return ORJSONResponse(
                 {"inspect": {"changes_present": plan.changes_present, "plan": plan.text}}

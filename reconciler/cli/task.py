@@ -1,4 +1,5 @@
-"""`reconciler task create|enable|disable|delete|list`: CTS's task commands over the API.
+"""`reconciler task create|update|enable|disable|delete|list`: CTS's task commands over
+the API (`update` is ours: CTS cannot change a task).
 
 The steps, prompts and messages are CTS's (command/task_*.go): create and enable show the
 plan of a `run=inspect` request and apply only after the answer `yes` (or with
@@ -32,6 +33,17 @@ CREATE = Command(
     "Task Create is used to create a new task. It is not to be used for updating a task;\n"
     "it will not create a task if the task name already exists. The file's relative\n"
     "module path and variable_files are read against the file's own directory.",
+)
+UPDATE = Command(
+    "task update",
+    "[options] -task-file=<task config>",
+    "Updates an existing task to the definition in a file.",
+    "Task Update changes the task named in the file to the file's definition (its\n"
+    "description, module, version, variables, condition, module_input, providers and\n"
+    "buffer_period; a field the file leaves out is removed from the task; `enabled` is\n"
+    "changed only when the file sets it). The daemon writes the change into the task's\n"
+    "own file, changing only what differs. Before the update, the CLI presents the plan\n"
+    "of the task as it would be and asks for approval; the update then runs the task.",
 )
 ENABLE = Command(
     "task enable",
@@ -151,6 +163,86 @@ def create(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
         created = created if isinstance(created, dict) else {}
         ui.info(f"Task '{(created.get('task') or {}).get('name', name)}' created")
         ui.output(f"Request ID: '{created.get('request_id', '')}'")
+        return EXIT_OK
+
+
+# The task fields an update sends; those the file leaves out are sent as null (removed).
+_UPDATED = ("description", "module", "version", "providers", "variables", "condition",
+            "module_input", "buffer_period")  # fmt: skip
+
+
+def update(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
+    inv = invocation(UPDATE, ui, environ)
+    inv.flags.add("auto-approve", bool, False, AUTO_APPROVE)
+    inv.flags.add(
+        "task-file", str, "", "[Required] A file containing the hcl or json definition of a task"
+    )
+    rest = inv.parse(args)
+    if isinstance(rest, int):
+        return rest
+    wrong = inv.no_args(rest, "use -task-file=<file>")
+    if wrong is not None:
+        return wrong
+    task_file = inv.flags.string("task-file")
+    if not task_file:
+        ui.error(ERR_REQUEST, "no task file provided", UPDATE.more_help())
+        return EXIT_MISSING_FLAGS
+    try:
+        spec, body = read_task_file(task_file)
+    except TaskFileError as exc:
+        ui.error(ERR_REQUEST, *exc.lines)
+        return EXIT_ERROR
+    name = spec.name
+    task = body.get("task")
+    sent: dict[str, Any] = task if isinstance(task, dict) else {}
+    patch: dict[str, Any] = {key: sent.get(key) for key in _UPDATED}
+    if "enabled" in sent:
+        patch["enabled"] = sent["enabled"]
+    client = inv.client(ERR_CLIENT)
+    if client is None:
+        return EXIT_ERROR
+    path = _task_path(name)
+    with client:
+        ui.info(f"Inspecting changes to resource if updating task '{name}'...")
+        ui.output("")
+        ui.output(GENERATING)
+        ui.output("")
+        answer = request(
+            ui,
+            client,
+            f"Error: unable to generate plan for '{name}'",
+            "PATCH",
+            path,
+            progress=f"Planning task '{name}'",
+            params={"run": "inspect"},
+            body=patch,
+        )
+        if answer is FAILED:
+            return EXIT_ERROR
+        inspect = answer.get("inspect") if isinstance(answer, dict) else None
+        if not isinstance(inspect, dict):
+            ui.error(f"Error: unable to retrieve a plan for '{name}'")
+            return EXIT_ERROR
+        ui.output(f"Plan: \n{_plan(str(inspect.get('plan', '')))}")
+        if not inv.flags.boolean("auto-approve"):
+            code = ui.approve_update(name)
+            if code is not None:
+                return code
+        ui.info(f"Updating and running task '{name}'...")
+        ui.output("")
+        updated = request(
+            ui,
+            client,
+            f"Error: unable to update '{name}'",
+            "PATCH",
+            path,
+            progress=f"Updating and running task '{name}'",
+            params={"run": "now"},
+            body=patch,
+        )
+        if updated is FAILED:
+            return EXIT_ERROR
+        ui.info(f"Task '{name}' updated")
         return EXIT_OK
 
 
@@ -337,6 +429,7 @@ def list_tasks(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
 
 SUBCOMMANDS: dict[str, tuple[Callable[[Sequence[str], Ui, Mapping[str, str]], int], Command]] = {
     "create": (create, CREATE),
+    "update": (update, UPDATE),
     "enable": (enable, ENABLE),
     "disable": (disable, DISABLE),
     "delete": (delete, DELETE),

@@ -95,6 +95,11 @@ class Ui:
         self.terraform_warning(task)
         return self.approve(task, "creating")
 
+    def approve_update(self, task: str) -> int | None:
+        self.info("Updating the task will perform the actions described above.")
+        self.terraform_warning(task)
+        return self.approve(task, "updating")
+
     def approve_enable(self, task: str) -> int | None:
         self.info("Enabling the task will perform the actions described above.")
         self.terraform_warning(task)

@@ -15,9 +15,12 @@ changes anything: it returns None to allow, or the reason it refuses.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from reconciler._core.errors import (
     DuplicateTaskError,
@@ -217,6 +220,53 @@ class TaskCommands:
             if runs.busy(name):
                 raise TaskBusyError(f"task '{name}' is active and cannot be updated at this time")
             await self.writeback.set_enabled(name, enabled, request_id=request_id)
+            event = await runs.run_now(name)
+        except TaskNotFoundError:
+            raise
+        except NotFoundError:
+            raise TaskNotFoundError(name) from None
+        if event is not None and not event.success:
+            raise RunFailedError(event.error or "the run failed")
+        return None
+
+    async def update(
+        self,
+        name: str,
+        changes: Mapping[str, Any],
+        *,
+        run: str | None = None,
+        request_id: str = "",
+    ) -> Plan | None:
+        """Change any of a task's fields (`changes`: TaskSpec field -> new value), validated
+        as a create is; written into its file by the format-preserving editor. run=inspect
+        plans the task as it would be and changes nothing; run=now writes, then applies."""
+        live = self.registry.get(name)
+        if live is None:
+            raise TaskNotFoundError(name)
+        new = dataclasses.replace(live.spec, **changes)
+        problem = validation_message(new)
+        if problem is None and self.check is not None:
+            problem = await self.check(new)
+        if problem is not None:
+            raise InvalidTaskError(problem)
+        if self.policy is not None:
+            base_dir = Path(live.provenance.path).parent if live.provenance.path else None
+            refusal = self.policy.refusal(new, base_dir)
+            if refusal is not None:
+                raise ForbiddenError(refusal)
+        if run is None:
+            self._allowed()
+            await self.writeback.update(name, new, request_id=request_id)
+            return None
+        runs = self._scheduler(run)
+        try:
+            if run == "inspect":
+                # Planned against its current state; nothing is written.
+                return await runs.inspect_update(name, new)
+            self._allowed()
+            if runs.busy(name):
+                raise TaskBusyError(f"task '{name}' is active and cannot be updated at this time")
+            await self.writeback.update(name, new, request_id=request_id)
             event = await runs.run_now(name)
         except TaskNotFoundError:
             raise

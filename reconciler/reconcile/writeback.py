@@ -241,6 +241,39 @@ class WriteBack:
             raise ConflictError(f"task {name} disappeared during the request")
         return live
 
+    async def update(self, name: str, new: TaskSpec, *, request_id: str = "") -> LiveTask:
+        """Make the task's definition `new` in its file, changing only the bytes of what
+        changed (taskfiles.edit.update_task)."""
+        configured = self._configured(name)
+        if configured is not None:
+            raise ReadOnlySourceError(
+                f"task {name} is defined in the configuration file {configured}: only "
+                "enabled can be changed through the API there; edit the file instead"
+            )
+        loop, rel, entry = self._locate(name)
+        term = self.term()
+        display = entry.display
+
+        def check() -> None:
+            self._located_at(name, loop, rel)
+
+        def make() -> str:
+            data = loop.source.read(rel)
+            if data is None:
+                raise ConflictError(f"file {display} disappeared during the request")
+            edited = _edited(display, lambda: edit.update_task(data, display, name, new))
+            if edited != data:
+                change = FileChange(rel, edited, action="update", task=name, request_id=request_id)
+                self._commit(loop, change, term)
+            return rel
+
+        await self.batcher(loop).submit(check, make)
+        live = self.registry.get(name)
+        if live is None:
+            raise ConflictError(f"task {name} disappeared during the request")
+        log.info("updated task %s in %s", name, display)
+        return live
+
     async def delete(self, name: str, *, request_id: str = "") -> None:
         configured = self._configured(name)
         if configured is not None:

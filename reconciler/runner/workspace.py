@@ -92,6 +92,17 @@ def task_variables(spec: TaskSpec, base: Path) -> dict[str, Any]:
     return values
 
 
+def copy_local_state(source: Path, target: Path) -> None:
+    """Copy a workspace's local state files (default and per-workspace) to another
+    workspace directory, so that a plan there starts from the same state."""
+    state = source / "terraform.tfstate"
+    if state.is_file() and not state.is_symlink():
+        shutil.copy2(state, target / "terraform.tfstate")
+    per_workspace = source / "terraform.tfstate.d"
+    if per_workspace.is_dir() and not per_workspace.is_symlink():
+        shutil.copytree(per_workspace, target / "terraform.tfstate.d", symlinks=True)
+
+
 def holds_state(directory: Path) -> bool:
     """Terraform wrote local state in this workspace (default or named workspaces)."""
     return (directory / "terraform.tfstate").exists() or (

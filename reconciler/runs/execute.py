@@ -29,7 +29,7 @@ from reconciler.runner.inputs import (
     ModuleInputs,
     gather_inputs,
 )
-from reconciler.runner.workspace import Workspace, Workspaces
+from reconciler.runner.workspace import Workspace, Workspaces, copy_local_state
 from reconciler.runs.requests import Request, TaskBusyError, TaskRuns
 from reconciler.settings.model import ServiceSettings
 from reconciler.taskfiles.model import TaskSpec
@@ -214,6 +214,24 @@ class Executor:
         await self.ensure_init(st, ws, priority=Priority.API)
         ws.write_inputs(await gather_inputs(st.spec, self.catalog, self.service_blocks))
         return await self.driver.plan(ws, priority=Priority.API)
+
+    async def plan_update(self, st: TaskRuns, new: TaskSpec) -> Plan:
+        """Plan the task as `new` would make it, against its current state, in a
+        throwaway workspace: its own workspace, files and state stay as they are. The
+        caller holds its lock."""
+        if not new.is_enabled:
+            return Plan(False, DISABLED_PLAN)
+        live = await self.workspace(st)
+        ws = await self.workspaces.prepare(new, st.base_dir, throwaway=True)
+        try:
+            ws.write()
+            # A local state is copied in (a backend such as Consul is read where it is).
+            await asyncio.to_thread(copy_local_state, live.directory, ws.directory)
+            await self.driver.init(ws, priority=Priority.API)
+            ws.write_inputs(await gather_inputs(new, self.catalog, self.service_blocks))
+            return await self.driver.plan(ws, priority=Priority.API)
+        finally:
+            await asyncio.to_thread(ws.remove)
 
     async def plan_new(self, spec: TaskSpec, base_dir: Path | None, slot: Slot) -> Plan:
         """Plan a task that does not exist in a throwaway workspace: nothing of it remains

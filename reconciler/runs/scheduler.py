@@ -256,6 +256,14 @@ class Scheduler:
         async with self.queue.exclusive(st):
             return await self.executor.plan(st)
 
+    async def inspect_update(self, name: str, new: TaskSpec) -> Plan:
+        """Plan the task as the definition `new` would make it, changing nothing."""
+        st = self._live(name)
+        if st.busy:
+            raise TaskBusyError(f"task '{name}' is active and cannot be updated at this time")
+        async with self.queue.exclusive(st):
+            return await self.executor.plan_update(st, new)
+
     def _reserve(self, spec: TaskSpec, base_dir: Path | None) -> TaskRuns:
         """Claim the name for a task being created (the claim, not a second check: a
         command running concurrently may have claimed it since it checked)."""

@@ -12,6 +12,7 @@ tasks; otherwise ValueError is raised and nothing should be written.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import re
 from typing import Any
@@ -20,7 +21,15 @@ from reconciler._core.errors import ConfigError
 from reconciler.taskfiles import hcl
 from reconciler.taskfiles.load import load_task_file
 from reconciler.taskfiles.model import TaskSpec
-from reconciler.taskfiles.write import check_reads_back
+from reconciler.taskfiles.write import (
+    TASK_ATTRIBUTES,
+    TASK_BLOCKS,
+    check_reads_back,
+    render_task,
+    render_value,
+    task_attribute,
+    task_blocks,
+)
 
 _BOOL_OR_NULL_AT_END = re.compile(rb"(?<![\w-])(?:true|false|null)\Z")
 _NAME_EQUALS = re.compile(rb"name([ ]*)=")
@@ -59,7 +68,41 @@ def remove_task(source: bytes, filename: str, task_name: str) -> bytes | None:
     return result
 
 
+def update_task(source: bytes, filename: str, task_name: str, new: TaskSpec) -> bytes:
+    """Make one task `new` (same name). Only the bytes of what changed are rewritten: a
+    changed attribute's value, an attribute added after the last one or removed with its
+    line, a changed nested block rewritten in place; everything else (comments, spacing,
+    the other tasks) stays. When the task's block cannot be edited that way (an alias such
+    as `source`, an attribute sharing its line), its block alone is written anew. Raises
+    like `set_enabled`; JSON files are refused (ValueError)."""
+    before = _load_specs(source, filename)
+    _require_task(before, task_name)
+    if new.name != task_name:
+        raise ValueError(f'the task "{task_name}" cannot be renamed by an update')
+    old = next(spec for spec in before if spec.name == task_name)
+    if _same(old, new):
+        return source
+    if _is_json(filename):
+        raise ValueError(
+            f"{filename} is a JSON task file: only `enabled` is changed through the API "
+            "there; edit the file instead"
+        )
+    expected = [new if spec.name == task_name else spec for spec in before]
+    try:
+        result = _hcl_update(source, filename, task_name, old, new)
+        check_reads_back(result, filename, expected)
+    except ValueError:
+        result = _hcl_rewrite_block(source, filename, task_name, new)
+        check_reads_back(result, filename, expected)
+    return result
+
+
 # --- shared --------------------------------------------------------------------------------
+
+
+def _same(a: object, b: object) -> bool:
+    # repr too: == lets True equal 1 and 1 equal 1.0.
+    return a == b and repr(a) == repr(b)
 
 
 def _is_json(filename: str) -> bool:
@@ -155,6 +198,99 @@ def _alignment_pad(name_text: bytes) -> int:
         return 1
     equals_column = match.end() - 1
     return max(1, equals_column - len("enabled"))
+
+
+# --- update_task (HCL) ---------------------------------------------------------------------
+
+_Edit = tuple[int, int, bytes]  # replace source[start:end] with the bytes
+
+
+def _hcl_update(
+    source: bytes, filename: str, task_name: str, old: TaskSpec, new: TaskSpec
+) -> bytes:
+    blocks = _task_blocks(source, filename)
+    block = blocks[_find_block(blocks, task_name, filename)]
+    attrs = {a.name: a for a in block.body.attributes}
+    if set(attrs) - set(TASK_ATTRIBUTES):
+        raise ValueError("the task uses an attribute alias")  # rewrite its block
+    name_attr = attrs["name"]
+    indent = _own_line_indent(source, name_attr, filename)
+    newline = b"\r\n" if b"\r\n" in source[block.start_byte : block.end_byte] else b"\n"
+    edits: list[_Edit] = []
+    added: list[bytes] = []
+    for field in TASK_ATTRIBUTES:
+        was, now = getattr(old, field), getattr(new, field)
+        if _same(was, now):
+            continue
+        attr = attrs.get(field)
+        if attr is not None and now is not None:
+            literal = render_value(now, 1).encode()
+            edits.append((attr.value_byte, attr.end_byte, literal.replace(b"\n", newline)))
+        elif attr is not None:
+            _own_line_indent(source, attr, filename)
+            edits.append(
+                (_line_start(source, attr.start_byte), _line_end(source, attr.end_byte), b"")
+            )
+        else:
+            line = indent + task_attribute(field, now).encode() + b"\n"
+            added.append(line.replace(b"\n", newline))
+    if added:
+        last = max(block.body.attributes, key=lambda a: a.end_byte)
+        _own_line_indent(source, last, filename)
+        at = _line_end(source, last.end_byte)
+        edits.append((at, at, b"".join(added)))
+    for kind, field in TASK_BLOCKS:
+        if _same(getattr(old, field), getattr(new, field)):
+            continue
+        text = b"\n\n".join("\n".join(lines).encode() for lines in task_blocks(new, kind))
+        text = text.replace(b"\n", newline)
+        existing = [b for b in block.body.blocks if b.type == kind]
+        for index, nested in enumerate(existing):
+            start = _line_start(source, nested.start_byte)
+            if source[start : nested.start_byte].strip(b" \t"):
+                raise ValueError(f"{filename}:{nested.line}: the block shares its line")
+            end = _end_of_closing_line(source, nested.end_byte)
+            edits.append((start, end, text + newline if index == 0 and text else b""))
+        if not existing and text:
+            at = _line_start(source, block.close_byte)
+            edits.append((at, at, newline + text + newline))
+    return _apply(source, edits)
+
+
+def _own_line_indent(source: bytes, attr: hcl.Attribute, filename: str) -> bytes:
+    """The indentation of an attribute that stands on its own line(s)."""
+    start = _line_start(source, attr.start_byte)
+    indent = source[start : attr.start_byte]
+    rest = source[attr.end_byte : _line_end(source, attr.end_byte)].strip()
+    if indent.strip(b" \t") or (rest and not rest.startswith((b"#", b"//"))):
+        raise ValueError(f'{filename}:{attr.line}: "{attr.name}" does not stand on its own line')
+    return indent
+
+
+def _line_end(source: bytes, pos: int) -> int:
+    """Just past the newline that ends the line holding `pos` (or the end of the source)."""
+    newline = source.find(b"\n", pos)
+    return len(source) if newline < 0 else newline + 1
+
+
+def _apply(source: bytes, edits: list[_Edit]) -> bytes:
+    edits.sort(key=lambda e: (e[0], e[1]))
+    for (_, end, _), (start, _, _) in itertools.pairwise(edits):
+        if start < end:
+            raise ValueError("overlapping edits")
+    for start, end, text in reversed(edits):
+        source = source[:start] + text + source[end:]
+    return source
+
+
+def _hcl_rewrite_block(source: bytes, filename: str, task_name: str, new: TaskSpec) -> bytes:
+    """The task's block written anew (comments above it stay; those inside do not)."""
+    blocks = _task_blocks(source, filename)
+    block = blocks[_find_block(blocks, task_name, filename)]
+    text = render_task(new).rstrip("\n").encode()
+    if b"\r\n" in source[block.start_byte : block.end_byte]:
+        text = text.replace(b"\n", b"\r\n")
+    return source[: block.start_byte] + text + source[block.end_byte :]
 
 
 # --- remove_task (HCL) ---------------------------------------------------------------------

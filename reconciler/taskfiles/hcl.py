@@ -38,6 +38,7 @@ class Attribute:
     column: int
     start_byte: int
     end_byte: int
+    value_byte: int = 0  # where the value's expression starts
 
 
 @dataclass
@@ -220,6 +221,7 @@ def _body(node: Node, src: bytes, depth: int) -> Body:
                     column=child.start_point[1] + 1,
                     start_byte=child.start_byte,
                     end_byte=child.end_byte,
+                    value_byte=expr.start_byte,
                 )
             )
         elif child.type == "block":

@@ -27,7 +27,7 @@ from reconciler.taskfiles.model import (
 INDENT = "  "
 
 # Top-level attributes in the order they are written (blocks follow).
-_TASK_ATTRIBUTES = (
+TASK_ATTRIBUTES = (
     "name",
     "description",
     "enabled",
@@ -196,18 +196,39 @@ def _buffer_block(bp: BufferPeriodConfig, depth: int) -> list[str]:
     return _block("buffer_period", (_pairs(fields, depth + 1), []), depth)
 
 
-def _task_body(spec: TaskSpec) -> _Body:
-    fields = [(name, getattr(spec, name)) for name in _TASK_ATTRIBUTES]
-    attributes = _pairs([(name, value) for name, value in fields if value is not None], 1)
-    blocks: list[list[str]] = []
-    if spec.condition is not None:
-        blocks.append(_typed_block("condition", spec.condition, 1))
-    blocks.extend(_typed_block("module_input", mi, 1) for mi in spec.module_inputs)
-    if spec.buffer_period is not None:
-        blocks.append(_buffer_block(spec.buffer_period, 1))
-    if spec.terraform_cloud_workspace is not None:
+# The nested blocks of a task in the order they are written, with the spec field each
+# comes from.
+TASK_BLOCKS = (
+    ("condition", "condition"),
+    ("module_input", "module_inputs"),
+    ("buffer_period", "buffer_period"),
+    ("terraform_cloud_workspace", "terraform_cloud_workspace"),
+)
+
+
+def task_blocks(spec: TaskSpec, kind: str) -> list[list[str]]:
+    """The lines of the task's nested blocks of one kind, as written inside a task."""
+    if kind == "condition":
+        return [_typed_block("condition", spec.condition, 1)] if spec.condition else []
+    if kind == "module_input":
+        return [_typed_block("module_input", mi, 1) for mi in spec.module_inputs]
+    if kind == "buffer_period":
+        return [_buffer_block(spec.buffer_period, 1)] if spec.buffer_period else []
+    if kind == "terraform_cloud_workspace" and spec.terraform_cloud_workspace is not None:
         tcw = list(spec.terraform_cloud_workspace.items())
-        blocks.append(_block("terraform_cloud_workspace", (_pairs(tcw, 2), []), 1))
+        return [_block("terraform_cloud_workspace", (_pairs(tcw, 2), []), 1)]
+    return []
+
+
+def task_attribute(name: str, value: Any) -> str:
+    """One attribute line of a task (without indentation)."""
+    return f"{render_key(name)} = {render_value(value, 1)}"
+
+
+def _task_body(spec: TaskSpec) -> _Body:
+    fields = [(name, getattr(spec, name)) for name in TASK_ATTRIBUTES]
+    attributes = _pairs([(name, value) for name, value in fields if value is not None], 1)
+    blocks = [lines for kind, _ in TASK_BLOCKS for lines in task_blocks(spec, kind)]
     return attributes, blocks
 
 

@@ -272,3 +272,72 @@ async def test_unicode_names_and_values(core: Core) -> None:
     assert response.json()["task"]["description"] == task["description"]
     assert only_spec(core.root / "tâche_ü.hcl").description == task["description"]
     core.assert_files_agree()
+
+
+async def test_patch_of_any_field_changes_only_its_bytes(core: Core) -> None:
+    path = core.root / "team.hcl"
+    write_atomic(path, HAND_WRITTEN)
+    await async_wait_for(lambda: len(core.registry) == 3, what="hand-written tasks")
+    response = await core.client.patch(
+        "/v1/tasks/b",
+        json={
+            "description": "feeds the LB",
+            "condition": {"services": {"names": ["b", "b2"]}},
+            "buffer_period": {"enabled": True, "min": "5s", "max": "20s"},
+        },
+    )
+    assert response.status_code == 200, response.text
+    after = path.read_text()
+    changed = diff(HAND_WRITTEN, after)
+    assert [line for line in changed if line.startswith("-")] == ['-    names = ["b"]']
+    assert sorted(line for line in changed if line.startswith("+")) == sorted(
+        [
+            '+  description = "feeds the LB"',
+            '+    names = ["b", "b2"]',
+            "+",
+            "+  buffer_period {",
+            "+    enabled = true",
+            '+    min     = "5s"',
+            '+    max     = "20s"',
+            "+  }",
+        ]
+    )
+    live = core.registry.get("b")
+    assert live is not None and live.spec.description == "feeds the LB"
+    assert live.spec.condition == ServicesCondition(names=("b", "b2"))
+    # null removes an optional field, with its line.
+    response = await core.client.patch("/v1/tasks/b", json={"description": None})
+    assert response.status_code == 200, response.text
+    assert '"feeds the LB"' not in path.read_text()
+    assert "# b feeds the load balancer." in path.read_text()
+    core.assert_files_agree()
+
+
+async def test_patch_that_does_not_validate_or_renames_changes_nothing(core: Core) -> None:
+    assert (await core.post_task(MINIMAL)).status_code == 201
+    path = core.root / "web.hcl"
+    before = path.read_bytes()
+    for body, fragment in (
+        ({"name": "other"}, "unsupported keys: name"),
+        ({"module": 3}, "must be a string"),
+        ({"condition": {"services": {"names": ["a"], "regexp": "b"}}}, "names"),
+        ({"enabled": "maybe", "description": "x"}, "cannot parse"),
+        ({"variables": {"x": "not hcl {"}}, "HCL literal"),
+        ({"module_input": {"nope": {}}}, "nope"),
+    ):
+        assert_error(await core.client.patch("/v1/tasks/web", json=body), 400, fragment)
+    assert path.read_bytes() == before
+
+
+async def test_patch_of_a_json_task_file_beyond_enabled_is_refused(core: Core) -> None:
+    path = core.root / "j.hcl.json"
+    path.write_text(
+        '{"task": [{"name": "j", "module": "./mod", "condition": {"services": {"names": ["a"]}}}]}'
+    )
+    await async_wait_for(lambda: "j" in core.registry, what="the JSON task")
+    before = path.read_bytes()
+    assert_error(
+        await core.client.patch("/v1/tasks/j", json={"description": "x"}), 409, "JSON task file"
+    )
+    assert path.read_bytes() == before
+    assert (await core.client.patch("/v1/tasks/j", json={"enabled": False})).status_code == 200

@@ -9,6 +9,7 @@ the task file's directory.
 
 from __future__ import annotations
 
+import difflib
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -235,3 +236,32 @@ def test_the_address_from_the_flag_then_reconciler_then_cts_variables(
     # Without a scheme, http is meant.
     bare = daemon.address.removeprefix("http://")
     ok(run_cli("task", "list", f"-http-addr={bare}", env=token))
+
+
+def test_update_shows_the_plan_then_changes_only_what_differs(daemon: Daemon) -> None:
+    path = daemon.task_file("updated", 'description = "first"\n')
+    ok(daemon.cli("task", "create", f"-task-file={path}", "-auto-approve"))
+    written = daemon.root / "tasks" / "updated.hcl"
+    before = written.read_text()
+    path = daemon.task_file(
+        "updated", 'description = "first"\nvariables = { output_file = "second.txt" }\n'
+    )
+
+    declined = ok(daemon.cli("task", "update", f"-task-file={path}", stdin="no\n"))
+    assert "Inspecting changes to resource if updating task 'updated'" in declined.stdout
+    assert "must be replaced" in declined.stdout or "will be updated" in declined.stdout
+    assert "Cancelled updating task 'updated'" in declined.stdout
+    assert written.read_text() == before
+
+    result = ok(daemon.cli("task", "update", f"-task-file={path}", "-auto-approve"))
+    assert "==> Task 'updated' updated" in result.stdout
+    after = written.read_text()
+    delta = [d for d in difflib.ndiff(before.splitlines(), after.splitlines()) if d[0] in "+-"]
+    assert delta == ["+   variables = {", '+     output_file = "second.txt"', "+   }"]
+    assert (daemon.workspace("updated") / "second.txt").exists()  # it applied
+
+    # A field the file leaves out is removed from the task.
+    path = daemon.task_file("updated", 'variables = { output_file = "second.txt" }\n')
+    ok(daemon.cli("task", "update", f"-task-file={path}", "-auto-approve"))
+    assert "first" not in written.read_text()
+    assert daemon.tasks()["updated"]["description"] == ""

@@ -316,3 +316,57 @@ def test_daemon_runs_tasks_at_start_and_keeps_events_across_restarts(repo: Path)
                 proc.kill()
                 proc.wait()
     assert (repo / "work" / "svc" / "services.txt").exists()
+
+
+async def test_patch_of_variables_plans_writes_only_those_bytes_and_applies(repo: Path) -> None:
+    work = repo / "work"
+    path = repo / "tasks" / "svc.hcl"
+    hand = (
+        "# the services file task\n"
+        "task {\n"
+        '  name   = "svc"\n'
+        '  module = "../modules/services-file" # shared\n'
+        '  condition "services" {\n'
+        '    names = ["web"]\n'
+        "  }\n"
+        "  variables = {\n"
+        '    output_file = "first.txt"\n'
+        "  }\n"
+        "}\n"
+    )
+    path.write_text(hand)
+    async with running_core(
+        repo / "tasks", driver=terraform(), work=work, catalog=StaticCatalog(WEB)
+    ) as core:
+        await async_wait_for(lambda: "svc" in core.registry, what="the task")
+        event = await core.scheduler.run_now("svc")
+        assert event is not None and event.success, event
+        assert (work / "svc" / "first.txt").exists()
+
+        change = {"variables": {"output_file": '"second.txt"'}}
+        # Planned against the task's state: the file resource is replaced, nothing written.
+        response = await core.client.patch("/v1/tasks/svc?run=inspect", json=change)
+        assert response.status_code == 200, response.text
+        plan = response.json()["inspect"]
+        assert plan["changes_present"] is True
+        assert "must be replaced" in plan["plan"] or "will be updated" in plan["plan"], plan
+        assert path.read_text() == hand
+        assert not (work / "svc" / "second.txt").exists()
+
+        response = await core.client.patch("/v1/tasks/svc?run=now", json=change)
+        assert response.status_code == 200, response.text
+        assert path.read_text() == hand.replace("first.txt", "second.txt")  # only those bytes
+        assert (work / "svc" / "second.txt").read_text().count("\n") == 2
+        live = core.registry.get("svc")
+        assert live is not None and live.spec.variables == {"output_file": "second.txt"}
+
+        # A PATCH that does not validate changes nothing.
+        for bad in (
+            {"module": None},
+            {"condition": {"services": {}}},
+            {"variables": {"1bad": '"x"'}},
+            {"buffer_period": {"min": "soon"}},
+        ):
+            response = await core.client.patch("/v1/tasks/svc", json=bad)
+            assert response.status_code == 400, (bad, response.text)
+        assert path.read_text() == hand.replace("first.txt", "second.txt")

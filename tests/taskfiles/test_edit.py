@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.taskfiles.edit import remove_task, set_enabled
+from reconciler.taskfiles.edit import remove_task, set_enabled, update_task
 from reconciler.taskfiles.load import load_task_file
 from reconciler.taskfiles.model import BufferPeriodConfig, ServicesCondition, TaskSpec
 from reconciler.taskfiles.write import render_file
@@ -372,3 +373,73 @@ def test_task_written_as_an_attribute_is_refused() -> None:
     assert names(source) == ["web"]
     with pytest.raises(ValueError, match="not written as a task block"):
         set_enabled(source, "t.hcl", "web", False)
+
+
+# --- update_task ---------------------------------------------------------------------------
+
+
+def spec_of(data: bytes, name: str) -> TaskSpec:
+    decoded = load_task_file(data, "tasks.hcl")
+    assert decoded.problems == []
+    return next(t.spec for t in decoded.tasks if t.spec.name == name)
+
+
+@NEWLINES
+def test_update_replaces_only_a_changed_value_and_keeps_its_comment(nl: str) -> None:
+    before = sample(nl)
+    new = dataclasses.replace(spec_of(before, "web"), description="the front end")
+    after = update_task(before, "tasks.hcl", "web", new)
+    assert changes(before, after) == [
+        f'-   description = "front end"{nl}',
+        f'+   description = "the front end"{nl}',
+    ]
+
+
+@NEWLINES
+def test_update_adds_and_removes_attributes_and_blocks(nl: str) -> None:
+    before = sample(nl)
+    old = spec_of(before, "api")
+    new = dataclasses.replace(
+        old,
+        enabled=None,
+        version="1.0.0",
+        condition=ServicesCondition(names=("api",)),
+        buffer_period=BufferPeriodConfig(enabled=False),
+    )
+    after = update_task(before, "tasks.hcl", "api", new)
+    assert spec_of(after, "api") == new
+    assert spec_of(after, "web") == spec_of(before, "web")
+    lost = [line for line in changes(before, after) if line.startswith("- ")]
+    assert lost == [
+        f"-     enabled   =   true  // keep me{nl}",
+        f'-     condition "catalog-services" {{{nl}',
+        f'-         regexp = "^api"{nl}',
+        f"-     }}{nl}",
+    ]
+    assert "/* api: the" in after.decode()  # the comment above the block stays
+
+
+def test_update_rewrites_a_block_it_cannot_edit_in_place() -> None:
+    before = sample("\n")
+    old = spec_of(before, "db")
+    new = dataclasses.replace(old, description="the database")
+    after = update_task(before, "tasks.hcl", "db", new)
+    assert spec_of(after, "db") == new
+    # The other tasks, and the comment after the block, are untouched.
+    assert after.decode().startswith(SAMPLE.split("task {\n\tname")[0])
+    assert after.decode().endswith("} # end of db\n")
+
+
+def test_update_of_an_unchanged_task_changes_nothing_and_json_is_refused() -> None:
+    before = sample("\n")
+    assert update_task(before, "tasks.hcl", "web", spec_of(before, "web")) == before
+    data = json.dumps(
+        {"task": {"name": "j", "module": "./m", "condition": {"services": {"names": ["a"]}}}}
+    ).encode()
+    spec = load_task_file(data, "t.hcl.json").tasks[0].spec
+    with pytest.raises(ValueError, match="JSON"):
+        update_task(data, "t.hcl.json", "j", dataclasses.replace(spec, description="x"))
+    with pytest.raises(ValueError, match="renamed"):
+        update_task(
+            before, "tasks.hcl", "web", dataclasses.replace(spec_of(before, "web"), name="w")
+        )
