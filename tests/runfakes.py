@@ -54,6 +54,17 @@ class FakeDriver:
         self._check(workspace, "plan")
         return Plan(self.changes_present, f"plan of {workspace.name}")
 
+    async def plan_destroy(
+        self, workspace: Workspace, *, priority: Priority = Priority.BACKGROUND
+    ) -> Plan:
+        self._check(workspace, "plan_destroy")
+        return Plan(self.changes_present, f"destroy plan of {workspace.name}")
+
+    async def destroy(
+        self, workspace: Workspace, *, priority: Priority = Priority.BACKGROUND
+    ) -> None:
+        self._check(workspace, "destroy")
+
     async def apply(
         self, workspace: Workspace, *, priority: Priority = Priority.BACKGROUND
     ) -> None:

@@ -115,6 +115,15 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         "Case-insensitive; at most once.",
         "schema": {"type": "string", "enum": list(RUN_VALUES)},
     },
+    "Destroy": {
+        "name": "destroy",
+        "in": "query",
+        "required": False,
+        "description": '"true": run `terraform destroy` first, then delete the task, its '
+        "workspace and its state; with run=inspect, answer the destroy plan and change "
+        "nothing. A destroy that fails deletes nothing. Not in CTS.",
+        "schema": {"type": "string", "enum": ["true", "false"]},
+    },
     "Include": {
         "name": "include",
         "in": "query",
@@ -255,12 +264,18 @@ OPERATIONS: dict[str, dict[str, Any]] = {
             "202. A task whose run is in progress stays visible (with `deleting: true` in "
             "its status) until the run ends. Nothing the task's module created is "
             "destroyed, and its workspace and state stay.",
+            "parameters": [_param("Destroy"), _param("Run")],
             "responses": _responses(
                 {
+                    "200": _ok(
+                        "destroy=true: destroyed and deleted; with run=inspect, the destroy plan.",
+                        "TaskDestroyResponse",
+                    ),
                     "202": _ok(
                         "Deleted (or its deletion was already under way).", "TaskDeleteResponse"
-                    )
+                    ),
                 },
+                "400",
                 "404",
                 "409",
                 "500",

@@ -229,6 +229,13 @@ _TASK_RESPONSES: dict[str, Schema] = {
     ),
     "Run": closed(_PLAN_FIELDS, ["changes_present", "plan"]),
     "TaskDeleteResponse": closed({"request_id": ref("RequestID")}, ["request_id"]),
+    "TaskDestroyResponse": closed(
+        {
+            "request_id": ref("RequestID"),
+            "inspect": closed(_PLAN_FIELDS, ["changes_present", "plan"]),
+        },
+        description="`request_id` after a destroy; `inspect` for run=inspect.",
+    ),
     "TaskUpdateRequest": {
         **closed(
             {

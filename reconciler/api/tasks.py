@@ -17,7 +17,7 @@ from starlette.responses import Response
 from reconciler.api.context import ApiContext
 from reconciler.api.decoding import UPDATE_FIELDS, decode_task_changes, decode_task_request
 from reconciler.api.errors import ORJSONResponse, PartsResponse, bad_request, request_id
-from reconciler.api.inputs import parse_json, read_body, require_json, run_option
+from reconciler.api.inputs import parse_json, read_body, require_json, run_option, single_query
 from reconciler.api.representation import task_object
 from reconciler.commands.errors import TaskNotFoundError
 from reconciler.registry.store import LiveTask
@@ -170,5 +170,17 @@ class TaskEndpoints:
         registry when the run ends; until then GET still shows it. Nothing its module
         created is destroyed."""
         rid = request_id(request)
-        await self.commands.delete(request.path_params["name"], request_id=rid)
+        name = request.path_params["name"]
+        destroy = single_query(request, "destroy")
+        if destroy is not None and destroy.lower() not in ("true", "false"):
+            raise bad_request(f"destroy must be true or false, not {destroy!r}")
+        if destroy is not None and destroy.lower() == "true":
+            # Not in CTS: destroy what the task built first; a failure deletes nothing.
+            plan = await self.commands.destroy(name, run=run_option(request), request_id=rid)
+            if plan is not None:
+                return ORJSONResponse(
+                    {"inspect": {"changes_present": plan.changes_present, "plan": plan.text}}
+                )
+            return ORJSONResponse({"request_id": rid}, 200)
+        await self.commands.delete(name, request_id=rid)
         return ORJSONResponse({"request_id": rid}, 202)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from reconciler.cli.client import ApiClient
 from reconciler.cli.exits import EXIT_ERROR, EXIT_FLAG_PARSE, EXIT_MISSING_FLAGS, EXIT_OK
 from reconciler.cli.meta import FAILED, PROG, Command, Invocation, invocation, request
 from reconciler.cli.table import table
@@ -65,7 +66,10 @@ DELETE = Command(
     "[options] <task name>",
     "Deletes an existing task.",
     "Task Delete is used to delete an existing task. If the task is not running, then it\n"
-    "is deleted immediately. Otherwise, it will be deleted once the task is complete.",
+    "is deleted immediately. Otherwise, it will be deleted once the task is complete.\n"
+    "With -destroy, what the task built is destroyed first (the destroy plan is shown and\n"
+    "approved), then the task, its workspace and its state are deleted; a destroy that\n"
+    "fails deletes nothing.",
 )
 LIST = Command(
     "task list",
@@ -355,6 +359,13 @@ def disable(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
 def delete(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
     def flags(inv: Invocation) -> None:
         inv.flags.add("auto-approve", bool, False, "Skip interactive approval of deleting a task")
+        inv.flags.add(
+            "destroy",
+            bool,
+            False,
+            "Destroy what the task built (terraform destroy) before deleting it, with its "
+            "workspace and state; the destroy plan is shown first",
+        )
 
     parsed = _named(DELETE, args, ui, environ, flags)
     if isinstance(parsed, int):
@@ -364,6 +375,8 @@ def delete(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
     if client is None:
         return EXIT_ERROR
     with client:
+        if inv.flags.boolean("destroy"):
+            return _destroy(inv, ui, client, name)
         if not inv.flags.boolean("auto-approve"):
             code = ui.approve_delete(name)
             if code is not None:
@@ -374,6 +387,50 @@ def delete(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
         if request(ui, client, error, "DELETE", _task_path(name), expect=(202,)) is FAILED:
             return EXIT_ERROR
     ui.info(f"Task '{name}' has been marked for deletion and will be deleted when not running.")
+    return EXIT_OK
+
+
+def _destroy(inv: Invocation, ui: Ui, client: ApiClient, name: str) -> int:
+    """`task delete -destroy`: the destroy plan, the question, then the destroy."""
+    path = _task_path(name)
+    ui.info(f"Inspecting what destroying task '{name}' would remove...")
+    ui.output("")
+    answer = request(
+        ui,
+        client,
+        f"Error: unable to generate the destroy plan for '{name}'",
+        "DELETE",
+        path,
+        progress=f"Planning the destroy of '{name}'",
+        params={"destroy": "true", "run": "inspect"},
+        expect=(200,),
+    )
+    if answer is FAILED:
+        return EXIT_ERROR
+    inspect = answer.get("inspect") if isinstance(answer, dict) else None
+    if not isinstance(inspect, dict):
+        ui.error(f"Error: unable to retrieve the destroy plan for '{name}'")
+        return EXIT_ERROR
+    ui.output(f"Plan: \n{_plan(str(inspect.get('plan', '')))}")
+    if not inv.flags.boolean("auto-approve"):
+        code = ui.approve_destroy(name)
+        if code is not None:
+            return code
+    ui.info(f"Destroying and deleting task '{name}'...")
+    ui.output("")
+    done = request(
+        ui,
+        client,
+        f"Error: unable to destroy '{name}'",
+        "DELETE",
+        path,
+        progress=f"Destroying task '{name}'",
+        params={"destroy": "true"},
+        expect=(200,),
+    )
+    if done is FAILED:
+        return EXIT_ERROR
+    ui.info(f"Task '{name}' destroyed and deleted.")
     return EXIT_OK
 
 

@@ -105,6 +105,13 @@ class Ui:
         self.terraform_warning(task)
         return self.approve(task, "enabling")
 
+    def approve_destroy(self, task: str) -> int | None:
+        self.info(f"Do you want to destroy and delete '{task}'?")
+        self.output(" - This action cannot be undone.")
+        self.output(" - Terraform will destroy the resources described above.")
+        self.output(" - The task, its workspace and its state are deleted afterwards.")
+        return self.approve(task, "destroying")
+
     def approve_delete(self, task: str) -> int | None:
         self.info(f"Do you want to delete '{task}'?")
         self.output(" - This action cannot be undone.")

@@ -41,7 +41,7 @@ from reconciler.reconcile.engine import Reconciler
 from reconciler.reconcile.writeback import WriteBack
 from reconciler.registry.status import Event, StatusStore
 from reconciler.registry.store import LiveTask, Registry
-from reconciler.runner.driver import Plan
+from reconciler.runner.driver import Plan, RunError
 from reconciler.runs.scheduler import Scheduler, TaskBusyError
 from reconciler.taskfiles.model import TaskSpec
 from reconciler.taskfiles.validate import validate_task
@@ -285,3 +285,29 @@ class TaskCommands:
             raise TaskNotFoundError(name)
         self._allowed()
         await self.writeback.delete(name, request_id=request_id)
+
+    async def destroy(
+        self, name: str, *, run: str | None = None, request_id: str = ""
+    ) -> Plan | None:
+        """Destroy what the task built (`terraform destroy`), then delete the task, its
+        file entry, its workspace and its state. run=inspect answers the destroy plan and
+        changes nothing. A destroy that fails raises with Terraform's error and deletes
+        nothing."""
+        if name not in self.registry:
+            raise TaskNotFoundError(name)
+        if run not in (None, "inspect"):
+            raise InvalidTaskError("destroy=true takes run=inspect (the destroy plan) or no run")
+        runs = self._scheduler("inspect" if run else "now")
+        try:
+            if run == "inspect":
+                return await runs.plan_destroy(name)
+            self._allowed()
+            await runs.destroy(name, lambda: self.writeback.delete(name, request_id=request_id))
+        except NotFoundError:
+            raise TaskNotFoundError(name) from None
+        except RunError as exc:
+            raise RunFailedError(
+                f"the destroy failed, nothing was deleted: {exc.message}"
+            ) from None
+        log.info("task %s: destroyed and deleted", name)
+        return None

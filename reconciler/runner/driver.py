@@ -68,3 +68,15 @@ class Driver(Protocol):
     async def apply(
         self, workspace: Workspace, *, priority: Priority = Priority.BACKGROUND
     ) -> None: ...
+
+    async def plan_destroy(
+        self, workspace: Workspace, *, priority: Priority = Priority.BACKGROUND
+    ) -> Plan:
+        """`plan -destroy`: what a destroy would remove (changes nothing)."""
+        ...
+
+    async def destroy(
+        self, workspace: Workspace, *, priority: Priority = Priority.BACKGROUND
+    ) -> None:
+        """`destroy`: remove everything the workspace's state holds (raises RunError)."""
+        ...

@@ -241,3 +241,21 @@ class Terraform:
         )
         if result.returncode != 0:
             raise self._failed(workspace, "apply", result)
+
+    async def plan_destroy(
+        self, workspace: Workspace, *, priority: Priority = Priority.BACKGROUND
+    ) -> Plan:
+        args = ["plan", "-destroy", "-input=false", "-no-color", "-detailed-exitcode"]
+        result = await self._run(workspace, args, priority)
+        if result.returncode not in (0, 2):
+            raise self._failed(workspace, "plan -destroy", result)
+        return Plan(changes_present=result.returncode == 2, text=result.stdout)
+
+    async def destroy(
+        self, workspace: Workspace, *, priority: Priority = Priority.BACKGROUND
+    ) -> None:
+        result = await self._run(
+            workspace, ["destroy", "-input=false", "-no-color", "-auto-approve"], priority
+        )
+        if result.returncode != 0:
+            raise self._failed(workspace, "destroy", result)

@@ -215,6 +215,19 @@ class Executor:
         ws.write_inputs(await gather_inputs(st.spec, self.catalog, self.service_blocks))
         return await self.driver.plan(ws, priority=Priority.API)
 
+    async def destroy(self, st: TaskRuns, *, plan_only: bool = False) -> Plan | None:
+        """`terraform destroy` in the task's workspace (with plan_only: the destroy plan,
+        changing nothing); the caller holds its lock. Raises RunError."""
+        ws = await self.workspace(st)
+        await self.ensure_init(st, ws, priority=Priority.API)
+        ws.write_inputs(await gather_inputs(st.spec, self.catalog, self.service_blocks))
+        if plan_only:
+            return await self.driver.plan_destroy(ws, priority=Priority.API)
+        await self.driver.destroy(ws, priority=Priority.API)
+        st.applied = None
+        log.info("task %s: destroyed what it built", st.name)
+        return None
+
     async def plan_update(self, st: TaskRuns, new: TaskSpec) -> Plan:
         """Plan the task as `new` would make it, against its current state, in a
         throwaway workspace: its own workspace, files and state stay as they are. The

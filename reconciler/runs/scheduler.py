@@ -19,7 +19,7 @@ import asyncio
 import dataclasses
 import logging
 import shutil
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 from reconciler._core.errors import DuplicateTaskError, NotFoundError
@@ -255,6 +255,30 @@ class Scheduler:
             return Plan(False, DISABLED_PLAN)
         async with self.queue.exclusive(st):
             return await self.executor.plan(st)
+
+    async def destroy(self, name: str, remove: Callable[[], Awaitable[None]]) -> None:
+        """Destroy what the task built, then `remove` it (its file change), then its
+        workspace and state: under the task's lock throughout, so that no run can build
+        anything again in between. A failed destroy raises and removes nothing."""
+        st = self._live(name)
+        if st.busy:
+            raise TaskBusyError(f"task '{name}' is active and cannot be deleted at this time")
+        directory = self.executor.workspaces.directory_for(st.spec, st.base_dir)
+        async with self.queue.exclusive(st):
+            await self.executor.destroy(st)
+            await remove()
+        if name not in self._tasks or self._tasks[name] is not st:
+            await asyncio.to_thread(shutil.rmtree, directory, True)
+
+    async def plan_destroy(self, name: str) -> Plan:
+        """What destroying the task would remove; changes nothing."""
+        st = self._live(name)
+        if st.busy:
+            raise TaskBusyError(f"task '{name}' is active and cannot be deleted at this time")
+        async with self.queue.exclusive(st):
+            plan = await self.executor.destroy(st, plan_only=True)
+        assert plan is not None
+        return plan
 
     async def inspect_update(self, name: str, new: TaskSpec) -> Plan:
         """Plan the task as the definition `new` would make it, changing nothing."""

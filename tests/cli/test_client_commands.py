@@ -10,6 +10,7 @@ the task file's directory.
 from __future__ import annotations
 
 import difflib
+import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -265,3 +266,24 @@ def test_update_shows_the_plan_then_changes_only_what_differs(daemon: Daemon) ->
     ok(daemon.cli("task", "update", f"-task-file={path}", "-auto-approve"))
     assert "first" not in written.read_text()
     assert daemon.tasks()["updated"]["description"] == ""
+
+
+def test_delete_with_destroy_shows_the_plan_asks_and_destroys(daemon: Daemon) -> None:
+    made = daemon.root / "made-by-cli.txt"
+    path = daemon.task_file(
+        "builder", f"variables = {{ path = {json.dumps(str(made))} }}\n", module="made-file"
+    )
+    ok(daemon.cli("task", "create", f"-task-file={path}", "-auto-approve"))
+    assert made.read_text() == "made"
+
+    declined = ok(daemon.cli("task", "delete", "-destroy", "builder", stdin="no\n"))
+    assert "terraform_data.file will be destroyed" in declined.stdout
+    assert "Do you want to destroy and delete 'builder'?" in declined.stdout
+    assert made.exists() and "builder" in daemon.tasks()
+
+    result = ok(daemon.cli("task", "delete", "-destroy", "-auto-approve", "builder"))
+    assert "==> Task 'builder' destroyed and deleted." in result.stdout
+    assert not made.exists()
+    assert "builder" not in daemon.tasks()
+    assert not (daemon.root / "tasks" / "builder.hcl").exists()
+    wait_for(lambda: not daemon.workspace("builder").exists(), timeout=30, what="the workspace")

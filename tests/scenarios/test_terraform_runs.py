@@ -370,3 +370,48 @@ async def test_patch_of_variables_plans_writes_only_those_bytes_and_applies(repo
             response = await core.client.patch("/v1/tasks/svc", json=bad)
             assert response.status_code == 400, (bad, response.text)
         assert path.read_text() == hand.replace("first.txt", "second.txt")
+
+
+async def test_delete_with_destroy_removes_what_the_task_built_or_nothing(repo: Path) -> None:
+    work = repo / "work"
+    made = repo / "made.txt"
+    async with running_core(
+        repo / "tasks", driver=terraform(), work=work, catalog=StaticCatalog(WEB)
+    ) as core:
+        body = task("maker", "made-file", variables={"path": json.dumps(str(made))})
+        response = await core.post_task(body, run="now")
+        assert response.status_code == 201, response.text
+        assert made.read_text() == "made"
+        task_file = repo / "tasks" / "maker.hcl"
+
+        # The destroy plan first: nothing changes.
+        response = await core.client.delete("/v1/tasks/maker?destroy=true&run=inspect")
+        assert response.status_code == 200, response.text
+        plan = response.json()["inspect"]
+        assert plan["changes_present"] is True
+        assert "terraform_data.file will be destroyed" in plan["plan"]
+        assert made.exists() and task_file.exists() and "maker" in core.registry
+
+        # A destroy that fails keeps everything and answers with Terraform's error.
+        keep = repo / "made.txt.keep"
+        keep.write_text("")
+        message = assert_error(
+            await core.client.delete("/v1/tasks/maker?destroy=true"), 500, "destroy"
+        )
+        assert "nothing was deleted" in message
+        assert made.exists() and task_file.exists() and (work / "maker").is_dir()
+        assert "maker" in core.registry
+
+        keep.unlink()
+        response = await core.client.delete("/v1/tasks/maker?destroy=true")
+        assert response.status_code == 200, response.text
+        assert not made.exists()  # what the task built is gone
+        assert not task_file.exists()
+        assert "maker" not in core.registry
+        await async_wait_for(lambda: not (work / "maker").exists(), what="the workspace to go")
+
+        # Without the flag nothing is destroyed, as before.
+        body = task("keeper", "made-file", variables={"path": json.dumps(str(made))})
+        assert (await core.post_task(body, run="now")).status_code == 201
+        assert (await core.client.delete("/v1/tasks/keeper")).status_code == 202
+        assert made.exists() and (work / "keeper" / "terraform.tfstate").exists()
