@@ -229,7 +229,7 @@ def first_start(root: Path, *, pool: bool, tasks: int) -> dict[str, Any]:
         daemon.stop()
 
 
-def _create_body(name: str) -> dict[str, Any]:
+def create_body(name: str) -> dict[str, Any]:
     return {
         "task": {
             "name": name,
@@ -251,7 +251,7 @@ def storm(root: Path, *, pool: bool, tasks: int) -> dict[str, Any]:
             time.sleep(0.05)
             return
         seconds, (status, answer) = _timed(
-            lambda: daemon.request("POST", "/v1/tasks", _create_body(f"s{len(posts)}"))
+            lambda: daemon.request("POST", "/v1/tasks", create_body(f"s{len(posts)}"))
         )
         if status != 201:
             raise RuntimeError(f"POST during the start-up answered {status}: {answer}")
@@ -308,7 +308,7 @@ def big_start(root: Path, *, tasks: int) -> dict[str, Any]:
             if time.monotonic() >= next_post:
                 next_post = time.monotonic() + 2
                 seconds, (status, answer) = _timed(
-                    lambda: daemon.request("POST", "/v1/tasks", _create_body(f"b{len(posts)}"))
+                    lambda: daemon.request("POST", "/v1/tasks", create_body(f"b{len(posts)}"))
                 )
                 if status != 201:
                     raise RuntimeError(f"POST during the start answered {status}: {answer}")

@@ -20,7 +20,7 @@ from typing import Any
 
 from bench.report import Section, Target, table
 from bench.runner import percentile
-from bench.terraform_daemon import Daemon, until_applied
+from bench.terraform_daemon import Daemon, create_body, until_applied
 from bench.workspace import Workspace
 from reconciler._core.fsutil import atomic_write
 
@@ -43,19 +43,9 @@ class Client:
         self.conn.close()
 
 
-def _create_body(name: str) -> dict[str, Any]:
-    return {
-        "task": {
-            "name": name,
-            "module": "../modules/print-services",
-            "condition": {"services": {"names": ["web"]}},
-        }
-    }
-
-
 def _one(client: Client, phase: str, name: str) -> None:
     if phase == "create":
-        status, answer = client.call("POST", "/v1/tasks", _create_body(name))
+        status, answer = client.call("POST", "/v1/tasks", create_body(name))
         want = 201
     elif phase == "disable":
         status, answer = client.call("PATCH", f"/v1/tasks/{name}", {"enabled": False})

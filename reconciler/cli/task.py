@@ -21,6 +21,7 @@ from reconciler.cli.table import table
 from reconciler.cli.taskfile import TaskFileError, read_task_file
 from reconciler.cli.ui import Ui
 from reconciler.taskfiles.conditions import CONDITION_API_KINDS
+from reconciler.taskfiles.model import TaskSpec
 
 ERR_REQUEST = "Error: unable to create request"
 ERR_CLIENT = "Error: unable to create client"
@@ -88,8 +89,12 @@ def _plan(text: str) -> str:
     return text if text.endswith("\n") or not text else text + "\n"
 
 
-def create(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
-    inv = invocation(CREATE, ui, environ)
+def _with_task_file(
+    command: Command, args: Sequence[str], ui: Ui, environ: Mapping[str, str]
+) -> tuple[Invocation, TaskSpec, dict[str, Any]] | int:
+    """The flags of a command that reads a task file (-task-file, -auto-approve) and the
+    file read: the task and its API body; or the exit code."""
+    inv = invocation(command, ui, environ)
     inv.flags.add("auto-approve", bool, False, AUTO_APPROVE)
     inv.flags.add(
         "task-file", str, "", "[Required] A file containing the hcl or json definition of a task"
@@ -102,13 +107,21 @@ def create(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
         return wrong
     task_file = inv.flags.string("task-file")
     if not task_file:
-        ui.error(ERR_REQUEST, "no task file provided", CREATE.more_help())
+        ui.error(ERR_REQUEST, "no task file provided", command.more_help())
         return EXIT_MISSING_FLAGS
     try:
         spec, body = read_task_file(task_file)
     except TaskFileError as exc:
         ui.error(ERR_REQUEST, *exc.lines)
         return EXIT_ERROR
+    return inv, spec, body
+
+
+def create(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
+    parsed = _with_task_file(CREATE, args, ui, environ)
+    if isinstance(parsed, int):
+        return parsed
+    inv, spec, body = parsed
     name = spec.name
     client = inv.client(ERR_CLIENT)
     if client is None:
@@ -176,26 +189,10 @@ _UPDATED = ("description", "module", "version", "providers", "variables", "condi
 
 
 def update(args: Sequence[str], ui: Ui, environ: Mapping[str, str]) -> int:
-    inv = invocation(UPDATE, ui, environ)
-    inv.flags.add("auto-approve", bool, False, AUTO_APPROVE)
-    inv.flags.add(
-        "task-file", str, "", "[Required] A file containing the hcl or json definition of a task"
-    )
-    rest = inv.parse(args)
-    if isinstance(rest, int):
-        return rest
-    wrong = inv.no_args(rest, "use -task-file=<file>")
-    if wrong is not None:
-        return wrong
-    task_file = inv.flags.string("task-file")
-    if not task_file:
-        ui.error(ERR_REQUEST, "no task file provided", UPDATE.more_help())
-        return EXIT_MISSING_FLAGS
-    try:
-        spec, body = read_task_file(task_file)
-    except TaskFileError as exc:
-        ui.error(ERR_REQUEST, *exc.lines)
-        return EXIT_ERROR
+    parsed = _with_task_file(UPDATE, args, ui, environ)
+    if isinstance(parsed, int):
+        return parsed
+    inv, spec, body = parsed
     name = spec.name
     task = body.get("task")
     sent: dict[str, Any] = task if isinstance(task, dict) else {}

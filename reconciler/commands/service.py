@@ -207,19 +207,35 @@ class TaskCommands:
         task as it would be and changes nothing; run=now writes, then applies."""
         if name not in self.registry:
             raise TaskNotFoundError(name)
+        return await self._change(
+            name,
+            run,
+            lambda: self.writeback.set_enabled(name, enabled, request_id=request_id),
+            # Plans the task as it would be; nothing is written (CTS issue 465).
+            lambda runs: runs.inspect(name, enabled=enabled),
+        )
+
+    async def _change(
+        self,
+        name: str,
+        run: str | None,
+        write: Callable[[], Awaitable[object]],
+        inspect: Callable[[Scheduler], Awaitable[Plan]],
+    ) -> Plan | None:
+        """A change of an existing task: `write` it (run=now: then apply the task), or for
+        run=inspect answer the `inspect` plan and write nothing."""
         if run is None:
             self._allowed()
-            await self.writeback.set_enabled(name, enabled, request_id=request_id)
+            await write()
             return None
         runs = self._scheduler(run)
         try:
             if run == "inspect":
-                # Plans the task as it would be; nothing is written (CTS issue 465).
-                return await runs.inspect(name, enabled=enabled)
+                return await inspect(runs)
             self._allowed()
             if runs.busy(name):
                 raise TaskBusyError(f"task '{name}' is active and cannot be updated at this time")
-            await self.writeback.set_enabled(name, enabled, request_id=request_id)
+            await write()
             event = await runs.run_now(name)
         except TaskNotFoundError:
             raise
@@ -254,27 +270,13 @@ class TaskCommands:
             refusal = self.policy.refusal(new, base_dir)
             if refusal is not None:
                 raise ForbiddenError(refusal)
-        if run is None:
-            self._allowed()
-            await self.writeback.update(name, new, request_id=request_id)
-            return None
-        runs = self._scheduler(run)
-        try:
-            if run == "inspect":
-                # Planned against its current state; nothing is written.
-                return await runs.inspect_update(name, new)
-            self._allowed()
-            if runs.busy(name):
-                raise TaskBusyError(f"task '{name}' is active and cannot be updated at this time")
-            await self.writeback.update(name, new, request_id=request_id)
-            event = await runs.run_now(name)
-        except TaskNotFoundError:
-            raise
-        except NotFoundError:
-            raise TaskNotFoundError(name) from None
-        if event is not None and not event.success:
-            raise RunFailedError(event.error or "the run failed")
-        return None
+        return await self._change(
+            name,
+            run,
+            lambda: self.writeback.update(name, new, request_id=request_id),
+            # Planned against its current state; nothing is written.
+            lambda runs: runs.inspect_update(name, new),
+        )
 
     async def delete(self, name: str, *, request_id: str = "") -> None:
         """Remove the task's block from its file. A task whose run is in progress stays

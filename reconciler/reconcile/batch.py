@@ -64,6 +64,7 @@ class Batcher:
         self._last_end = 0.0  # when it ended (time.monotonic)
         self._filled = asyncio.Event()  # the queue is as long as the last batch was
         self.batches = 0  # batches made, for tests and metrics
+        self.submitted = 0  # changes queued so far, likewise
 
     async def submit(self, check: Check, make: Make, *, deliberate: tuple[str, ...] = ()) -> None:
         """Make the change in the next batch; returns once it is durable and reconciled.
@@ -72,6 +73,7 @@ class Batcher:
         # Its error is read here, or by nobody if the caller went away: never left unread.
         job.done.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._queue.append(job)
+        self.submitted += 1
         if len(self._queue) >= self._last_size:
             self._filled.set()
         if self._worker is None or self._worker.done():

@@ -202,22 +202,17 @@ class WriteBack:
             )
         return loop, rel, entry
 
-    async def set_enabled(self, name: str, enabled: bool, *, request_id: str = "") -> LiveTask:
-        configured = self._configured(name)
-        if configured is not None:
-            await self._override(
-                name, configured, lambda tasks: tasks.set_enabled(name, enabled, request_id)
-            )
-            live = self.registry.get(name)
-            if live is None:
-                raise ConflictError(f"task {name} disappeared during the request")
-            log.info(
-                "task %s %s through the API (%s is unchanged)",
-                name,
-                "enabled" if enabled else "disabled",
-                configured,
-            )
-            return live
+    async def _edit(
+        self,
+        name: str,
+        change: Callable[[bytes, str], bytes | None],
+        *,
+        action: str,
+        request_id: str,
+        deliberate: tuple[str, ...] = (),
+    ) -> str:
+        """Edit the file that defines `name` in the source's next batch: `change(data,
+        display)` gives its new bytes (None: remove the file). Returns the file as shown."""
         loop, rel, entry = self._locate(name)
         term = self.term()
         display = entry.display
@@ -229,17 +224,45 @@ class WriteBack:
             data = loop.source.read(rel)
             if data is None:
                 raise ConflictError(f"file {display} disappeared during the request")
-            new = _edited(display, lambda: edit.set_enabled(data, display, name, enabled))
+            new = _edited(display, lambda: change(data, display))
             if new != data:
-                change = FileChange(rel, new, action="update", task=name, request_id=request_id)
-                self._commit(loop, change, term)
+                self._commit(
+                    loop,
+                    FileChange(rel, new, action=action, task=name, request_id=request_id),
+                    term,
+                )
             return rel
 
-        await self.batcher(loop).submit(check, make)
+        await self.batcher(loop).submit(check, make, deliberate=deliberate)
+        return display
+
+    def _still_live(self, name: str) -> LiveTask:
         live = self.registry.get(name)
         if live is None:
             raise ConflictError(f"task {name} disappeared during the request")
         return live
+
+    async def set_enabled(self, name: str, enabled: bool, *, request_id: str = "") -> LiveTask:
+        configured = self._configured(name)
+        if configured is not None:
+            await self._override(
+                name, configured, lambda tasks: tasks.set_enabled(name, enabled, request_id)
+            )
+            live = self._still_live(name)
+            log.info(
+                "task %s %s through the API (%s is unchanged)",
+                name,
+                "enabled" if enabled else "disabled",
+                configured,
+            )
+            return live
+        await self._edit(
+            name,
+            lambda data, display: edit.set_enabled(data, display, name, enabled),
+            action="update",
+            request_id=request_id,
+        )
+        return self._still_live(name)
 
     async def update(self, name: str, new: TaskSpec, *, request_id: str = "") -> LiveTask:
         """Make the task's definition `new` in its file, changing only the bytes of what
@@ -250,29 +273,14 @@ class WriteBack:
                 f"task {name} is defined in the configuration file {configured}: only "
                 "enabled can be changed through the API there; edit the file instead"
             )
-        loop, rel, entry = self._locate(name)
-        term = self.term()
-        display = entry.display
-
-        def check() -> None:
-            self._located_at(name, loop, rel)
-
-        def make() -> str:
-            data = loop.source.read(rel)
-            if data is None:
-                raise ConflictError(f"file {display} disappeared during the request")
-            edited = _edited(display, lambda: edit.update_task(data, display, name, new))
-            if edited != data:
-                change = FileChange(rel, edited, action="update", task=name, request_id=request_id)
-                self._commit(loop, change, term)
-            return rel
-
-        await self.batcher(loop).submit(check, make)
-        live = self.registry.get(name)
-        if live is None:
-            raise ConflictError(f"task {name} disappeared during the request")
+        display = await self._edit(
+            name,
+            lambda data, display: edit.update_task(data, display, name, new),
+            action="update",
+            request_id=request_id,
+        )
         log.info("updated task %s in %s", name, display)
-        return live
+        return self._still_live(name)
 
     async def delete(self, name: str, *, request_id: str = "") -> None:
         configured = self._configured(name)
@@ -280,21 +288,11 @@ class WriteBack:
             await self._override(name, configured, lambda tasks: tasks.delete(name, request_id))
             log.info("deleted task %s through the API (%s is unchanged)", name, configured)
             return
-        loop, rel, entry = self._locate(name)
-
-        term = self.term()
-
-        def check() -> None:
-            self._located_at(name, loop, rel)
-
-        def make() -> str:
-            data = loop.source.read(rel)
-            if data is None:
-                raise ConflictError(f"file {entry.display} disappeared during the request")
-            new = _edited(entry.display, lambda: edit.remove_task(data, entry.display, name))
-            change = FileChange(rel, new, action="delete", task=name, request_id=request_id)
-            self._commit(loop, change, term)
-            return rel
-
-        await self.batcher(loop).submit(check, make, deliberate=(name,))
-        log.info("deleted task %s from %s", name, entry.display)
+        display = await self._edit(
+            name,
+            lambda data, display: edit.remove_task(data, display, name),
+            action="delete",
+            request_id=request_id,
+            deliberate=(name,),
+        )
+        log.info("deleted task %s from %s", name, display)

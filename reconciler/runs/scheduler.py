@@ -237,6 +237,13 @@ class Scheduler:
             raise NotFoundError(f"a task with the name '{name}' does not exist")
         return st
 
+    def _idle(self, name: str, action: str) -> TaskRuns:
+        """The live task, for a command that needs it idle (nothing running or queued)."""
+        st = self._live(name)
+        if st.busy:
+            raise TaskBusyError(f"task '{name}' is active and cannot be {action} at this time")
+        return st
+
     async def run_now(self, name: str) -> Event | None:
         """Apply the task now, after anything it is already doing; no retry. The event
         is recorded (for a disabled task: a success without running, as CTS)."""
@@ -248,9 +255,7 @@ class Scheduler:
 
     async def inspect(self, name: str, *, enabled: bool | None = None) -> Plan:
         """Plan the task as it is (or as it would be with `enabled`), changing nothing."""
-        st = self._live(name)
-        if st.busy:
-            raise TaskBusyError(f"task '{name}' is active and cannot be updated at this time")
+        st = self._idle(name, "updated")
         if not (st.spec.is_enabled if enabled is None else enabled):
             return Plan(False, DISABLED_PLAN)
         async with self.queue.exclusive(st):
@@ -260,9 +265,7 @@ class Scheduler:
         """Destroy what the task built, then `remove` it (its file change), then its
         workspace and state: under the task's lock throughout, so that no run can build
         anything again in between. A failed destroy raises and removes nothing."""
-        st = self._live(name)
-        if st.busy:
-            raise TaskBusyError(f"task '{name}' is active and cannot be deleted at this time")
+        st = self._idle(name, "deleted")
         directory = self.executor.workspaces.directory_for(st.spec, st.base_dir)
         async with self.queue.exclusive(st):
             await self.executor.destroy(st)
@@ -272,9 +275,7 @@ class Scheduler:
 
     async def plan_destroy(self, name: str) -> Plan:
         """What destroying the task would remove; changes nothing."""
-        st = self._live(name)
-        if st.busy:
-            raise TaskBusyError(f"task '{name}' is active and cannot be deleted at this time")
+        st = self._idle(name, "deleted")
         async with self.queue.exclusive(st):
             plan = await self.executor.destroy(st, plan_only=True)
         assert plan is not None
@@ -282,9 +283,7 @@ class Scheduler:
 
     async def inspect_update(self, name: str, new: TaskSpec) -> Plan:
         """Plan the task as the definition `new` would make it, changing nothing."""
-        st = self._live(name)
-        if st.busy:
-            raise TaskBusyError(f"task '{name}' is active and cannot be updated at this time")
+        st = self._idle(name, "updated")
         async with self.queue.exclusive(st):
             return await self.executor.plan_update(st, new)
 

@@ -78,8 +78,10 @@ async def test_a_failed_change_costs_only_its_own_caller(core: Core) -> None:
 
 async def test_a_caller_that_goes_away_does_not_undo_its_change(core: Core) -> None:
     names = await hand_tasks(core, 3)
+    batcher = core.writeback.batcher(core.loop)
+    before = batcher.submitted
     calls = [asyncio.ensure_future(core.writeback.set_enabled(n, False)) for n in names]
-    await asyncio.sleep(0)  # queued
+    await async_wait_for(lambda: batcher.submitted - before == 3, what="the changes queued")
     calls[1].cancel()
     await asyncio.gather(*calls, return_exceptions=True)
     await async_wait_for(

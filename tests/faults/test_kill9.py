@@ -32,6 +32,8 @@ WRITES = 200
 KILLS = 4
 
 State = bool | None  # enabled, or None: the task does not exist
+# Checks the files, the registry (and the remote) against the model after a restart.
+Check = Callable[[Daemon, dict[str, bool]], None]
 
 
 @dataclass
@@ -69,11 +71,7 @@ def config_text(port: int, source: str) -> str:
     )
 
 
-def drive(
-    daemon: Daemon,
-    rng: random.Random,
-    check: Callable[[Daemon, dict[str, bool]], None],
-) -> Outcome:
+def drive(daemon: Daemon, rng: random.Random, check: Check) -> Outcome:
     """WRITES API writes with KILLS kill -9 at random moments; after each kill, a restart
     and `check` of everything against the model."""
     model: dict[str, bool] = {}
@@ -149,8 +147,9 @@ def registry_equals(daemon: Daemon, expected: dict[str, bool]) -> None:
     wait_for(lambda: daemon.tasks() == expected, timeout=30, what="the registry to be the files")
 
 
-def test_kill9_during_api_writes_directory_source(tmp_path: Path) -> None:
-    rng = random.Random(seed())
+def directory_setup(tmp_path: Path) -> tuple[Path, int, Check]:
+    """A daemon's config over a directory source, its port, and the check of the files
+    and the registry against the model after each restart."""
     tasks = tmp_path / "tasks"
     tasks.mkdir()
     (tmp_path / "m").mkdir()
@@ -166,6 +165,12 @@ def test_kill9_during_api_writes_directory_source(tmp_path: Path) -> None:
         assert files == model
         registry_equals(daemon, model)
 
+    return config, port, check
+
+
+def test_kill9_during_api_writes_directory_source(tmp_path: Path) -> None:
+    rng = random.Random(seed())
+    config, port, check = directory_setup(tmp_path)
     with running(config, port, tmp_path / "daemon.log") as daemon:
         out = drive(daemon, rng, check)
     print(f"directory source: {out}")
@@ -189,8 +194,10 @@ def remote_tasks(remote: Remote, folder: str) -> dict[str, bool]:
     return found
 
 
-def test_kill9_during_api_writes_git_source(tmp_path: Path) -> None:
-    rng = random.Random(seed())
+def git_setup(tmp_path: Path) -> tuple[Path, int, Check, Remote]:
+    """A daemon's config over a git source pushing to a bare remote, its port, the check
+    of the work tree, the remote and the registry against the model after each restart,
+    and the remote."""
     remote = Remote.create(tmp_path, {"m/main.tf": MODULE_TF, "tasks/README.md": "tasks\n"})
     port = free_port()
     config = tmp_path / "config.hcl"
@@ -221,6 +228,12 @@ def test_kill9_during_api_writes_git_source(tmp_path: Path) -> None:
         heads.append(head)
         assert daemon.health()[0] == 200, daemon.health()
 
+    return config, port, check, remote
+
+
+def test_kill9_during_api_writes_git_source(tmp_path: Path) -> None:
+    rng = random.Random(seed())
+    config, port, check, remote = git_setup(tmp_path)
     with running(config, port, tmp_path / "daemon.log") as daemon:
         out = drive(daemon, rng, check)
     print(f"git source: {out}")
@@ -330,9 +343,7 @@ def concurrent_round(
     return acked, cuts
 
 
-def drive_concurrently(
-    daemon: Daemon, rng: random.Random, check: Callable[[Daemon, dict[str, bool]], None]
-) -> tuple[int, int]:
+def drive_concurrently(daemon: Daemon, rng: random.Random, check: Check) -> tuple[int, int]:
     """ROUNDS rounds of concurrent writers ended by kill -9; after each, a restart and
     `check` against the model. Returns (acknowledged, cut off but found applied)."""
     model: dict[str, bool] = {}
@@ -356,20 +367,7 @@ def drive_concurrently(
 
 def test_kill9_during_concurrent_writes_directory_source(tmp_path: Path) -> None:
     rng = random.Random(seed())
-    tasks = tmp_path / "tasks"
-    tasks.mkdir()
-    (tmp_path / "m").mkdir()
-    (tmp_path / "m" / "main.tf").write_text(MODULE_TF)
-    port = free_port()
-    config = tmp_path / "config.hcl"
-    without_consul(tmp_path)
-    config.write_text(config_text(port, 'source "directory" {\n  path = "tasks"\n}\n'))
-
-    def check(daemon: Daemon, model: dict[str, bool]) -> None:
-        assert temp_files(tasks) == []
-        assert task_files(tasks) == model
-        registry_equals(daemon, model)
-
+    config, port, check = directory_setup(tmp_path)
     with running(config, port, tmp_path / "daemon.log") as daemon:
         acked, applied = drive_concurrently(daemon, rng, check)
     print(f"directory source, {CLIENTS} clients: {acked} acknowledged, {applied} cut and applied")
@@ -378,24 +376,7 @@ def test_kill9_during_concurrent_writes_directory_source(tmp_path: Path) -> None
 
 def test_kill9_during_concurrent_writes_git_source(tmp_path: Path) -> None:
     rng = random.Random(seed())
-    remote = Remote.create(tmp_path, {"m/main.tf": MODULE_TF, "tasks/README.md": "tasks\n"})
-    port = free_port()
-    config = tmp_path / "config.hcl"
-    without_consul(tmp_path)
-    config.write_text(
-        config_text(
-            port,
-            f'source "git" {{\n  url = "{remote.url}"\n  path = "tasks"\n  push = true\n}}\n',
-        )
-    )
-    clone = tmp_path / "state" / ".reconciler" / "git" / "git"
-
-    def check(daemon: Daemon, model: dict[str, bool]) -> None:
-        assert temp_files(clone) == []
-        assert task_files(clone / "tasks") == model
-        assert remote_tasks(remote, "tasks") == model
-        registry_equals(daemon, model)
-
+    config, port, check, remote = git_setup(tmp_path)
     with running(config, port, tmp_path / "daemon.log") as daemon:
         acked, applied = drive_concurrently(daemon, rng, check)
     print(f"git source, {CLIENTS} clients: {acked} acknowledged, {applied} cut and applied")
