@@ -280,3 +280,24 @@ def test_commits_keep_the_file_mode_and_odd_paths(tmp_path: Path) -> None:
             assert tree(remote) == {"a.hcl"}
 
     asyncio.run(main())
+
+
+def test_a_file_changed_then_removed_in_one_batch_is_two_commits(tmp_path: Path) -> None:
+    async def main() -> None:
+        remote = Remote.create(tmp_path, tasks("a"))
+        async with git_core(source(remote, tmp_path / "work", push=True), run=False) as core:
+            start = remote.head()
+            # The update's caller hears that the task is gone by the time it is answered.
+            await asyncio.gather(
+                core.writeback.set_enabled("a", False),
+                core.writeback.delete("a"),
+                return_exceptions=True,
+            )
+            first, second = reversed(git(remote.bare, "rev-list", f"{start}..main").split())
+            # The update commit holds the edited file; only the delete commit removes it.
+            shown = git(remote.bare, "show", f"{first}:a.hcl")
+            assert "enabled = false" in shown
+            assert tree(remote) == set()
+            assert git(remote.bare, "log", "-1", "--format=%s", second) == "delete task a"
+
+    asyncio.run(main())

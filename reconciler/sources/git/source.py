@@ -349,9 +349,10 @@ class GitSource:
             # The branch first (a ref is tiny: it is written when the index cannot be).
             if not git.ok("update-ref", self._clone.branch_ref, before):
                 self._clone.dirty = True
-            for path in dict.fromkeys(paths):
+            touched = list(dict.fromkeys(paths))
+            for path in touched:
                 self._undo(git, before, path)
-            what = ", ".join(dict.fromkeys(paths))
+            what = ", ".join(touched)
             if _out_of_space(exc.message, self.clone_dir):
                 raise StorageFullError(
                     f"cannot commit {what}: no space left in {self.clone_dir} "
@@ -364,11 +365,12 @@ class GitSource:
         return list(zip(paths, changes, strict=True))
 
     def _mode(self, path: str) -> str:
-        """The git file mode of a work tree file ("" once removed)."""
+        """The git file mode to commit a work tree file with (a regular file unless it is
+        executable; one that a later change of the batch removed is regular)."""
         try:
             mode = (self.clone_dir / path).lstat().st_mode
         except FileNotFoundError:
-            return ""
+            return "100644"
         return "100755" if mode & stat.S_IXUSR else "100644"
 
     def _write(self, change: FileChange) -> bool:
@@ -479,7 +481,7 @@ def _fast_import_stream(
     ref: str, parent: str, commits: list[tuple[str, FileChange, str]], name: str, email: str
 ) -> bytes:
     """A `git fast-import` stream of one commit per (path, change, mode) on top of
-    `parent`: mode "" removes the path."""
+    `parent`: a change without data removes the path."""
     who = f"{_ident(name)} <{_ident(email)}> {int(time.time())} +0000"
     out: list[bytes] = []
     for i, (path, change, mode) in enumerate(commits):
@@ -488,7 +490,7 @@ def _fast_import_stream(
         out += [b"data %d\n" % len(message), message, b"\n"]
         if i == 0:
             out.append(f"from {parent}\n".encode())
-        if not mode or change.data is None:
+        if change.data is None:
             out.append(b"D " + _quoted(path) + b"\n")
         else:
             out.append(f"M {mode} inline ".encode() + _quoted(path) + b"\n")
