@@ -7,7 +7,6 @@ import errno
 import os
 import secrets
 import stat
-from collections.abc import Iterable
 from pathlib import Path
 
 from reconciler._core.errors import StorageFullError
@@ -21,7 +20,8 @@ def is_storage_full(exc: OSError) -> bool:
     return exc.errno in _NO_SPACE
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make the renames and removals done in a directory durable."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -29,17 +29,11 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def fsync_dirs(directories: Iterable[Path]) -> None:
-    """Make the renames and removals done in these directories durable."""
-    for directory in directories:
-        _fsync_dir(directory)
-
-
 def atomic_write(
     path: Path, data: bytes, *, exclusive: bool = False, mode: int = 0o644, sync_dir: bool = True
 ) -> None:
     """Write `data` to `path` so that readers see either the old or the new content.
-    `sync_dir=False` leaves making the rename durable to the caller (fsync_dirs), for a
+    `sync_dir=False` leaves making the rename durable to the caller (fsync_dir), for a
     batch of writes in one directory.
 
     With `exclusive=True` an existing `path` is never replaced (FileExistsError), even if
@@ -80,7 +74,7 @@ def _write_replace(path: Path, data: bytes, *, exclusive: bool, mode: int, sync_
             os.unlink(tmp)
         raise
     if sync_dir:
-        _fsync_dir(directory)
+        fsync_dir(directory)
 
 
 class OutsideError(OSError):
@@ -145,4 +139,4 @@ def durable_unlink(path: Path, *, sync_dir: bool = True) -> None:
     """Remove a file and make the removal durable (`sync_dir=False`: see atomic_write)."""
     os.unlink(path)
     if sync_dir:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)

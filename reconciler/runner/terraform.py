@@ -226,36 +226,36 @@ class Terraform:
             raise self._failed(workspace, "validate", result, module_step=True)
 
     async def plan(self, workspace: Workspace, *, priority: Priority = Priority.BACKGROUND) -> Plan:
-        result = await self._run(
-            workspace, ["plan", "-input=false", "-no-color", "-detailed-exitcode"], priority
-        )
-        if result.returncode not in (0, 2):
-            raise self._failed(workspace, "plan", result)
-        return Plan(changes_present=result.returncode == 2, text=result.stdout)
+        return await self._plan(workspace, "plan", [], priority)
 
     async def apply(
         self, workspace: Workspace, *, priority: Priority = Priority.BACKGROUND
     ) -> None:
-        result = await self._run(
-            workspace, ["apply", "-input=false", "-no-color", "-auto-approve"], priority
-        )
-        if result.returncode != 0:
-            raise self._failed(workspace, "apply", result)
+        await self._apply(workspace, "apply", priority)
 
     async def plan_destroy(
         self, workspace: Workspace, *, priority: Priority = Priority.BACKGROUND
     ) -> Plan:
-        args = ["plan", "-destroy", "-input=false", "-no-color", "-detailed-exitcode"]
-        result = await self._run(workspace, args, priority)
-        if result.returncode not in (0, 2):
-            raise self._failed(workspace, "plan -destroy", result)
-        return Plan(changes_present=result.returncode == 2, text=result.stdout)
+        return await self._plan(workspace, "plan -destroy", ["-destroy"], priority)
 
     async def destroy(
         self, workspace: Workspace, *, priority: Priority = Priority.BACKGROUND
     ) -> None:
+        await self._apply(workspace, "destroy", priority)
+
+    async def _plan(
+        self, workspace: Workspace, what: str, extra: list[str], priority: Priority
+    ) -> Plan:
+        args = ["plan", *extra, "-input=false", "-no-color", "-detailed-exitcode"]
+        result = await self._run(workspace, args, priority)
+        if result.returncode not in (0, 2):
+            raise self._failed(workspace, what, result)
+        return Plan(changes_present=result.returncode == 2, text=result.stdout)
+
+    async def _apply(self, workspace: Workspace, command: str, priority: Priority) -> None:
+        """`apply` or `destroy`, approved."""
         result = await self._run(
-            workspace, ["destroy", "-input=false", "-no-color", "-auto-approve"], priority
+            workspace, [command, "-input=false", "-no-color", "-auto-approve"], priority
         )
         if result.returncode != 0:
-            raise self._failed(workspace, "destroy", result)
+            raise self._failed(workspace, command, result)

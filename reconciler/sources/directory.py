@@ -30,7 +30,7 @@ from reconciler._core.fsutil import (
     check_inside,
     durable_unlink,
     file_mode_like,
-    fsync_dirs,
+    fsync_dir,
     is_inside_real,
 )
 from reconciler.sources.base import (
@@ -295,7 +295,7 @@ class DirectorySource:
         failed: dict[str, Exception | None] = {}
         for directory, rels in batch.items():
             try:
-                fsync_dirs([directory])
+                fsync_dir(directory)
             except OSError as exc:
                 for rel in rels:
                     failed[rel] = SourceError(
